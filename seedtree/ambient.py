@@ -1,0 +1,132 @@
+"""The ambient stream: the node bound to the running context, and a generator for it.
+
+Integrations bind the node of the work being run (a sample, a task, a worker) with
+``bound(node)``; code deep inside that work calls ``seedtree.rng()`` instead of threading a
+generator through every call. The binding lives in a ``contextvars`` variable, so threads
+and asyncio tasks never see each other's. Outside any binding the ambient node is the root
+given to ``seed_everything`` (one shared generator: NumPy's generators are thread-safe,
+but draws from several threads then depend on scheduling; bind per-thread nodes with
+``seedtree.threads`` when that matters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+
+import numpy as np
+
+from .tree import SeedTree
+
+
+class _Binding:
+    __slots__ = ("node", "gen")
+
+    def __init__(self, node: SeedTree) -> None:
+        self.node = node
+        self.gen: np.random.Generator | None = None
+
+
+_var: ContextVar[_Binding | None] = ContextVar("seedtree_ambient", default=None)
+_default: _Binding | None = None
+
+_UNBOUND = (
+    "no seed tree is bound here: call seedtree.seed_everything(seed) first, or run this "
+    "inside a seedtree integration (DataLoader, joblib, pool, threads)"
+)
+
+
+def _binding() -> _Binding:
+    binding = _var.get()
+    if binding is None:
+        binding = _default
+        if binding is None:
+            raise RuntimeError(_UNBOUND)
+    return binding
+
+
+def current() -> SeedTree:
+    """The node bound to the running context (else the ``seed_everything`` root)."""
+    return _binding().node
+
+
+def rng() -> np.random.Generator:
+    """A NumPy Generator for ``current()``, created on first use in a context and then
+    returned again, so its position carries across calls within that context. It draws
+    exactly what ``current().numpy()`` draws."""
+    binding = _var.get() or _default
+    if binding is None:
+        raise RuntimeError(_UNBOUND)
+    gen = binding.gen
+    if gen is None:
+        gen = binding.gen = binding.node.numpy()
+    return gen
+
+
+def bind(node: SeedTree) -> Token:
+    """Bind ``node`` for the rest of this context (worker initialisers use this); returns
+    the token that ``unbind`` takes to undo it."""
+    if not isinstance(node, SeedTree):
+        raise TypeError(f"bind() takes a SeedTree, got {type(node).__name__}")
+    return _var.set(_Binding(node))
+
+
+def unbind(token: Token) -> None:
+    """Undo a ``bind``."""
+    _var.reset(token)
+
+
+@contextmanager
+def bound(node: SeedTree) -> Iterator[SeedTree]:
+    """``with bound(node):`` makes ``node`` the ambient node inside the block."""
+    token = bind(node)
+    try:
+        yield node
+    finally:
+        _var.reset(token)
+
+
+def set_default(node: SeedTree | None) -> None:
+    """Make ``node`` the ambient node wherever nothing is bound (``seed_everything`` does)."""
+    global _default
+    _default = None if node is None else _Binding(node)
+
+
+def default() -> SeedTree | None:
+    """The ``seed_everything`` root, or None."""
+    return None if _default is None else _default.node
+
+
+def generator_state() -> dict | None:
+    """The ambient generator's node and bit-generator state (None if never drawn from)."""
+    binding = _var.get() or _default
+    if binding is None or binding.gen is None:
+        return None
+    return {"node": binding.node, "state": binding.gen.bit_generator.state}
+
+
+def set_generator_state(saved: dict) -> None:
+    """Restore what ``generator_state`` returned, where ``rng()`` will look for it."""
+    global _default
+    binding = _Binding(saved["node"])
+    binding.gen = saved["node"].numpy()
+    binding.gen.bit_generator.state = saved["state"]
+    if _var.get() is not None:
+        _var.set(binding)
+    else:
+        _default = binding
+
+
+def forget_generator() -> None:
+    """Drop the ambient generator of this context, so the next ``rng()`` starts afresh."""
+    binding = _var.get() or _default
+    if binding is not None:
+        binding.gen = None
+
+
+def reset_context(node: SeedTree) -> None:
+    """Rebind this context to ``node`` if something is bound here (used after fork, so a
+    child does not continue its parent's ambient stream)."""
+    if _var.get() is not None:
+        _var.set(_Binding(node))

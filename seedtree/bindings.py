@@ -1,0 +1,289 @@
+"""The binding registry: one small controller per RNG library.
+
+Each controller knows how to seed its library's global generator from a node (through
+the widest channel the library offers: whole state words, never one small int), and how
+to capture and restore that state as plain values. ``capture``/``restore``/``isolate`` and
+``seed_globals`` just loop over the registry, so supporting another library is adding
+one class and calling ``register``.
+
+Captured states hold only ints, floats, lists, dicts, strings and (for torch) uint8
+tensors: they save with ``torch.save`` and load with ``torch.load(weights_only=True)``,
+and are JSON-serialisable when torch is not in use.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import random
+import sys
+from collections.abc import Iterable
+from contextlib import ContextDecorator
+from typing import Any
+
+import numpy as np
+
+from . import ambient
+from .keys import path_from_json, path_to_json
+from .tree import MT_WORDS, WORDS_NUMPY_GLOBAL, SeedTree
+
+STATE_FORMAT = "seedtree.rng-state/1"
+
+
+class Binding:
+    """Interface of a controller. ``module`` is the library's import name; a controller is
+    used only when that library is importable (and, for per-task seeding, already loaded)."""
+
+    name: str = ""
+    module: str = ""
+
+    def usable(self) -> bool:
+        """Whether the library's global generator exists right now (e.g. a GPU is there)."""
+        return True
+
+    def seed(self, node: SeedTree) -> None:
+        raise NotImplementedError
+
+    def capture(self) -> Any:
+        raise NotImplementedError
+
+    def restore(self, state: Any) -> None:
+        raise NotImplementedError
+
+
+class PythonRandom(Binding):
+    """Python's ``random`` module, seeded with 128 bits of the node."""
+
+    name = "random"
+    module = "random"
+
+    def seed(self, node: SeedTree) -> None:
+        random.seed(node.random_seed())
+
+    def capture(self) -> dict:
+        version, internal, gauss_next = random.getstate()
+        return {"version": version, "internal": list(internal), "gauss_next": gauss_next}
+
+    def restore(self, state: dict) -> None:
+        random.setstate((state["version"], tuple(state["internal"]), state["gauss_next"]))
+
+
+class NumpyGlobal(Binding):
+    """NumPy's legacy global ``RandomState`` (``np.random.rand`` & co.): its whole
+    624-word MT19937 key is written from the node."""
+
+    name = "numpy"
+    module = "numpy"
+
+    def __init__(self) -> None:
+        self._fast: bool | None = None  # decided on first use by a self-check
+
+    def seed(self, node: SeedTree) -> None:
+        key = node.words(WORDS_NUMPY_GLOBAL, MT_WORDS)
+        if self._fast is None:
+            self._fast = self._check_fast_path(key)
+        if self._fast:
+            # set_state copies the key word by word in Python (~35 us); the legacy seed()
+            # resets the cached Gaussian (~2 us) and a memmove then replaces the key.
+            np.random.seed(0)
+            bg = np.random.mtrand._rand._bit_generator
+            address = bg.ctypes.state_address
+            ctypes.memmove(address, key.ctypes.data, 4 * MT_WORDS)
+            ctypes.c_int.from_address(address + 4 * MT_WORDS).value = MT_WORDS
+        else:
+            np.random.set_state(("MT19937", key, MT_WORDS))
+
+    def _check_fast_path(self, key: np.ndarray) -> bool:
+        saved = np.random.get_state()
+        try:
+            np.random.seed(0)
+            bg = np.random.mtrand._rand._bit_generator
+            address = bg.ctypes.state_address
+            ctypes.memmove(address, key.ctypes.data, 4 * MT_WORDS)
+            ctypes.c_int.from_address(address + 4 * MT_WORDS).value = MT_WORDS
+            fast_draw = np.random.random_sample(3)
+            np.random.set_state(("MT19937", key, MT_WORDS))
+            ok = bool(np.array_equal(fast_draw, np.random.random_sample(3)))
+        except Exception:
+            ok = False
+        finally:
+            np.random.set_state(saved)
+        return ok
+
+    def capture(self) -> dict:
+        _, key, pos, has_gauss, gauss = np.random.get_state()
+        return {"key": key.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)}
+
+    def restore(self, state: dict) -> None:
+        key = np.asarray(state["key"], dtype=np.uint32)
+        np.random.set_state(("MT19937", key, state["pos"], state["has_gauss"], state["gauss"]))
+
+
+class TorchCPU(Binding):
+    """torch's default CPU generator: the whole MT19937 state from the node (torch's
+    ``manual_seed`` keeps only 32 bits)."""
+
+    name = "torch"
+    module = "torch"
+
+    def seed(self, node: SeedTree) -> None:
+        torch = sys.modules["torch"]
+        torch.default_generator.set_state(torch.from_numpy(node.torch_cpu_state()))
+
+    def capture(self) -> Any:
+        return sys.modules["torch"].get_rng_state()
+
+    def restore(self, state: Any) -> None:
+        torch = sys.modules["torch"]
+        if not isinstance(state, torch.Tensor):
+            state = torch.tensor(state, dtype=torch.uint8)
+        torch.set_rng_state(state)
+
+
+class TorchCUDA(Binding):
+    """torch's CUDA generators: device d gets its own 64-bit seed ``node.seed_int(64, d)``
+    (``manual_seed_all`` would give every device the same stream)."""
+
+    name = "torch_cuda"
+    module = "torch"
+
+    def usable(self) -> bool:
+        torch = sys.modules.get("torch")
+        return torch is not None and torch.cuda.is_available()
+
+    def seed(self, node: SeedTree) -> None:
+        torch = sys.modules["torch"]
+        seeds = [node.seed_int(64, d) for d in range(torch.cuda.device_count())]
+
+        def seed_devices() -> None:
+            for device, seed in enumerate(seeds):
+                torch.cuda.default_generators[device].manual_seed(seed)
+
+        if torch.cuda.is_initialized():
+            seed_devices()
+        else:
+            # Seeding must not create a CUDA context (that breaks fork-based workers);
+            # torch queues the call until CUDA starts, as its own manual_seed_all does.
+            lazy_call = getattr(torch.cuda, "_lazy_call", None)
+            if lazy_call is not None:
+                lazy_call(seed_devices, seed_all=True)
+            else:
+                seed_devices()
+
+    def capture(self) -> Any:
+        torch = sys.modules["torch"]
+        if not torch.cuda.is_initialized():
+            return None
+        return torch.cuda.get_rng_state_all()
+
+    def restore(self, state: Any) -> None:
+        if state is not None:
+            sys.modules["torch"].cuda.set_rng_state_all(state)
+
+
+_REGISTRY: dict[str, Binding] = {}
+
+
+def register(binding: Binding) -> Binding:
+    """Add (or replace) a controller; returns it, so it can be used as a class decorator's
+    result or kept for later."""
+    if not binding.name or not binding.module:
+        raise ValueError("a Binding needs a non-empty name and module")
+    _REGISTRY[binding.name] = binding
+    return binding
+
+
+def unregister(name: str) -> None:
+    """Remove a controller by name (KeyError if absent)."""
+    del _REGISTRY[name]
+
+
+for _cls in (PythonRandom, NumpyGlobal, TorchCPU, TorchCUDA):
+    register(_cls())
+
+_installed: dict[str, bool] = {}
+
+
+def _installed_module(module: str) -> bool:
+    if module not in _installed:
+        _installed[module] = importlib.util.find_spec(module) is not None
+    return _installed[module]
+
+
+def active(import_missing: bool = False) -> list[Binding]:
+    """The controllers whose library is loaded (or, with ``import_missing``, installed:
+    it is imported then) and usable."""
+    result = []
+    for binding in _REGISTRY.values():
+        if binding.module not in sys.modules:
+            if not (import_missing and _installed_module(binding.module)):
+                continue
+            importlib.import_module(binding.module)
+        if binding.usable():
+            result.append(binding)
+    return result
+
+
+def seed_globals(node: SeedTree, import_missing: bool = False) -> list[str]:
+    """Seed every active library's global generator from ``node``; returns their names.
+
+    Libraries not yet imported are skipped unless ``import_missing`` (importing torch in
+    every task would cost seconds); ``seed_everything`` imports them.
+    """
+    names = []
+    for binding in active(import_missing):
+        binding.seed(node)
+        names.append(binding.name)
+    return names
+
+
+def capture(names: Iterable[str] | None = None) -> dict:
+    """The states of every active library's global generator and of the ambient stream."""
+    state: dict[str, Any] = {"format": STATE_FORMAT}
+    for binding in active():
+        if names is None or binding.name in names:
+            state[binding.name] = binding.capture()
+    if names is None or "ambient" in names:
+        saved = ambient.generator_state()  # None: not drawn from yet, so restore rewinds it
+        if saved is not None:
+            node = saved["node"]
+            saved = {"entropy": str(node.entropy), "path": path_to_json(node.path), "state": saved["state"]}
+        state["ambient"] = saved
+    return state
+
+
+def restore(state: dict) -> None:
+    """Put back what ``capture`` returned. Libraries absent from ``state`` are untouched."""
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ValueError(f"not a seedtree RNG state (expected a dict with format={STATE_FORMAT!r} from capture())")
+    for name, value in state.items():
+        if name in ("format", "ambient"):
+            continue
+        binding = _REGISTRY.get(name)
+        if binding is None:
+            raise ValueError(f"the state holds {name!r}, which no registered binding handles; register it first")
+        if binding.module in sys.modules or importlib.util.find_spec(binding.module):
+            importlib.import_module(binding.module)
+            binding.restore(value)
+    if "ambient" in state:
+        saved = state["ambient"]
+        if saved is None:
+            ambient.forget_generator()
+        else:
+            node = SeedTree(int(saved["entropy"]), path_from_json(saved["path"]))
+            ambient.set_generator_state({"node": node, "state": saved["state"]})
+
+
+class isolate(ContextDecorator):
+    """Capture every RNG state on entry and restore it on exit (also on error); works as
+    ``with seedtree.isolate():`` and as ``@seedtree.isolate()`` (re-entrant)."""
+
+    def __init__(self) -> None:
+        self._saved: list[dict] = []
+
+    def __enter__(self) -> isolate:
+        self._saved.append(capture())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        restore(self._saved.pop())

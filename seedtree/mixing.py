@@ -1,0 +1,157 @@
+"""SeedSequence's hash, re-expressed so it can be applied incrementally and vectorised.
+
+NumPy's ``SeedSequence`` (after M. E. O'Neill's ``seed_seq_fe``) mixes an entropy array
+into a pool of four 32-bit words, then expands the pool into as many output words as a
+bit generator asks for. The mixing consumes the array one word at a time and its hash
+constant advances by a fixed schedule, so the pool after ``entropy + path[:-1]`` plus the
+constant reached there is a complete summary of a parent node: a child needs only its
+own key words mixed in. That is what makes per-child derivation cheap, and what lets
+many children be derived at once as array operations.
+
+Everything here is checked bit for bit against ``numpy.random.SeedSequence`` by the tests.
+The constants are the published ones of ``seed_seq_fe``/NumPy.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+POOL_SIZE = 4
+INIT_A = 0x43B0D7E5
+MULT_A = 0x931E8875
+INIT_B = 0x8B51F9DD
+MULT_B = 0x58F38DED
+MIX_MULT_L = 0xCA01F9DD
+MIX_MULT_R = 0x4973F715
+XSHIFT = 16
+MASK32 = 0xFFFFFFFF
+
+# A mixing state: the four pool words and the hash constant to use next.
+MixState = tuple[tuple[int, int, int, int], int]
+
+
+def int_to_words(value: int) -> tuple[int, ...]:
+    """Split a non-negative int into little-endian 32-bit words, as NumPy does (0 -> (0,))."""
+    if value == 0:
+        return (0,)
+    words = []
+    while value:
+        words.append(value & MASK32)
+        value >>= 32
+    return tuple(words)
+
+
+def _hashmix(value: int, hash_const: int) -> tuple[int, int]:
+    value ^= hash_const
+    hash_const = (hash_const * MULT_A) & MASK32
+    value = (value * hash_const) & MASK32
+    value ^= value >> XSHIFT
+    return value, hash_const
+
+
+def _mix(x: int, y: int) -> int:
+    result = (MIX_MULT_L * x - MIX_MULT_R * y) & MASK32
+    return result ^ (result >> XSHIFT)
+
+
+def initial_state(run_words: tuple[int, ...]) -> MixState:
+    """The mixing state after a root's run entropy (what every node of that root shares)."""
+    hash_const = INIT_A
+    mixer = [0, 0, 0, 0]
+    for i in range(POOL_SIZE):
+        word = run_words[i] if i < len(run_words) else 0
+        mixer[i], hash_const = _hashmix(word, hash_const)
+    for i_src in range(POOL_SIZE):
+        for i_dst in range(POOL_SIZE):
+            if i_src != i_dst:
+                hashed, hash_const = _hashmix(mixer[i_src], hash_const)
+                mixer[i_dst] = _mix(mixer[i_dst], hashed)
+    return absorb(((mixer[0], mixer[1], mixer[2], mixer[3]), hash_const), run_words[POOL_SIZE:])
+
+
+def absorb(state: MixState, words: tuple[int, ...]) -> MixState:
+    """Mix further entropy words (a node's key words) into a state."""
+    (p0, p1, p2, p3), hash_const = state
+    for word in words:
+        h, hash_const = _hashmix(word, hash_const)
+        p0 = _mix(p0, h)
+        h, hash_const = _hashmix(word, hash_const)
+        p1 = _mix(p1, h)
+        h, hash_const = _hashmix(word, hash_const)
+        p2 = _mix(p2, h)
+        h, hash_const = _hashmix(word, hash_const)
+        p3 = _mix(p3, h)
+    return (p0, p1, p2, p3), hash_const
+
+
+def absorb_many(state: MixState, keys: np.ndarray) -> tuple[list[np.ndarray], int]:
+    """Vectorised ``absorb``: one child per row of ``keys`` (shape (n,) or (n, depth), uint32).
+
+    Returns the four pool-word arrays of the children and the (shared) next hash constant.
+    """
+    keys = keys.reshape(len(keys), -1)
+    pool, hash_const = state
+    words: list = [np.uint32(p) for p in pool]
+    tmp = np.empty(len(keys), dtype=np.uint32)
+    for level in range(keys.shape[1]):
+        column = np.ascontiguousarray(keys[:, level])
+        new_words = []
+        for dst in range(POOL_SIZE):
+            xor_const = hash_const
+            hash_const = (hash_const * MULT_A) & MASK32
+            # hashmix(column)
+            np.bitwise_xor(column, np.uint32(xor_const), out=tmp)
+            np.multiply(tmp, np.uint32(hash_const), out=tmp)
+            h = tmp ^ (tmp >> XSHIFT)
+            # mix(pool word, h) = (L*x - R*h) ^ >>16
+            np.multiply(h, np.uint32(MIX_MULT_R), out=h)
+            np.subtract(np.multiply(words[dst], np.uint32(MIX_MULT_L)), h, out=h)
+            h ^= h >> XSHIFT
+            new_words.append(h)
+        words = new_words
+    return words, hash_const
+
+
+@lru_cache(maxsize=64)
+def _expand_constants(start: int, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per output word i: which pool word it reads, the xor constant and the multiplier."""
+    index = np.arange(start, start + count, dtype=np.int64)
+    xor_c = np.empty(count, dtype=np.uint32)
+    mul_c = np.empty(count, dtype=np.uint32)
+    hash_const = (INIT_B * pow(MULT_B, start, 1 << 32)) & MASK32
+    for i in range(count):
+        xor_c[i] = hash_const
+        hash_const = (hash_const * MULT_B) & MASK32
+        mul_c[i] = hash_const
+    for arr in (xor_c, mul_c):
+        arr.setflags(write=False)
+    pick = (index % POOL_SIZE).astype(np.intp)
+    pick.setflags(write=False)
+    return pick, xor_c, mul_c
+
+
+def expand(pool: tuple[int, int, int, int], start: int, count: int) -> np.ndarray:
+    """Output words ``start .. start+count`` of a pool; ``expand(pool, 0, n)`` is
+    ``SeedSequence.generate_state(n)``. Words far apart (offsets below 2**30) use distinct
+    hash constants, so disjoint ranges give unrelated words."""
+    pick, xor_c, mul_c = _expand_constants(start, count)
+    out = np.asarray(pool, dtype=np.uint32)[pick]
+    out ^= xor_c
+    out *= mul_c
+    out ^= out >> XSHIFT
+    return out
+
+
+def expand_many(pools: list[np.ndarray], n_words: int) -> np.ndarray:
+    """Vectorised ``expand(pool, 0, n_words)``: one row per child, shape (n, n_words)."""
+    n = len(pools[0])
+    out = np.empty((n, n_words), dtype=np.uint32)
+    _, xor_c, mul_c = _expand_constants(0, n_words)
+    col = np.empty(n, dtype=np.uint32)
+    for j in range(n_words):
+        np.bitwise_xor(pools[j % POOL_SIZE], xor_c[j], out=col)
+        np.multiply(col, mul_c[j], out=col)
+        out[:, j] = col ^ (col >> XSHIFT)
+    return out
