@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import numbers
-from typing import Union
 
 import numpy as np
 
-Key = Union[int, str, bytes]
+Key = int | str | bytes
 KEY_LIMIT = 1 << 32
 
 

@@ -111,7 +111,7 @@ class Manifest:
     def collect(cls, root: SeedTree, **fields: Any) -> Manifest:
         """A manifest of this process now: ``root``, the recorded streams, the environment."""
         json.dumps(fields)  # user fields must be JSON values; fail here, not at save time
-        created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         return cls(root.root if root.path else root, recorded(), environment(), created, dict(fields))
 
     def to_dict(self) -> dict[str, Any]:
@@ -145,7 +145,9 @@ class Manifest:
         if not isinstance(version, int) or version < 1:
             raise ManifestError(f"{source} has an invalid version {version!r}")
         if version > VERSION:
-            raise ManifestError(f"{source} has version {version}, newer than this seedtree reads ({VERSION}); upgrade seedtree")
+            raise ManifestError(
+                f"{source} has version {version}, newer than this seedtree reads ({VERSION}); upgrade seedtree"
+            )
         try:
             root = SeedTree(_entropy(data["root"]["entropy"]))
             streams = {

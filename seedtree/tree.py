@@ -371,7 +371,7 @@ class SeedTree:
         for lo in range(0, len(keys), chunk):
             part = keys[lo : lo + chunk]
             states = self.states(part, n_words=8)
-            for key, words in zip(part, states):
+            for key, words in zip(part, states, strict=True):
                 node = self / (int(key) if isinstance(key, np.integer) else key)
                 yield np.random.Generator(cls(_NodeSeed(node, words)))
 

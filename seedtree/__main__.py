@@ -1,0 +1,5 @@
+import sys
+
+from seedtree.cli import main
+
+sys.exit(main())
