@@ -1,0 +1,63 @@
+"""Keyed tasks: run ``fn(item)`` with its task node bound, wherever it runs.
+
+This is the one mechanism behind every task integration (joblib, executors, pools,
+Dask): task k gets ``tree / k`` from its position in the input, never from the worker that
+runs it, so results do not depend on the number of workers, the backend or scheduling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+from . import ambient, bindings
+from .tree import SeedTree
+
+Kind = Literal["threads", "processes", "inline", "other"]
+
+_THREAD_ERROR = (
+    "bind_globals=True cannot be used with {what}: threads share the global RNGs of random, "
+    "numpy and torch, so per-task seeding would race and results would depend on scheduling. "
+    "Use seedtree.rng() inside the task (the ambient stream is per-thread and safe), or a "
+    "process backend."
+)
+
+
+def resolve_bind_globals(bind_globals: bool | None, kind: Kind, what: str) -> bool:
+    """The effective ``bind_globals`` for an executor of this kind: default on for
+    processes and inline runs, off otherwise; asking for it on threads is an error."""
+    if bind_globals is None:
+        return kind in ("processes", "inline")
+    if bind_globals and kind == "threads":
+        raise ValueError(_THREAD_ERROR.format(what=what))
+    return bool(bind_globals)
+
+
+def run_keyed(fn: Callable[..., Any], node: SeedTree, args: tuple, kwargs: dict, bind_globals: bool) -> Any:
+    """Call ``fn(*args, **kwargs)`` with ``node`` as the ambient node (and, if
+    ``bind_globals``, the global RNGs of random/numpy/torch seeded from it)."""
+    token = ambient.bind(node)
+    try:
+        if bind_globals:
+            bindings.seed_globals(node)
+        return fn(*args, **kwargs)
+    finally:
+        ambient.unbind(token)
+
+
+class KeyedCall:
+    """A picklable ``fn`` that runs as ``run_keyed(fn, tree / key, ...)``; executors and
+    schedulers that take plain callables (``Executor.submit``, ``client.submit``) use it."""
+
+    __slots__ = ("fn", "node", "bind_globals")
+
+    def __init__(self, fn: Callable[..., Any], node: SeedTree, bind_globals: bool) -> None:
+        self.fn = fn
+        self.node = node
+        self.bind_globals = bind_globals
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return run_keyed(self.fn, self.node, args, kwargs, self.bind_globals)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (KeyedCall, (self.fn, self.node, self.bind_globals))
