@@ -210,13 +210,23 @@ def _installed_module(module: str) -> bool:
     return _installed[module]
 
 
-def active(import_missing: bool = False) -> list[Binding]:
-    """The controllers whose library is loaded (or, with ``import_missing``, installed:
-    it is imported then) and usable."""
+
+def loaded_modules() -> tuple[str, ...]:
+    """The registered libraries this process has imported (what a worker should seed)."""
+    return tuple(sorted({b.module for b in _REGISTRY.values() if b.module in sys.modules}))
+
+
+def active(import_missing: bool | Iterable[str] = False) -> list[Binding]:
+    """The controllers whose library is loaded and usable. ``import_missing=True`` imports
+    every installed registered library first; a list of module names imports just those."""
+    wanted = None if isinstance(import_missing, bool) else set(import_missing)
     result = []
     for binding in _REGISTRY.values():
         if binding.module not in sys.modules:
-            if not (import_missing and _installed_module(binding.module)):
+            if wanted is None:
+                if not (import_missing and _installed_module(binding.module)):
+                    continue
+            elif binding.module not in wanted:
                 continue
             importlib.import_module(binding.module)
         if binding.usable():
@@ -224,11 +234,14 @@ def active(import_missing: bool = False) -> list[Binding]:
     return result
 
 
-def seed_globals(node: SeedTree, import_missing: bool = False) -> list[str]:
+def seed_globals(node: SeedTree, import_missing: bool | Iterable[str] = False) -> list[str]:
     """Seed every active library's global generator from ``node``; returns their names.
 
-    Libraries not yet imported are skipped unless ``import_missing`` (importing torch in
-    every task would cost seconds); ``seed_everything`` imports them.
+    Libraries not yet imported are skipped unless named in ``import_missing`` (or it is
+    True): a worker whose parent uses torch must import and seed it before the task runs,
+    or a task that imports torch itself would get torch's fixed default seed, the same in
+    every worker. Integrations pass the parent's ``loaded_modules()``; ``seed_everything``
+    passes True.
     """
     names = []
     for binding in active(import_missing):

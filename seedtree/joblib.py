@@ -66,9 +66,9 @@ class Parallel:
     def __call__(self, tasks: Iterable[tuple[Callable[..., Any], tuple, dict]]) -> list[Any]:
         kwargs = self.parallel_kwargs
         kind, name = _backend_kind(kwargs.get("backend"), kwargs.get("n_jobs"))
-        bind = resolve_bind_globals(self.bind_globals, kind, f"the joblib backend {name!r}")
+        modules = resolve_bind_globals(self.bind_globals, kind, f"the joblib backend {name!r}")
         keyed = (
-            (run_keyed, (fn, self.tree / k, args, fn_kwargs, bind), {})
+            (run_keyed, (fn, self.tree / k, args, fn_kwargs, modules), {})
             for k, (fn, args, fn_kwargs) in enumerate(tasks)
         )
         # Sequential runs seed the globals of this very process: put them back afterwards.

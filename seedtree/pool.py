@@ -50,14 +50,16 @@ class initializer:
     ) -> None:
         if not isinstance(tree, SeedTree):
             raise TypeError(f"initializer needs a SeedTree, got {type(tree).__name__}")
-        self.tree, self.bind_globals, self.then, self.then_args = tree, bind_globals, then, then_args
+        self.tree, self.then, self.then_args = tree, then, then_args
+        # Made in the parent: seed in each worker what the parent uses (see seed_globals).
+        self.modules = bindings.loaded_modules() if bind_globals else ()
 
     def __call__(self) -> None:
         node = worker_node(self.tree)
         ambient.set_default(node)
         ambient.reset_context(node)
-        if self.bind_globals:
-            bindings.seed_globals(node)
+        if self.modules:
+            bindings.seed_globals(node, self.modules)
         if self.then is not None:
             self.then(*self.then_args)
 
@@ -86,8 +88,8 @@ def keyed_map(
     for every executor, worker count and start method.
     """
     kind, name = _executor_kind(executor)
-    bind = resolve_bind_globals(bind_globals, kind, f"a {name}")
-    calls = [(KeyedCall(fn, tree / k, bind), item) for k, item in enumerate(items)]
+    modules = resolve_bind_globals(bind_globals, kind, f"a {name}")
+    calls = [(KeyedCall(fn, tree / k, modules), item) for k, item in enumerate(items)]
     if isinstance(executor, multiprocessing.pool.Pool):
         return executor.starmap(_apply, calls)
     futures = [executor.submit(call, item) for call, item in calls]

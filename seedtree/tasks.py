@@ -23,23 +23,24 @@ _THREAD_ERROR = (
 )
 
 
-def resolve_bind_globals(bind_globals: bool | None, kind: Kind, what: str) -> bool:
-    """The effective ``bind_globals`` for an executor of this kind: default on for
-    processes and inline runs, off otherwise; asking for it on threads is an error."""
+def resolve_bind_globals(bind_globals: bool | None, kind: Kind, what: str) -> tuple[str, ...]:
+    """Which libraries' globals a task on this kind of executor should seed: by default
+    those this (parent) process has loaded, for processes and inline runs, and none
+    otherwise; asking for them on threads is an error."""
     if bind_globals is None:
-        return kind in ("processes", "inline")
-    if bind_globals and kind == "threads":
+        bind_globals = kind in ("processes", "inline")
+    elif bind_globals and kind == "threads":
         raise ValueError(_THREAD_ERROR.format(what=what))
-    return bool(bind_globals)
+    return bindings.loaded_modules() if bind_globals else ()
 
 
-def run_keyed(fn: Callable[..., Any], node: SeedTree, args: tuple, kwargs: dict, bind_globals: bool) -> Any:
-    """Call ``fn(*args, **kwargs)`` with ``node`` as the ambient node (and, if
-    ``bind_globals``, the global RNGs of random/numpy/torch seeded from it)."""
+def run_keyed(fn: Callable[..., Any], node: SeedTree, args: tuple, kwargs: dict, modules: tuple[str, ...]) -> Any:
+    """Call ``fn(*args, **kwargs)`` with ``node`` as the ambient node, and with the global
+    RNGs of ``modules`` (e.g. ``("numpy", "random", "torch")``) seeded from it."""
     token = ambient.bind(node)
     try:
-        if bind_globals:
-            bindings.seed_globals(node)
+        if modules:
+            bindings.seed_globals(node, modules)
         return fn(*args, **kwargs)
     finally:
         ambient.unbind(token)
@@ -49,15 +50,15 @@ class KeyedCall:
     """A picklable ``fn`` that runs as ``run_keyed(fn, tree / key, ...)``; executors and
     schedulers that take plain callables (``Executor.submit``, ``client.submit``) use it."""
 
-    __slots__ = ("fn", "node", "bind_globals")
+    __slots__ = ("fn", "node", "modules")
 
-    def __init__(self, fn: Callable[..., Any], node: SeedTree, bind_globals: bool) -> None:
+    def __init__(self, fn: Callable[..., Any], node: SeedTree, modules: tuple[str, ...]) -> None:
         self.fn = fn
         self.node = node
-        self.bind_globals = bind_globals
+        self.modules = modules
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return run_keyed(self.fn, self.node, args, kwargs, self.bind_globals)
+        return run_keyed(self.fn, self.node, args, kwargs, self.modules)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (KeyedCall, (self.fn, self.node, self.bind_globals))
+        return (KeyedCall, (self.fn, self.node, self.modules))

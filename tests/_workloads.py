@@ -1,0 +1,49 @@
+"""Picklable workloads shared by the multi-process tests (spawned children import this)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+import seedtree as st
+
+# torch is imported inside the functions that need it, so spawned workers running the
+# torch-free workloads start quickly.
+
+
+class MixedDataset:
+    """Each item mixes every RNG a user's augmentation code might call."""
+
+    def __init__(self, n: int = 37) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        import torch
+
+        values = [float(i), random.random(), float(np.random.rand()), torch.rand(1).item(), st.rng().random()]
+        return torch.tensor(values, dtype=torch.float64)
+
+
+def draw_all(item: int) -> tuple[int, float, float, float, float]:
+    """A task that draws from the ambient stream and from every global RNG."""
+    import torch
+
+    return (item, st.rng().random(), random.random(), float(np.random.random()), torch.rand(1).item())
+
+
+def draw_ambient(item: int) -> tuple[int, float]:
+    return item, float(st.rng().standard_normal())
+
+
+def draw_globals_once(_: int) -> tuple[int, float, float, float]:
+    import os
+    import time
+
+    import torch
+
+    time.sleep(0.05)
+    return os.getpid(), random.random(), float(np.random.random()), torch.rand(1).item()

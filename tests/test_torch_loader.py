@@ -1,0 +1,167 @@
+"""The per-sample DataLoader and the per-worker hook, with real DataLoader workers."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from _workloads import MixedDataset
+from torch.utils.data import DataLoader
+
+import seedtree as st
+from seedtree.torch import SeedTreeSampler, loader, worker_init_fn
+
+TREE = st.SeedTree(2024)
+
+
+def epochs(n_epochs: int = 2, **kwargs) -> list[torch.Tensor]:
+    dl = loader(MixedDataset(), TREE, batch_size=4, **kwargs)
+    return [torch.cat(list(dl)) for _ in range(n_epochs)]
+
+
+@pytest.fixture(scope="module")
+def reference() -> list[torch.Tensor]:
+    return epochs(num_workers=0)
+
+
+@pytest.mark.parametrize("num_workers", [1, 2, 4])
+@pytest.mark.parametrize("persistent", [False, True])
+def test_batches_identical_for_any_worker_layout(reference, num_workers, persistent):
+    got = epochs(num_workers=num_workers, persistent_workers=persistent)
+    for epoch, (a, b) in enumerate(zip(got, reference, strict=True)):
+        assert torch.equal(a, b), f"epoch {epoch} differs with num_workers={num_workers} persistent={persistent}"
+
+
+def test_spawn_workers_identical(reference):
+    got = epochs(1, num_workers=2, multiprocessing_context="spawn")
+    assert torch.equal(got[0], reference[0])
+
+
+def test_epochs_differ_and_every_sample_appears_once(reference):
+    e0, e1 = reference
+    assert not torch.equal(e0, e1)
+    assert sorted(e0[:, 0].tolist()) == list(range(37))
+    assert not torch.equal(e0[:, 0], e1[:, 0]), "the shuffle order must change with the epoch"
+    # all five generators are bound per sample: no value repeats anywhere
+    values = torch.cat([e0[:, 1:], e1[:, 1:]]).flatten().tolist()
+    assert len(set(values)) == len(values)
+
+
+def test_sample_stream_is_the_path(reference):
+    row = reference[1][0]
+    index = int(row[0])
+    node = TREE / 1 / index
+    assert row[4].item() == node.numpy().random()
+    assert row[1].item() == node.random().random()
+
+
+def test_resume_mid_epoch_equals_uninterrupted(reference):
+    dl = loader(MixedDataset(), TREE, batch_size=4, num_workers=2, prefetch_factor=4)
+    it = iter(dl)
+    first = [next(it) for _ in range(3)]
+    state = dl.state_dict()
+    del it
+    assert state["epoch"] == 0 and state["batches_done"] == 3
+    resumed = loader(MixedDataset(), TREE, batch_size=4, num_workers=1)
+    resumed.load_state_dict(state)
+    epoch0 = torch.cat(first + list(resumed))
+    assert torch.equal(epoch0, reference[0])
+    assert torch.equal(torch.cat(list(resumed)), reference[1]), "after the resumed epoch the next one follows"
+
+
+def test_set_epoch_and_state_checks():
+    dl = loader(MixedDataset(), TREE, batch_size=4)
+    dl.set_epoch(1)
+    assert dl.state_dict()["epoch"] == 1
+    with pytest.raises(ValueError, match="batch_size=4"):
+        loader(MixedDataset(), TREE, batch_size=5).load_state_dict(dl.state_dict())
+    with pytest.raises(ValueError, match="entropy"):
+        loader(MixedDataset(), st.SeedTree(1), batch_size=4).load_state_dict(dl.state_dict())
+    with pytest.raises(ValueError, match="non-negative"):
+        dl.set_epoch(-1)
+
+
+def test_ranks_take_disjoint_shards_whose_union_is_the_epoch(reference):
+    shards = [torch.cat(list(loader(MixedDataset(), TREE, batch_size=4, rank=r, world_size=3))) for r in range(3)]
+    seen = [set(s[:, 0].tolist()) for s in shards]
+    assert all(not (seen[i] & seen[j]) for i in range(3) for j in range(i + 1, 3))
+    pooled = torch.cat(shards)
+    ref = reference[0]
+    assert torch.equal(pooled[pooled[:, 0].argsort()], ref[ref[:, 0].argsort()])
+
+
+def test_drop_uneven_gives_equal_shards():
+    lengths = {len(SeedTreeSampler(37, TREE, batch_size=1, rank=r, world_size=4, drop_uneven=True)) for r in range(4)}
+    assert lengths == {9}
+
+
+def test_main_process_globals_untouched_with_num_workers_0():
+    st.seed_everything(11)
+    expected = (random.random(), float(np.random.rand()), torch.rand(1).item())
+    st.seed_everything(11)
+    list(loader(MixedDataset(), TREE, batch_size=4, num_workers=0))
+    assert (random.random(), float(np.random.rand()), torch.rand(1).item()) == expected
+
+
+def test_bad_input():
+    with pytest.raises(TypeError, match="SeedTree"):
+        loader(MixedDataset(), 42)
+    with pytest.raises(TypeError, match="sampler"):
+        loader(MixedDataset(), TREE, sampler=range(3))
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return iter(range(3))
+
+    with pytest.raises(TypeError, match="map-style"):
+        loader(Stream(), TREE)
+    with pytest.raises(ValueError, match="rank"):
+        loader(MixedDataset(), TREE, rank=2, world_size=2)
+
+
+class OwnsGenerator:
+    """A dataset that keeps its own generator and lets seedtree reseed it per worker."""
+
+    def __init__(self) -> None:
+        self.rng = np.random.default_rng(0)  # the same in every worker unless reseeded
+        self.calls: list[int] = []
+
+    def seedtree_reseed(self, node: st.SeedTree) -> None:
+        self.rng = node.numpy()
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, i: int):
+        info = torch.utils.data.get_worker_info()
+        return info.id, self.rng.random(), np.random.random(), random.random(), st.rng().random()
+
+
+def test_worker_hook_distinct_per_worker_and_epoch_and_reproducible():
+    calls = []
+
+    def run():
+        gen = (TREE / "gen").torch()
+        hook = worker_init_fn(TREE, then=calls.append, rank=0)
+        dl = DataLoader(OwnsGenerator(), batch_size=2, num_workers=2, worker_init_fn=hook, generator=gen)
+        return [[tuple(map(float, row)) for b in dl for row in zip(*b, strict=True)] for _ in range(2)]
+
+    first, again = run(), run()
+    assert first == again, "same tree and loader generator: same draws"
+    by_worker_epoch = {}
+    for epoch, rows in enumerate(first):
+        for row in rows:
+            by_worker_epoch.setdefault((epoch, int(row[0])), []).append(row[1:])
+    firsts = [rows[0] for rows in by_worker_epoch.values()]
+    for column in range(4):  # dataset's own rng, numpy global, random, ambient
+        values = [r[column] for r in firsts]
+        assert len(set(values)) == len(values), f"column {column} repeats across workers/epochs"
+
+
+def test_worker_hook_rank_changes_the_path():
+    a = worker_init_fn(TREE, rank=0).node(1, 99)
+    b = worker_init_fn(TREE, rank=1).node(1, 99)
+    assert a != b and a.path[:2] == ("worker", 0)
+    with pytest.raises(TypeError, match="SeedTree"):
+        worker_init_fn(7)
