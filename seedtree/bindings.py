@@ -25,7 +25,7 @@ import numpy as np
 
 from . import ambient
 from .keys import path_from_json, path_to_json
-from .tree import MT_WORDS, WORDS_NUMPY_GLOBAL, SeedTree
+from .tree import MT_WORDS, WORDS_NUMPY_GLOBAL, WORDS_RANDOM, WORDS_TORCH_CPU, SeedTree, torch_cpu_state
 
 STATE_FORMAT = "seedtree.rng-state/1"
 
@@ -36,12 +36,22 @@ class Binding:
 
     name: str = ""
     module: str = ""
+    words: tuple[int, int] | None = None
+    """``(start, count)`` of the node words this binding seeds from, if it seeds from
+    words: ``seed_globals`` then expands one span for all such bindings at once."""
 
     def usable(self) -> bool:
         """Whether the library's global generator exists right now (e.g. a GPU is there)."""
         return True
 
     def seed(self, node: SeedTree) -> None:
+        """Seed the library's global generator from ``node``."""
+        if self.words is None:
+            raise NotImplementedError
+        self.seed_words(node.words(*self.words))
+
+    def seed_words(self, words: np.ndarray) -> None:
+        """Seed from this binding's ``words`` range of a node (for bindings that set ``words``)."""
         raise NotImplementedError
 
     def capture(self) -> Any:
@@ -56,9 +66,10 @@ class PythonRandom(Binding):
 
     name = "random"
     module = "random"
+    words = (WORDS_RANDOM, 4)
 
-    def seed(self, node: SeedTree) -> None:
-        random.seed(node.random_seed())
+    def seed_words(self, words: np.ndarray) -> None:
+        random.seed(int.from_bytes(words.astype("<u4").tobytes(), "little"))
 
     def capture(self) -> dict:
         version, internal, gauss_next = random.getstate()
@@ -74,33 +85,37 @@ class NumpyGlobal(Binding):
 
     name = "numpy"
     module = "numpy"
+    words = (WORDS_NUMPY_GLOBAL, MT_WORDS)
 
     def __init__(self) -> None:
         self._fast: bool | None = None  # decided on first use by a self-check
+        self._key: np.ndarray | None = None  # the legacy generator's key, in place
+        self._pos: ctypes.c_int | None = None
 
-    def seed(self, node: SeedTree) -> None:
-        key = node.words(WORDS_NUMPY_GLOBAL, MT_WORDS)
+    def seed_words(self, key: np.ndarray) -> None:
         if self._fast is None:
             self._fast = self._check_fast_path(key)
         if self._fast:
-            # set_state copies the key word by word in Python (~35 us); the legacy seed()
-            # resets the cached Gaussian (~2 us) and a memmove then replaces the key.
-            np.random.seed(0)
-            bg = np.random.mtrand._rand._bit_generator
-            address = bg.ctypes.state_address
-            ctypes.memmove(address, key.ctypes.data, 4 * MT_WORDS)
-            ctypes.c_int.from_address(address + 4 * MT_WORDS).value = MT_WORDS
+            self._write_key(key)
         else:
             np.random.set_state(("MT19937", key, MT_WORDS))
+
+    def _write_key(self, key: np.ndarray) -> None:
+        # set_state copies the key word by word in Python (~35 us). Instead: the legacy
+        # seed() resets the cached Gaussian (~2 us), then the key is written in place
+        # through the bit generator's documented ctypes state address.
+        np.random.seed(0)
+        if self._key is None:
+            address = np.random.mtrand._rand._bit_generator.ctypes.state_address
+            self._key = np.ctypeslib.as_array((ctypes.c_uint32 * MT_WORDS).from_address(address))
+            self._pos = ctypes.c_int.from_address(address + 4 * MT_WORDS)
+        self._key[:] = key
+        self._pos.value = MT_WORDS
 
     def _check_fast_path(self, key: np.ndarray) -> bool:
         saved = np.random.get_state()
         try:
-            np.random.seed(0)
-            bg = np.random.mtrand._rand._bit_generator
-            address = bg.ctypes.state_address
-            ctypes.memmove(address, key.ctypes.data, 4 * MT_WORDS)
-            ctypes.c_int.from_address(address + 4 * MT_WORDS).value = MT_WORDS
+            self._write_key(key)
             fast_draw = np.random.random_sample(3)
             np.random.set_state(("MT19937", key, MT_WORDS))
             ok = bool(np.array_equal(fast_draw, np.random.random_sample(3)))
@@ -125,10 +140,23 @@ class TorchCPU(Binding):
 
     name = "torch"
     module = "torch"
+    words = (WORDS_TORCH_CPU, MT_WORDS + 2)
 
-    def seed(self, node: SeedTree) -> None:
+    def __init__(self) -> None:
+        # One state image reused for every seeding (set_state copies it), and the tensor
+        # that shares its memory.
+        self._image: np.ndarray | None = None
+        self._tensor: Any = None
+
+    def seed_words(self, words: np.ndarray) -> None:
         torch = sys.modules["torch"]
-        torch.default_generator.set_state(torch.from_numpy(node.torch_cpu_state()))
+        if self._image is None:
+            self._image = torch_cpu_state(words[:MT_WORDS], 0)
+            self._tensor = torch.from_numpy(self._image)
+        image = self._image
+        image[24 : 24 + 8 * MT_WORDS].view("<u8")[:] = words[:MT_WORDS]
+        image[0:8].view("<u8")[0] = int(words[MT_WORDS]) | (int(words[MT_WORDS + 1]) << 32)
+        torch.default_generator.set_state(self._tensor)
 
     def capture(self) -> Any:
         return sys.modules["torch"].get_rng_state()
@@ -147,9 +175,16 @@ class TorchCUDA(Binding):
     name = "torch_cuda"
     module = "torch"
 
+    def __init__(self) -> None:
+        self._available: bool | None = None  # asked once: it does not change in a process
+
     def usable(self) -> bool:
-        torch = sys.modules.get("torch")
-        return torch is not None and torch.cuda.is_available()
+        if self._available is None:
+            torch = sys.modules.get("torch")
+            if torch is None:
+                return False
+            self._available = bool(torch.cuda.is_available())
+        return self._available
 
     def seed(self, node: SeedTree) -> None:
         torch = sys.modules["torch"]
@@ -243,11 +278,24 @@ def seed_globals(node: SeedTree, import_missing: bool | Iterable[str] = False) -
     every worker. Integrations pass the parent's ``loaded_modules()``; ``seed_everything``
     passes True.
     """
-    names = []
-    for binding in active(import_missing):
-        binding.seed(node)
-        names.append(binding.name)
-    return names
+    chosen = active(import_missing)
+    spans = [b.words for b in chosen if b.words is not None]
+    words, start = None, 0
+    if spans:
+        start = min(lo for lo, _ in spans)
+        stop = max(lo + n for lo, n in spans)
+        if stop - start <= _SPAN_LIMIT:
+            words = node.words(start, stop - start)
+    for binding in chosen:
+        if binding.words is not None and words is not None:
+            lo, n = binding.words
+            binding.seed_words(words[lo - start : lo - start + n])
+        else:
+            binding.seed(node)
+    return [b.name for b in chosen]
+
+
+_SPAN_LIMIT = 4096  # most words expanded at once for all word-seeded bindings
 
 
 def capture(names: Iterable[str] | None = None) -> dict:

@@ -47,3 +47,18 @@ def draw_globals_once(_: int) -> tuple[int, float, float, float]:
 
     time.sleep(0.05)
     return os.getpid(), random.random(), float(np.random.random()), torch.rand(1).item()
+
+
+def gloo_rank_epoch(rank: int, world_size: int, init_file: str, out_dir: str, entropy: int) -> None:
+    """One torch.distributed rank: loads an epoch with seedtree's loader, saves what it saw."""
+    import torch
+    import torch.distributed as dist
+
+    from seedtree.torch import loader
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        dl = loader(MixedDataset(), st.SeedTree(entropy), batch_size=4, num_workers=1)  # rank from dist
+        torch.save(torch.cat(list(dl)), f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
