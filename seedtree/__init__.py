@@ -11,6 +11,7 @@ Integrations live in their own modules and import their library lazily:
 
 from __future__ import annotations
 
+from . import handover as _handover  # noqa: F401  (arms `seedtree run --record`'s write-back)
 from .ambient import bound, current, rng
 from .bindings import Binding, capture, isolate, register, restore, seed_globals
 from .manifest import Manifest, ManifestError, record

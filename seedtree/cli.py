@@ -1,29 +1,315 @@
-"""The ``seedtree`` command line (skeleton; subcommands are added by their modules)."""
+"""The ``seedtree`` command line: run, verify, doctor, show, diff, demo (and the battery's
+check and stream, added by ``seedtree.stats.commands``).
+
+Exit statuses: 0 success; 1 a negative verdict (not reproducible, manifests differ, doctor
+probe found duplicated streams); 2 a usage error or unreadable input; 126/127 the command
+cannot be started (like a shell); ``run`` passes the command's own status through. User
+errors print one line on stderr, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import signal
 import sys
+from typing import NoReturn
 
 from . import __version__
 from .stats import commands as stats_commands
 
 
+class UserError(Exception):
+    """A problem with what the user asked for: printed as one line, exit status ``status``."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the command and where to get help."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
+def _entropy(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer (decimal or 0x-hex)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative; root entropy is a non-negative integer")
+    return value
+
+
+def _field(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _command(args: argparse.Namespace) -> list[str]:
+    argv = list(args.cmd)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise UserError(f"seedtree {args.command}: no command given; put it after `--`, e.g. "
+                        f"seedtree {args.command} -- python train.py")
+    return argv
+
+
+def _root(args: argparse.Namespace):
+    from .manifest import Manifest, ManifestError
+    from .tree import SeedTree
+
+    if getattr(args, "manifest", None):
+        try:
+            return Manifest.load(args.manifest).root, False
+        except ManifestError as exc:
+            raise UserError(str(exc)) from None
+    if args.seed is not None:
+        return SeedTree(args.seed), False
+    return SeedTree(), True
+
+
+def _load_manifest(path: str):
+    from .manifest import Manifest, ManifestError
+
+    try:
+        return Manifest.load(path)
+    except ManifestError as exc:
+        raise UserError(str(exc)) from None
+
+
+# -- run ---------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import runner
+
+    argv = _command(args)
+    root, fresh = _root(args)
+    if fresh and args.record is None:
+        print(f"seedtree run: root entropy {root.entropy} (replay with --seed {root.entropy})", file=sys.stderr)
+    try:
+        result = runner.run(argv, root, record=args.record, fields=dict(args.field or []))
+    except runner.CommandNotFound as exc:
+        raise UserError(f"seedtree run: {exc}", exc.status) from None
+    except ValueError as exc:
+        raise UserError(f"seedtree run: {exc}") from None
+    except OSError as exc:
+        raise UserError(f"seedtree run: cannot write the manifest {args.record}: {exc.strerror or exc}", 1) from None
+    if result.returncode < 0:
+        args.die_by_signal = -result.returncode
+        return 128 - result.returncode
+    return result.returncode
+
+
+# -- verify ------------------------------------------------------------------------------
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from . import runner, verify
+
+    argv = _command(args)
+    if args.tries < 2:
+        raise UserError(f"seedtree verify: -n must be at least 2 to compare runs, got {args.tries}")
+    root, _ = _root(args)
+    try:
+        result = verify.verify(
+            argv, outputs=args.output or [], tries=args.tries, root=root,
+            other_root=not args.no_root_check, keep=args.keep, log=lambda line: print(line, file=sys.stderr),
+        )
+    except runner.CommandNotFound as exc:
+        raise UserError(f"seedtree verify: {exc}", exc.status) from None
+    except verify.VerifyError as exc:
+        raise UserError(f"seedtree verify: {exc}") from None
+    print(result.summary())
+    if not result.ok:
+        return 1
+    if args.strict and result.seed_effect is False:
+        return 1
+    return 0
+
+
+# -- doctor ------------------------------------------------------------------------------
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from . import doctor
+
+    report = doctor.diagnose(probe=args.probe)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(doctor.render(report))
+    if report["probe"] is not None and not report["probe"]["ok"]:
+        return 1
+    if args.strict and report["warnings"]:
+        return 1
+    return 0
+
+
+# -- show / diff -------------------------------------------------------------------------
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .show import show
+
+    manifest = _load_manifest(args.manifest)
+    if args.json:
+        print(json.dumps(manifest.to_dict(), indent=2))
+    else:
+        print(show(manifest, args.manifest))
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from .show import diff
+
+    a, b = _load_manifest(args.a), _load_manifest(args.b)
+    significant, volatile = diff(a, b)
+    if significant:
+        print(f"{args.a} and {args.b} differ ({len(significant)}):")
+        print("\n".join(significant))
+    else:
+        print(f"{args.a} and {args.b} match (root, streams, environment, fields)")
+    if volatile:
+        print(f"expected to differ between runs ({len(volatile)}):")
+        print("\n".join(volatile))
+    return 1 if significant else 0
+
+
+# -- demo --------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from . import demo
+
+    try:
+        return demo.main(out=args.out, seed=args.seed)
+    except OSError as exc:
+        raise UserError(f"seedtree demo: cannot write to {args.out}: {exc.strerror or exc}", 1) from None
+
+
+# -- parser ------------------------------------------------------------------------------
+
+_EPILOG_RUN = """\
+examples:
+  seedtree run --seed 42 --record seeds.json -- python train.py --epochs 3
+  seedtree run --manifest seeds.json -- python train.py --epochs 3   # replay that root
+
+The command gets SEEDTREE_ENTROPY (read by seedtree.seed_everything() and
+SeedTree.from_env()) and PYTHONHASHSEED derived from the root, unless you set it.
+Exit status: the command's; killed by a signal, seedtree dies by the same signal."""
+
+_EPILOG_VERIFY = """\
+Each try runs in a fresh temporary folder mirroring the current one with symlinks, except
+the --output paths: they start absent (an output folder starts empty) and their parent
+folders are real, so each try writes its own copy. Outputs are compared by content hash;
+.npy, .npz and .pt files element-wise, naming the first differing element. Without
+--output the command's stdout is compared. A last try with a different root warns when
+nothing changes (the seed is not reaching the code).
+exit status: 0 every try matched; 1 a mismatch or a failed try; 2 usage error."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seedtree", description="Reproducible parallel random streams.")
+    parser = Parser(prog="seedtree", description="Reproducible parallel random streams.")
     parser.add_argument("--version", action="version", version=f"seedtree {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    raw = argparse.RawDescriptionHelpFormatter
+
+    p = sub.add_parser("run", help="run a command with the root handed over; record a manifest",
+                       description="Run CMD with a seed tree root handed over through its environment.",
+                       epilog=_EPILOG_RUN, formatter_class=raw)
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--seed", type=_entropy, metavar="N", help="root entropy (default: fresh OS entropy)")
+    source.add_argument("--manifest", metavar="FILE", help="replay the root recorded in this manifest")
+    p.add_argument("--record", metavar="FILE", help="write the run's manifest (JSON) here")
+    p.add_argument("--field", type=_field, action="append", metavar="KEY=VALUE",
+                   help="extra manifest field (VALUE parsed as JSON when it is JSON); repeatable")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...", help="the command and its arguments")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("verify", help="run a command several times and check its outputs are identical",
+                       description="Run CMD several times with the same root and compare its outputs.",
+                       epilog=_EPILOG_VERIFY, formatter_class=raw)
+    p.add_argument("-n", "--tries", type=int, default=2, metavar="N", help="runs with the same root (default 2)")
+    p.add_argument("--seed", type=_entropy, metavar="N", help="root entropy (default: fresh OS entropy)")
+    p.add_argument("-o", "--output", action="append", metavar="PATH",
+                   help="a file or folder the command writes, relative to the current folder; repeatable")
+    p.add_argument("--no-root-check", action="store_true", help="skip the extra run with a different root")
+    p.add_argument("--strict", action="store_true", help="fail (exit 1) when a different root changes nothing")
+    p.add_argument("--keep", action="store_true", help="keep the tries' folders and print where they are")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...", help="the command and its arguments")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("doctor", help="report what will break reproducibility here",
+                       description="Report the settings of this environment that bear on reproducibility.")
+    p.add_argument("--json", action="store_true", help="machine-readable output (schema: seedtree.doctor v1)")
+    p.add_argument("--probe", action="store_true",
+                   help="also run a small worker pool / DataLoader and audit them for duplicated streams")
+    p.add_argument("--strict", action="store_true", help="exit 1 when there is any warning")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("show", help="print a manifest readably", description="Print a seedtree manifest.")
+    p.add_argument("manifest", metavar="MANIFEST", help="a manifest JSON file")
+    p.add_argument("--json", action="store_true", help="print the validated manifest as JSON")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("diff", help="what differs between two manifests",
+                       description="Compare two manifests (root, streams, versions, flags, fields). "
+                                   "Exit 1 when they differ beyond timestamps.")
+    p.add_argument("a", metavar="A", help="first manifest")
+    p.add_argument("b", metavar="B", help="second manifest")
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("demo", help="show layout invariance end to end; write a manifest and a plot",
+                       description="Build a tree, show bit-identical results across parallel layouts, "
+                                   "check independence, write a manifest and a plot.")
+    p.add_argument("--out", default="seedtree-demo", metavar="DIR", help="folder to write (default ./seedtree-demo)")
+    p.add_argument("--seed", type=_entropy, default=20240607, metavar="N", help="root entropy (default 20240607)")
+    p.set_defaults(func=cmd_demo)
+
     stats_commands.add_parsers(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line. Called with ``argv=None`` (as the ``seedtree`` program), a
+    command that ``run`` started and that was killed by a signal takes this process down
+    with the same signal, as a shell's ``exec`` would; called with a list it returns
+    128 + the signal number instead."""
+    program = argv is None
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if not hasattr(args, "func"):
-        parser.print_help()
-        return 2
-    return int(args.func(args) or 0)
+    try:
+        args = parser.parse_args(argv)
+        if not hasattr(args, "func"):
+            parser.print_help()
+            return 2
+        status = int(args.func(args) or 0)
+    except UserError as exc:
+        print(exc if str(exc).startswith("seedtree") else f"seedtree: {exc}", file=sys.stderr)
+        return exc.status
+    except KeyboardInterrupt:
+        print("seedtree: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `seedtree show x.json | head`: quiet, like other tools
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    sig = getattr(args, "die_by_signal", None)
+    if program and sig:
+        sys.stdout.flush()
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    return status
 
 
 if __name__ == "__main__":

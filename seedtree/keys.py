@@ -46,7 +46,7 @@ def check_key(key: object, position: int) -> Key:
             )
         return key
     if isinstance(key, str):
-        return key
+        return str(key)  # a str subclass (np.str_) becomes a plain str: same key, small pickle
     if isinstance(key, (bytes, bytearray, memoryview)):
         return bytes(key)
     raise TypeError(
@@ -69,7 +69,7 @@ def check_int_keys(keys: object, start_position: int) -> np.ndarray:
     (n, depth). Raises like ``check_key`` for the first bad entry."""
     arr = np.asarray(keys)
     if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
-        if arr.dtype == object or arr.dtype.kind in "USb":
+        if arr.dtype == object or arr.dtype.kind in "US":
             raise TypeError(
                 "vectorised keys must be an integer array; for str keys derive one child "
                 "at a time (tree / name) or map names to ints first"

@@ -30,6 +30,7 @@ VERSION = 1
 
 _ledger: dict[str, SeedTree] = {}
 _ledger_lock = threading.Lock()
+_record_hooks: list[Any] = []  # each called as hook(name, node) after a record(); seedtree.handover adds one
 
 
 class ManifestError(ValueError):
@@ -41,6 +42,8 @@ def record(name: str, node: SeedTree) -> None:
     Recording the same name again with another node keeps the newest."""
     with _ledger_lock:
         _ledger[name] = node
+    for hook in _record_hooks:
+        hook(name, node)
 
 
 def recorded() -> dict[str, SeedTree]:
@@ -110,7 +113,11 @@ class Manifest:
     @classmethod
     def collect(cls, root: SeedTree, **fields: Any) -> Manifest:
         """A manifest of this process now: ``root``, the recorded streams, the environment."""
-        json.dumps(fields)  # user fields must be JSON values; fail here, not at save time
+        for name, value in fields.items():  # user fields must be JSON values; fail here, not at save time
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"manifest field {name!r} is not a JSON value ({exc}); convert it first") from None
         created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         return cls(root.root if root.path else root, recorded(), environment(), created, dict(fields))
 
@@ -142,33 +149,39 @@ class Manifest:
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             raise ManifestError(f"{source} is not a seedtree manifest (no \"schema\": \"{SCHEMA}\")")
         version = data.get("version")
-        if not isinstance(version, int) or version < 1:
-            raise ManifestError(f"{source} has an invalid version {version!r}")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ManifestError(f"{source} has an invalid version {version!r} (expected an int >= 1)")
         if version > VERSION:
             raise ManifestError(
                 f"{source} has version {version}, newer than this seedtree reads ({VERSION}); upgrade seedtree"
             )
-        try:
-            root = SeedTree(_entropy(data["root"]["entropy"]))
-            streams = {
-                str(name): SeedTree(_entropy(entry["entropy"]), path_from_json(entry["path"]))
-                for name, entry in data.get("streams", {}).items()
-            }
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ManifestError(f"{source} has a malformed root or stream entry: {exc}") from None
+        root = _root(data.get("root"), source)
+        raw_streams = data.get("streams", {})
+        if not isinstance(raw_streams, dict):
+            raise ManifestError(f"{source}: 'streams' must be a JSON object mapping names to {{entropy, path}}")
+        streams = {name: _stream(name, entry, source) for name, entry in raw_streams.items()}
         environment = data.get("environment", {})
         fields = data.get("fields", {})
         if not isinstance(environment, dict) or not isinstance(fields, dict):
             raise ManifestError(f"{source}: 'environment' and 'fields' must be JSON objects")
-        return cls(root, streams, environment, str(data.get("created", "")), fields)
+        created = data.get("created", "")
+        if not isinstance(created, str):
+            raise ManifestError(f"{source}: 'created' must be a timestamp string, got {created!r}")
+        return cls(root, streams, environment, created, fields)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Manifest:
         """Read a manifest file; ManifestError if it is missing, not JSON or not valid."""
         try:
-            text = Path(path).read_text()
+            raw = Path(path).read_bytes()
         except OSError as exc:
             raise ManifestError(f"cannot read manifest {path}: {exc.strerror or exc}") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ManifestError(
+                f"{path} is not a seedtree manifest: it is not UTF-8 text (a binary or pickle file?)"
+            ) from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -178,26 +191,81 @@ class Manifest:
             ) from None
         return cls.from_dict(data, source=str(path))
 
-    def log_to_mlflow(self, artifact_file: str = "seedtree-manifest.json") -> None:
+    def log_to_mlflow(self, artifact_file: str = "seedtree-manifest.json") -> str:
         """Log the root, the named streams and the versions as params of the active MLflow
-        run (starting one if none is active) and the manifest as an artifact."""
+        run (starting one if none is active) and the manifest as an artifact; returns the
+        run id.
+
+        Params: ``seedtree.root`` (decimal entropy); ``seedtree.stream.<name>`` whose value is
+        the stream's path as JSON (prefixed ``<entropy>:`` when its root differs), with the
+        characters MLflow refuses in a key replaced by ``_`` (a clash gets ``-2``, ``-3``...;
+        the artifact keeps every name as is); ``seedtree.<library>`` for the versions. Sent in
+        batches of 100, MLflow's limit. A key or value over MLflow's length limits raises
+        ValueError before anything is logged (never truncated). MLflow params cannot change
+        within a run: logging a different manifest into the same run fails with its error.
+        """
+        import re
+
         from ._optional import require
 
         mlflow = require("mlflow", "Manifest.log_to_mlflow()")
         params = {"seedtree.root": str(self.root.entropy)}
         for name, node in self.streams.items():
-            params[f"seedtree.stream.{name}"] = f"{node.entropy}:{node.name}"
-        for key in ("python", "numpy", "torch", "cuda", "cudnn"):
-            if self.environment.get(key) is not None:
-                params[f"seedtree.{key}"] = str(self.environment[key])
-        mlflow.log_params(params)
+            parts = [re.sub(r"[^\w.\- ]", "_", part) for part in name.split("/")]
+            parts = [part if part.strip(".") else part.replace(".", "_") or "_" for part in parts]
+            key = base = "seedtree.stream." + "/".join(parts)
+            n = 1
+            while key in params:
+                n += 1
+                key = f"{base}-{n}"
+            value = json.dumps(path_to_json(node.path))
+            params[key] = value if node.entropy == self.root.entropy else f"{node.entropy}:{value}"
+        for lib in ("python", "numpy", "torch", "cuda", "cudnn", "seedtree"):
+            if self.environment.get(lib) is not None:
+                params[f"seedtree.{lib}"] = str(self.environment[lib])
+        for key, value in params.items():
+            if len(key) > 250 or len(value) > 6000:
+                raise ValueError(
+                    f"MLflow param {key[:60]!r}... is over MLflow's limits (key 250, value 6000 characters); "
+                    "use a shorter stream name (the manifest artifact is not limited)"
+                )
+        items = list(params.items())
+        for start in range(0, len(items), 100):
+            mlflow.log_params(dict(items[start : start + 100]))
         mlflow.log_dict(self.to_dict(), artifact_file)
+        return mlflow.active_run().info.run_id
 
 
 def _entropy(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ValueError(f"entropy must be a decimal string, got {value!r}")
-    entropy = int(value)
-    if entropy < 0:
-        raise ValueError(f"entropy must be non-negative, got {entropy}")
-    return entropy
+    # Written as a decimal string; a plain JSON int is accepted too (hand-written files).
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ValueError(f"entropy must be a non-negative decimal string, got {value!r}")
+
+
+def _root(entry: Any, source: str) -> SeedTree:
+    if not isinstance(entry, dict) or "entropy" not in entry:
+        raise ManifestError(f'{source} has no valid "root" entry (expected {{"entropy": "<decimal string>"}})')
+    try:
+        root = SeedTree(_entropy(entry["entropy"]))
+    except ValueError as exc:
+        raise ManifestError(f"{source}: the root {exc}") from None
+    # Both spellings are written; if they disagree the file was damaged or edited by hand.
+    entropy_hex = entry.get("entropy_hex")
+    if entropy_hex is not None and entropy_hex != hex(root.entropy):
+        raise ManifestError(
+            f"{source}: root entropy {entry['entropy']!r} and entropy_hex {entropy_hex!r} disagree; "
+            "the file is corrupt: restore it or record a new run"
+        )
+    return root
+
+
+def _stream(name: str, entry: Any, source: str) -> SeedTree:
+    if not isinstance(entry, dict) or "entropy" not in entry or "path" not in entry:
+        raise ManifestError(f"{source}: stream {name!r} must be an object with 'entropy' and 'path', got {entry!r}")
+    try:
+        return SeedTree(_entropy(entry["entropy"]), path_from_json(entry["path"]))
+    except (TypeError, ValueError) as exc:
+        raise ManifestError(f"{source}: stream {name!r} is malformed: {exc}") from None

@@ -7,7 +7,8 @@ them. For an all-int path, ``node.seed_sequence()`` equals
 what NumPy's canonical ``Generator(PCG64(SeedSequence(entropy, spawn_key=path)))`` draws.
 
 Word layout. A node's pool expands into a long sequence of 32-bit words
-(``generate_state``); each consumer reads its own far-apart range of it, so the
+(``generate_state``); each consumer reads its own range of it (NumPy's bit generators
+the start, the others from 2**24 on, far past any bit generator's needs), so the
 generators a node makes for different libraries never share seed material:
 
 ==================  ===================  ========================================
@@ -15,9 +16,9 @@ words               used by              how
 ==================  ===================  ========================================
 [0, n)              NumPy bit generators  exactly SeedSequence.generate_state
 [2**24, +4)         ``random``            ``random.seed(128-bit int)``
-[2*2**24, +624)     NumPy's global        whole MT19937 key
-[3*2**24, +624)     torch CPU             whole MT19937 state (not 32-bit manual_seed)
-[4*2**24 + 2d, +2)  torch CUDA device d   64-bit Philox seed (``seed_int(64, d)``)
+[2**24 + 4, +624)   NumPy's global        whole MT19937 key
+[2**24 + 628, +626) torch CPU             whole MT19937 state + 64-bit initial seed
+[2**25 + 2d, +2)    torch CUDA device d   64-bit Philox seed (``seed_int(64, d)``)
 ==================  ===================  ========================================
 """
 
@@ -34,7 +35,7 @@ from numpy.random.bit_generator import ISpawnableSeedSequence
 
 from . import mixing
 from ._optional import require
-from .keys import Key, check_int_keys, check_key, key_words
+from .keys import KEY_LIMIT, Key, check_int_keys, check_key, key_words
 
 if TYPE_CHECKING:
     import random as _random
@@ -43,11 +44,15 @@ if TYPE_CHECKING:
 
     from .manifest import Manifest
 
-WORDS_RANDOM = 1 << 24
-WORDS_NUMPY_GLOBAL = 2 << 24
-WORDS_TORCH_CPU = 3 << 24
-WORDS_CUDA = 4 << 24
 MT_WORDS = 624
+WORD_LIMIT = 1 << 30  # the period of the expansion's hash constants (see ``words``)
+# The global generators' words are contiguous so that binding all three costs one
+# expansion (per-sample seeding is on the hot path of the DataLoader integration).
+WORDS_RANDOM = 1 << 24
+WORDS_NUMPY_GLOBAL = WORDS_RANDOM + 4
+WORDS_TORCH_CPU = WORDS_NUMPY_GLOBAL + MT_WORDS
+WORDS_GLOBALS_END = WORDS_TORCH_CPU + MT_WORDS + 2
+WORDS_CUDA = 2 << 24
 ENV_ENTROPY = "SEEDTREE_ENTROPY"
 
 BIT_GENERATORS = {
@@ -76,19 +81,40 @@ def _bit_generator_class(bit_generator: str | type) -> type:
 class _NodeSeed(ISpawnableSeedSequence):
     """What a bit generator made by seedtree sees as its seed sequence.
 
-    It hands out the same words as the node's SeedSequence would, from precomputed words
-    when it has them (that is what makes a ready Generator cost about a microsecond), and
-    spawns like NumPy's (statefully, from the real SeedSequence).
+    It hands out the same words as the node's SeedSequence would and spawns like NumPy's
+    (statefully, from the real SeedSequence). ``generators`` builds it from a parent and a
+    key plus the precomputed words of the child: the node itself is only made if someone
+    asks for it, and the words are handed over once, uncopied, to the bit generator being
+    built (that is what makes a ready Generator cost about a microsecond).
     """
 
-    __slots__ = ("_node", "_prefix", "_real")
+    __slots__ = ("_node_", "_parent", "_key", "_prefix", "_real")
 
-    def __init__(self, node: SeedTree, prefix: np.ndarray | None = None) -> None:
-        self._node = node
+    def __init__(
+        self, node: SeedTree | None, parent: SeedTree | None = None, key: Any = None, prefix: np.ndarray | None = None
+    ) -> None:
+        # Built once per ready Generator: keep it to the bare assignments.
+        self._node_ = node
+        self._parent = parent
+        self._key = key
         self._prefix = prefix
-        self._real: np.random.SeedSequence | None = None
+
+    @property
+    def _node(self) -> SeedTree:
+        node = self._node_
+        if node is None:
+            key = self._key
+            node = self._node_ = self._parent.child(*key) if isinstance(key, tuple) else self._parent / key
+        return node
 
     def generate_state(self, n_words: int, dtype: Any = np.uint32) -> np.ndarray:
+        prefix = self._prefix
+        if prefix is not None:
+            # Only the first request (the bit generator's constructor) may take the shared
+            # words as they are; anything later gets fresh ones.
+            self._prefix = None
+            if len(prefix) == n_words and (dtype is prefix.dtype.type or np.dtype(dtype) == prefix.dtype):
+                return prefix
         dtype = np.dtype(dtype)
         if dtype == np.uint32:
             count = n_words
@@ -96,11 +122,7 @@ class _NodeSeed(ISpawnableSeedSequence):
             count = 2 * n_words
         else:
             raise ValueError("only support uint32 or uint64")
-        prefix = self._prefix
-        if prefix is not None and count <= len(prefix):
-            words = prefix[:count].copy()
-        else:
-            words = self._node.words(0, count)
+        words = self._node.words(0, count)
         if dtype == np.uint64:
             if _BIG_ENDIAN:
                 words = words.byteswap()
@@ -108,9 +130,11 @@ class _NodeSeed(ISpawnableSeedSequence):
         return words
 
     def _seed_sequence(self) -> np.random.SeedSequence:
-        if self._real is None:
+        try:
+            return self._real
+        except AttributeError:  # made on first use only
             self._real = self._node.seed_sequence()
-        return self._real
+            return self._real
 
     def spawn(self, n_children: int) -> list[np.random.SeedSequence]:
         return self._seed_sequence().spawn(n_children)
@@ -129,8 +153,27 @@ class _NodeSeed(ISpawnableSeedSequence):
 
     pool_size = mixing.POOL_SIZE
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        real = getattr(self, "_real", None)  # keeps a stateful spawn count, as NumPy's pickles do
+        return (_NodeSeed, (self._node,), {"_real": real} if real is not None else None)
+
+    def __setstate__(self, state: dict | None) -> None:
+        if state:
+            self._real = state["_real"]
+
     def __repr__(self) -> str:
         return f"<seed of {self._node!r}>"
+
+
+# The first (and only) generate_state request each bit generator's constructor makes:
+# (count, dtype). ``generators`` derives exactly these words for a whole block at once.
+_SEED_REQUEST: dict[type, tuple[int, type]] = {
+    np.random.PCG64: (4, np.uint64),
+    np.random.PCG64DXSM: (4, np.uint64),
+    np.random.SFC64: (3, np.uint64),
+    np.random.Philox: (2, np.uint64),
+    np.random.MT19937: (MT_WORDS, np.uint32),
+}
 
 
 def torch_cpu_state(words: np.ndarray, initial_seed: int) -> np.ndarray:
@@ -144,6 +187,11 @@ def torch_cpu_state(words: np.ndarray, initial_seed: int) -> np.ndarray:
     image[8:16] = np.frombuffer((1).to_bytes(4, "little") * 2, dtype=np.uint8)  # left, seeded
     image[24 : 24 + 8 * MT_WORDS].view("<u8")[:] = words
     return image
+
+
+def _range_keys(keys: range) -> np.ndarray:
+    """A range of valid keys as a uint32 array."""
+    return np.arange(keys.start, keys.stop, keys.step, dtype=np.int64).astype(np.uint32)
 
 
 class SeedTree:
@@ -275,10 +323,10 @@ class SeedTree:
     def spawn_key(self) -> tuple[int, ...]:
         """The path as SeedSequence spawn-key words (equal to ``path`` for int paths)."""
         if self._spawn_key is None:
-            words: tuple[int, ...] = ()
+            words: list[int] = []
             for key in self._path:
-                words += key_words(key)
-            self._spawn_key = words
+                words.extend(key_words(key))
+            self._spawn_key = tuple(words)
         return self._spawn_key
 
     def __eq__(self, other: object) -> bool:
@@ -300,14 +348,22 @@ class SeedTree:
     # -- derivation ---------------------------------------------------------------------
 
     def _mix_state(self) -> mixing.MixState:
-        if self._state is None:
-            parent = self._parent
-            if parent is not None:
-                self._state = mixing.absorb(parent._mix_state(), key_words(self._path[-1]))
-            else:
-                state = mixing.initial_state(mixing.int_to_words(self._entropy))
-                self._state = mixing.absorb(state, self.spawn_key)
-        return self._state
+        state = self._state
+        if state is not None:
+            return state
+        # Walk up to the nearest ancestor whose state is known (a loop, not recursion: a
+        # path built by ``/`` may be thousands of levels deep), then absorb the keys down.
+        chain = []
+        node = self
+        while node._state is None and node._parent is not None:
+            chain.append(node)
+            node = node._parent
+        if node._state is None:  # made directly from (entropy, path): mix the whole path
+            node._state = mixing.absorb(mixing.initial_state(mixing.int_to_words(node._entropy)), node.spawn_key)
+        state = node._state
+        for child in reversed(chain):
+            state = child._state = mixing.absorb(state, key_words(child._path[-1]))
+        return state
 
     @property
     def pool(self) -> tuple[int, int, int, int]:
@@ -319,7 +375,15 @@ class SeedTree:
         return np.random.SeedSequence(self._entropy, spawn_key=self.spawn_key)
 
     def words(self, start: int, count: int) -> np.ndarray:
-        """``count`` uint32 words of this node's expansion from offset ``start``."""
+        """``count`` uint32 words of this node's expansion from offset ``start``.
+
+        Offsets must stay below 2**30: the expansion's hash constants cycle with that
+        period, so word ``2**30 + i`` would repeat word ``i`` (the NumPy seed words)."""
+        if not 0 <= start <= start + count <= WORD_LIMIT:
+            raise ValueError(
+                f"words({start}, {count}) is outside the node's {WORD_LIMIT} distinct words [0, 2**30); "
+                "offsets and counts must be non-negative and end below 2**30"
+            )
         return mixing.expand(self._mix_state()[0], start, count)
 
     def generate_state(self, n_words: int, dtype: Any = np.uint32) -> np.ndarray:
@@ -329,8 +393,12 @@ class SeedTree:
     def seed_int(self, bits: int = 64, index: int = 0) -> int:
         """The ``index``-th ``bits``-bit int of this node, for APIs that only take an int
         (CUDA device d is seeded with ``seed_int(64, d)``)."""
+        if isinstance(bits, bool) or not isinstance(bits, int) or bits < 1:
+            raise ValueError(f"seed_int needs bits >= 1, got {bits!r}")
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
+            raise ValueError(f"seed_int needs an index >= 0, got {index!r}")
         n = -(-bits // 32)
-        words = self.words(WORDS_CUDA + index * n, n)
+        words = self.words(WORDS_CUDA + int(index) * n, n)
         value = 0
         for i, w in enumerate(words.tolist()):
             value |= w << (32 * i)
@@ -339,41 +407,83 @@ class SeedTree:
     def states(self, keys: Iterable[Key] | np.ndarray, n_words: int = 4) -> np.ndarray:
         """The ``generate_state(n_words)`` words of each child ``self / k``, shape (n, n_words).
 
-        An int array (or range) of keys is derived vectorised, with no per-child Python
-        work; a 2-D array (n, depth) derives ``self / k[0] / k[1] ...`` per row.
+        An int array (or range, or list of ints) of keys is derived vectorised, with no
+        per-child Python work; a 2-D array (n, depth) derives ``self / k[0] / k[1] ...`` per
+        row. Keys are validated like any path key (ints in [0, 2**32), no bools); a list
+        holding str or bytes keys is derived one child at a time.
         """
-        if n_words < 1:
-            raise ValueError(f"n_words must be at least 1, got {n_words}")
-        if isinstance(keys, range):
-            keys = np.arange(keys.start, keys.stop, keys.step, dtype=np.int64)
-        elif not isinstance(keys, np.ndarray):
+        if isinstance(n_words, bool) or not isinstance(n_words, (int, np.integer)) or n_words < 1:
+            raise ValueError(f"n_words must be an int of at least 1, got {n_words!r}")
+        n_words = int(n_words)
+        if not isinstance(keys, (np.ndarray, range)):
             keys = list(keys)
+        arr = self._int_keys(keys)
+        if arr is None:
+            rows = [(self / k).generate_state(n_words) for k in keys]
+            return np.stack(rows) if rows else np.empty((0, n_words), np.uint32)
+        return mixing.derive_states(self._mix_state(), arr, n_words)
+
+    def _int_keys(self, keys: list[Key] | range | np.ndarray) -> np.ndarray | None:
+        """Validated uint32 keys (n,) or (n, depth), or None for a list holding str/bytes keys."""
+        if isinstance(keys, range):
+            return _range_keys(self._checked_range(keys))
+        if isinstance(keys, list):
             if any(not isinstance(k, (int, np.integer)) or isinstance(k, bool) for k in keys):
-                rows = [(self / k).generate_state(n_words) for k in keys]
-                return np.stack(rows) if rows else np.empty((0, n_words), np.uint32)
-        arr = check_int_keys(keys, len(self._path))
-        if len(arr) == 0:
-            return np.empty((0, n_words), dtype=np.uint32)
-        pools, _ = mixing.absorb_many(self._mix_state(), arr)
-        return mixing.expand_many(pools, n_words)
+                for k in keys:
+                    check_key(k, len(self._path))  # bools and floats fail here, with the key named
+                return None
+            for k in keys:  # plain ints: range-check each, so huge ones are named, not coerced
+                if not 0 <= k < KEY_LIMIT:
+                    check_key(k, len(self._path))
+            keys = np.asarray(keys, dtype=np.int64).reshape(len(keys))
+        return check_int_keys(keys, len(self._path))
+
+    def _checked_range(self, keys: range) -> range:
+        if len(keys):
+            low, high = min(keys[0], keys[-1]), max(keys[0], keys[-1])
+            if low < 0 or high >= KEY_LIMIT:
+                check_key(low if low < 0 else high, len(self._path))  # raises with the standard message
+        return keys
 
     def generators(
         self, keys: Iterable[Key] | np.ndarray, bit_generator: str | type = "PCG64", chunk: int = 4096
     ) -> Iterator[np.random.Generator]:
-        """Yield a ready ``numpy.random.Generator`` for each child ``self / k``; each draws
-        exactly what ``(self / k).numpy(bit_generator)`` draws. Keys are derived ``chunk``
-        at a time, so memory stays bounded for any number of keys."""
+        """Yield a ready ``numpy.random.Generator`` for each child ``self / k`` (for a 2-D key
+        array, ``self / k[0] / k[1] ...``); each draws exactly what ``(self / k).numpy(bit_generator)``
+        draws. Keys are validated up front and derived ``chunk`` at a time, so memory stays
+        bounded for any number of keys."""
         cls = _bit_generator_class(bit_generator)
-        if isinstance(keys, range):
-            keys = np.arange(keys.start, keys.stop, keys.step, dtype=np.int64)
+        if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+            raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+        count, dtype = _SEED_REQUEST.get(cls, (4, np.uint64))
+        n_words = count * (2 if dtype is np.uint64 else 1)
+        if isinstance(keys, range):  # checked now, made into arrays a chunk at a time
+            return self._generators(cls, self._checked_range(keys), n_words, dtype, int(chunk))
         if not isinstance(keys, np.ndarray):
             keys = list(keys)
+        arr = self._int_keys(keys)
+        if arr is None:
+            nodes = [self / key for key in keys]
+            return (np.random.Generator(cls(_NodeSeed(node))) for node in nodes)
+        return self._generators(cls, arr, n_words, dtype, int(chunk))
+
+    def _generators(
+        self, cls: type, keys: np.ndarray | range, n_words: int, dtype: type, chunk: int
+    ) -> Iterator[np.random.Generator]:
+        state = self._mix_state()
+        generator = np.random.Generator
         for lo in range(0, len(keys), chunk):
             part = keys[lo : lo + chunk]
-            states = self.states(part, n_words=8)
-            for key, words in zip(part, states, strict=True):
-                node = self / (int(key) if isinstance(key, np.integer) else key)
-                yield np.random.Generator(cls(_NodeSeed(node, words)))
+            if isinstance(part, range):
+                part = _range_keys(part)
+            words = mixing.derive_states(state, part, n_words)
+            if dtype is np.uint64:
+                words = (words.byteswap() if _BIG_ENDIAN else words).view(np.uint64)
+            part_keys = part.tolist()
+            if part.ndim == 2:
+                part_keys = [tuple(k) for k in part_keys]
+            for key, row in zip(part_keys, words, strict=True):
+                yield generator(cls(_NodeSeed(None, self, key, row)))
 
     # -- generators for this node -------------------------------------------------------
 

@@ -1,0 +1,185 @@
+"""Dask: what keyed task streams cost on a real cluster.
+
+10 000 tasks of ~1 ms each on a LocalCluster of 2 worker processes (one thread each),
+side by side in one run, rounds interleaved so that drifting machine load hits every
+variant alike:
+
+- plain:         ``client.map(work, items)``, each task seeding its own generator the usual
+                 way, ``np.random.default_rng(item)``;
+- keyed:         ``seedtree.dask.client_map(client, work, items, tree)``, the task drawing
+                 from ``seedtree.rng()`` (its node ``tree / k``);
+- keyed+globals: the same with ``bind_globals=True`` (random and numpy's global seeded per
+                 task as well).
+
+Target: keyed within 3 % of plain (median wall time of the rounds). The in-process cost of
+one keyed call (no Dask) is measured too, to show where the difference comes from.
+Writes benchmarks/results/dask_overhead.json.
+
+    .venv/bin/python benchmarks/dask_overhead.py [--tasks 10000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+import seedtree as st
+from seedtree.dask import client_map, keyed
+
+RESULTS = Path(__file__).resolve().parent / "results" / "dask_overhead.json"
+TASK_SECONDS = 1e-3
+TARGET = 0.03
+
+
+def _spin(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def work_plain(x: int) -> float:
+    _spin(TASK_SECONDS)
+    return float(np.random.default_rng(x).random())
+
+
+def work_keyed(x: int) -> float:
+    _spin(TASK_SECONDS)
+    return float(st.rng().random())
+
+
+def work_globals(x: int) -> float:
+    _spin(TASK_SECONDS)
+    return float(np.random.random_sample())
+
+
+def in_process_cost(n: int = 20_000) -> dict[str, float]:
+    """Microseconds per call, no Dask: the plain task body vs the keyed wrapper around it."""
+    tree = st.SeedTree(1) / "bench"
+
+    def plain(x: int) -> float:
+        return float(np.random.default_rng(x).random())
+
+    def amb(_: int) -> float:
+        return float(st.rng().random())
+
+    def glob(_: int) -> float:
+        return float(np.random.random_sample())
+
+    variants = {"plain": lambda k: plain(k), "keyed": keyed(amb, tree)}
+    with st.isolate():
+        variants["keyed+globals"] = keyed(glob, tree, bind_globals=True)  # main thread: allowed
+        out = {}
+        for name, call in variants.items():
+            best = float("inf")
+            for _ in range(3):
+                t0 = time.perf_counter()
+                if name == "plain":
+                    for k in range(n):
+                        call(k)
+                else:
+                    for k in range(n):
+                        call(k, k)
+                best = min(best, time.perf_counter() - t0)
+            out[name] = 1e6 * best / n
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+
+    from distributed import Client, LocalCluster, get_task_stream
+
+    tree = st.SeedTree(2024) / "bench"
+    items = list(range(args.tasks))
+    runs = {
+        "plain": lambda c: c.map(work_plain, items, pure=False),
+        "keyed": lambda c: client_map(c, work_keyed, items, tree, pure=False),
+        "keyed+globals": lambda c: client_map(c, work_globals, items, tree, bind_globals=True, pure=False),
+    }
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    compute_us: dict[str, list[float]] = {name: [] for name in runs}
+    with LocalCluster(
+        n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+        worker_dashboard_address=":0",
+    ) as cluster, Client(cluster) as client:
+        client.gather(client.map(work_plain, range(200), pure=False))  # warm up workers and imports
+        reference = None
+        for r in range(args.rounds):
+            order = list(runs) if r % 2 == 0 else list(runs)[::-1]
+            for name in order:
+                with get_task_stream(client) as stream:
+                    t0 = time.perf_counter()
+                    result = client.gather(runs[name](client))
+                    times[name].append(time.perf_counter() - t0)
+                # time spent inside the task on the worker (wrapper included), per task
+                compute_us[name] += [
+                    1e6 * (s["stop"] - s["start"]) for rec in stream.data for s in rec["startstops"]
+                    if s["action"] == "compute"
+                ]
+                if name == "keyed":  # the keyed results are the same every round
+                    assert reference is None or result == reference
+                    reference = result
+                del result
+    micro = in_process_cost()
+
+    median = {name: statistics.median(ts) for name, ts in times.items()}
+    rows = []
+    for name in runs:
+        rows.append({
+            "variant": name,
+            "median_s": median[name],
+            "rounds_s": times[name],
+            "tasks_per_s": args.tasks / median[name],
+            "overhead_vs_plain": median[name] / median["plain"] - 1,
+            "worker_compute_us_per_task": statistics.median(compute_us[name]),
+            "in_process_us_per_task": micro[name],
+        })
+    spread = (max(times["plain"]) - min(times["plain"])) / median["plain"]
+    print(f"Dask LocalCluster: {args.workers} worker processes x 1 thread, {args.tasks} tasks of "
+          f"~{TASK_SECONDS * 1e3:.0f} ms, {args.rounds} interleaved rounds (median wall time)")
+    print(f"{'variant':<15}{'median s':>10}{'tasks/s':>9}{'vs plain':>10}{'worker us/task':>16}{'no-Dask us/task':>17}")
+    for row in rows:
+        print(f"{row['variant']:<15}{row['median_s']:>10.2f}{row['tasks_per_s']:>9.0f}"
+              f"{100 * row['overhead_vs_plain']:>9.1f}%{row['worker_compute_us_per_task']:>16.1f}"
+              f"{row['in_process_us_per_task']:>17.1f}")
+    keyed_overhead = median["keyed"] / median["plain"] - 1
+    per_task = (statistics.median(compute_us["keyed"]) - statistics.median(compute_us["plain"])) * 1e-6
+    share = per_task * args.tasks / args.workers / median["plain"]
+    verdict = "meets" if keyed_overhead <= TARGET else "misses"
+    print(f"keyed overhead {100 * keyed_overhead:+.1f}% of wall time {verdict} the target of <= {100 * TARGET:.0f}% "
+          f"(round-to-round spread of plain itself: {100 * spread:.1f}%); inside the tasks keyed costs "
+          f"{1e6 * per_task:+.1f} us/task = {100 * share:+.2f}% of the wall time")
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "benchmark": "dask_overhead",
+        "tasks": args.tasks,
+        "task_seconds": TASK_SECONDS,
+        "workers": args.workers,
+        "threads_per_worker": 1,
+        "rounds": args.rounds,
+        "target_overhead": TARGET,
+        "keyed_overhead": keyed_overhead,
+        "plain_round_spread": spread,
+        "keyed_in_task_cost_s": per_task,
+        "keyed_in_task_share_of_wall": share,
+        "meets_target": keyed_overhead <= TARGET,
+        "rows": rows,
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+    }, indent=2))
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""``seedtree run``: start a command with the root handed over through its environment.
+
+The command is an argument vector, started with ``subprocess`` and no shell. Its environment
+gets ``SEEDTREE_ENTROPY`` (which ``SeedTree.from_env()`` and ``seed_everything()`` read) and,
+unless the caller's environment already has one, a ``PYTHONHASHSEED`` derived from the root, so
+str/bytes hashing and set order repeat from run to run. SIGTERM, SIGINT and SIGHUP sent to the
+runner are passed on to the command (SIGINT and SIGHUP only when they did not come from the
+terminal, which already sent them to the command); its exit status is returned as is
+(negative: killed by that signal, like ``subprocess``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .handover import ENV_RECORD_DIR, ENV_RECORD_MAIN
+from .handover import SCHEMA as HANDOVER_SCHEMA
+from .keys import path_from_json
+from .manifest import Manifest, environment
+from .tree import ENV_ENTROPY, SeedTree
+
+HASHSEED = "PYTHONHASHSEED"
+FORWARDED = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name))
+
+
+class CommandNotFound(OSError):
+    """The command could not be started; ``status`` is what a shell would exit with
+    (127: not found, 126: found but not executable)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def hash_seed(root: SeedTree) -> int:
+    """The ``PYTHONHASHSEED`` value (in [0, 2**32)) handed to commands run from ``root``."""
+    return (root / "PYTHONHASHSEED").seed_int(32)
+
+
+def child_environment(root: SeedTree, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default: this process's environment) plus the handover variables for
+    ``root``. A ``PYTHONHASHSEED`` already in ``base`` is kept: the user chose it."""
+    env = dict(os.environ if base is None else base)
+    env[ENV_ENTROPY] = str(root.entropy)
+    env.setdefault(HASHSEED, str(hash_seed(root)))
+    env.pop(ENV_RECORD_DIR, None)  # a nested run must not write into the outer run's folder
+    env.pop(ENV_RECORD_MAIN, None)
+    return env
+
+
+def start(argv: Sequence[str], **popen: Any) -> subprocess.Popen:
+    """``subprocess.Popen(argv, **popen)``, with a shell's answer when it cannot start."""
+    if not argv:
+        raise ValueError("no command given: put it after `--`, e.g. seedtree run -- python train.py")
+    try:
+        return subprocess.Popen(list(argv), **popen)
+    except FileNotFoundError:
+        raise CommandNotFound(f"command not found: {argv[0]}", 127) from None
+    except PermissionError:
+        raise CommandNotFound(f"permission denied: {argv[0]} is not executable", 126) from None
+    except OSError as exc:  # e.g. ENOEXEC: a script without a #! line
+        raise CommandNotFound(f"cannot run {argv[0]}: {exc.strerror or exc}", 126) from None
+
+
+def _terminal_delivered(sig: int) -> bool:
+    """Whether a SIGINT (Ctrl-C) or SIGHUP probably came from the terminal, which sends it to
+    the whole foreground process group, the command included: forwarding it would deliver it
+    twice. (So a ``kill -INT`` aimed at seedtree alone while it runs in the foreground of a
+    terminal is not passed on; SIGTERM always is.)"""
+    if sig == signal.SIGTERM:
+        return False
+    for fd in (0, 1, 2):
+        try:
+            if os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+class forwarding:
+    """``with forwarding() as fwd: fwd.attach(proc)``: SIGTERM/SIGINT/SIGHUP received in the
+    block are passed on to the attached process (one received before it is attached is
+    passed on at ``attach``). Handlers are only installed from the main thread, where
+    Python allows it; elsewhere the block just runs."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen | None = None
+        self._pending: list[int] = []
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> forwarding:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in FORWARDED}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def attach(self, proc: subprocess.Popen) -> None:
+        self._proc = proc
+        for sig in self._pending:
+            proc.send_signal(sig)
+        self._pending.clear()
+
+    def _handle(self, sig: int, _frame: object) -> None:
+        if _terminal_delivered(sig):
+            return
+        if self._proc is None:
+            self._pending.append(sig)
+        else:
+            self._proc.send_signal(sig)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What ``run`` did: the command's exit status (negative: the signal that killed it)
+    and the manifest describing the run (saved if ``record`` was given)."""
+
+    returncode: int
+    manifest: Manifest
+
+
+def run(
+    argv: Sequence[str],
+    root: SeedTree,
+    record: str | os.PathLike[str] | None = None,
+    fields: Mapping[str, Any] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> RunResult:
+    """Run ``argv`` with ``root`` handed over; wait, forwarding signals; build the manifest
+    (root, command, exit status, times, environment, the streams the command recorded) and
+    save it to ``record`` when given. Raises ``CommandNotFound`` if it cannot start."""
+    fields = dict(fields or {})
+    if "run" in fields:
+        raise ValueError("the field name 'run' is reserved for what seedtree run records; pick another")
+    json.dumps(fields)
+    env = child_environment(root)
+    handback = tempfile.mkdtemp(prefix="seedtree-run-") if record is not None else None
+    if handback is not None:
+        env[ENV_RECORD_DIR] = handback
+    try:
+        started = time.time()
+        with forwarding() as fwd:
+            proc = start(argv, env=env, cwd=cwd)
+            fwd.attach(proc)
+            returncode = proc.wait()
+        finished = time.time()
+        reports = _read_handback(handback, proc.pid) if handback else []
+    finally:
+        if handback is not None:
+            shutil.rmtree(handback, ignore_errors=True)
+    streams, child_env = _merge(reports, proc.pid)
+    if child_env is None:  # the command did not report: describe what we know it got
+        child_env = environment()
+        child_env[HASHSEED] = env.get(HASHSEED)
+    info = {
+        "command": list(argv),
+        "cwd": str(Path(cwd or os.getcwd()).resolve()),
+        "exit_status": returncode if returncode >= 0 else None,
+        "signal": signal.Signals(-returncode).name if returncode < 0 else None,
+        "started": _iso(started),
+        "finished": _iso(finished),
+        "duration_s": round(finished - started, 3),
+        HASHSEED: env.get(HASHSEED),
+        "hash_seed_from": "user" if HASHSEED in os.environ else "tree",
+        "processes_reported": len(reports),
+    }
+    manifest = dataclasses.replace(
+        Manifest.collect(root, run=info, **fields), streams=streams, environment=child_env
+    )
+    if record is not None:
+        manifest.save(record)
+    return RunResult(returncode, manifest)
+
+
+def _iso(t: float) -> str:
+    return _dt.datetime.fromtimestamp(t, _dt.UTC).isoformat(timespec="milliseconds")
+
+
+def _read_handback(directory: str, main_pid: int) -> list[dict]:
+    reports = []
+    for path in sorted(Path(directory).glob("streams-*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # a process killed mid-write leaves only its .tmp, never half a file
+        if isinstance(data, dict) and data.get("schema") == HANDOVER_SCHEMA:
+            reports.append(data)
+    # The command itself first, then the other processes in the order they started.
+    reports.sort(key=lambda r: (r.get("pid") != main_pid, not r.get("main"), r.get("started", 0), r.get("pid", 0)))
+    return reports
+
+
+def _merge(reports: list[dict], main_pid: int) -> tuple[dict[str, SeedTree], dict | None]:
+    """One stream table from every process's report. A name recorded with different nodes
+    by different processes is kept for the first (the command) and stored again as
+    ``name@pid<N>`` for the others, so nothing recorded is dropped."""
+    streams: dict[str, SeedTree] = {}
+    child_env = None
+    for report in reports:
+        if child_env is None and report.get("main") and isinstance(report.get("environment"), dict):
+            child_env = report["environment"]
+        for name, entry in (report.get("streams") or {}).items():
+            try:
+                node = SeedTree(int(entry["entropy"]), path_from_json(entry["path"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+            if name in streams and streams[name] != node:
+                name = f"{name}@pid{report.get('pid')}"
+            streams.setdefault(name, node)
+    return streams, child_env

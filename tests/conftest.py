@@ -1,0 +1,42 @@
+"""Shared fixtures. Kept opt-in: tests that touch process-wide seedtree state ask for
+``clean_seedtree`` so that they neither see nor leak global RNG states, the ambient
+default, the fork bookkeeping or the manifest ledger."""
+
+from __future__ import annotations
+
+import random
+import sys
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from seedtree import ambient, manifest, seeding
+
+
+@pytest.fixture
+def clean_seedtree() -> Iterator[None]:
+    """Run a test as if seedtree had never been used in this process, then put back the
+    global RNG states and seedtree's module state as they were (saved here by hand, not
+    with ``seedtree.capture``, which is under test)."""
+    py_state = random.getstate()
+    np_state = np.random.get_state()
+    torch = sys.modules.get("torch")
+    torch_state = torch.get_rng_state() if torch is not None else None
+    default = ambient._default
+    fork_state = dict(seeding._fork_state)
+    ledger = manifest.recorded()
+    ambient.set_default(None)
+    seeding._fork_state.update(base=None, count=0)
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        if torch_state is not None:
+            torch.set_rng_state(torch_state)
+        ambient._default = default
+        seeding._fork_state.update(base=fork_state["base"], count=fork_state["count"])
+        with manifest._ledger_lock:
+            manifest._ledger.clear()
+            manifest._ledger.update(ledger)

@@ -1,0 +1,161 @@
+"""The ambient stream: the node bound to the running context and a generator that keeps
+its position there; threads, asyncio tasks and copied contexts each see their own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+
+import numpy as np
+import pytest
+
+import seedtree as st
+from seedtree import ambient
+from seedtree.tree import SeedTree
+
+pytestmark = pytest.mark.usefixtures("clean_seedtree")
+UNBOUND = r"no seed tree is bound here: call seedtree\.seed_everything\(seed\) first"
+
+
+def test_nothing_bound_is_a_clear_error() -> None:
+    with pytest.raises(RuntimeError, match=UNBOUND):
+        st.current()
+    with pytest.raises(RuntimeError, match=UNBOUND):
+        st.rng()
+    assert ambient.default() is None and ambient.generator_state() is None
+
+
+def test_seed_everything_root_is_the_default() -> None:
+    root = st.seed_everything(21)
+    assert st.current() == root and ambient.default() == root
+    assert st.rng().random(3).tolist() == root.numpy().random(3).tolist()
+
+
+def test_rng_keeps_its_position_within_a_context() -> None:
+    node = SeedTree(1) / "x"
+    expected = node.numpy().random(5).tolist()
+    with st.bound(node) as got:
+        assert got is node and st.current() is node
+        assert st.rng() is st.rng()  # one generator per binding
+        assert [st.rng().random() for _ in range(5)] == expected
+
+
+def test_nested_bindings_restore_the_outer_one_and_its_position() -> None:
+    outer, inner = SeedTree(2) / "outer", SeedTree(2) / "inner"
+    o, i = outer.numpy().random(4).tolist(), inner.numpy().random(2).tolist()
+    with st.bound(outer):
+        a = st.rng().random(2).tolist()
+        with st.bound(inner):
+            assert st.current() == inner and st.rng().random(2).tolist() == i
+        assert st.current() == outer
+        assert a + st.rng().random(2).tolist() == o
+    with pytest.raises(RuntimeError, match=UNBOUND):
+        st.current()
+
+
+def test_bind_and_unbind_tokens() -> None:
+    node = SeedTree(3)
+    token = ambient.bind(node)
+    try:
+        assert st.current() == node
+    finally:
+        ambient.unbind(token)
+    with pytest.raises(RuntimeError, match=UNBOUND):
+        st.current()
+    with pytest.raises(TypeError, match="bind\\(\\) takes a SeedTree, got int"):
+        ambient.bind(3)
+    with pytest.raises(TypeError, match="bind\\(\\) takes a SeedTree"), st.bound("root"):
+        pass
+
+
+def _yield_to_others() -> None:
+    # Give other threads a chance to run between draws (the GIL switches on a wait).
+    threading.Event().wait(0)
+
+
+def test_threads_get_their_own_binding() -> None:
+    root = st.seed_everything(4)
+    barrier = threading.Barrier(8)
+    seen: dict[int, tuple] = {}
+
+    def work(t: int) -> None:
+        default_node = st.current()  # a new thread starts unbound: it sees the default root
+        barrier.wait()
+        with st.bound(root / "thread" / t):
+            draws = []
+            for _ in range(50):
+                draws.append(st.rng().integers(0, 2**63))
+                _yield_to_others()
+            seen[t] = (default_node, st.current(), draws)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for t, (default_node, node, draws) in seen.items():
+        assert default_node == root and node == root / "thread" / t
+        assert draws == (root / "thread" / t).numpy().integers(0, 2**63, 50).tolist()
+    assert st.current() == root  # the main thread's binding was never touched
+
+
+def test_asyncio_tasks_get_their_own_binding_and_position() -> None:
+    root = SeedTree(5)
+
+    async def task(k: int) -> list[float]:
+        with st.bound(root / "task" / k):
+            out = []
+            for _ in range(6):
+                out.append(st.rng().random())
+                await asyncio.sleep(0)  # interleave with the other tasks
+            return out
+
+    async def main() -> list[list[float]]:
+        return await asyncio.gather(*(task(k) for k in range(5)))
+
+    results = asyncio.run(main())
+    for k, draws in enumerate(results):
+        assert draws == (root / "task" / k).numpy().random(6).tolist()
+
+
+def test_copied_context_sees_the_binding_and_shares_its_stream() -> None:
+    # A copied context (what asyncio tasks and executors use) sees the same node; with the
+    # same node it continues the same stream rather than replaying it from the start.
+    node = SeedTree(6) / "ctx"
+    expected = node.numpy().random(4).tolist()
+    with st.bound(node):
+        first = st.rng().random(2).tolist()
+        ctx = contextvars.copy_context()
+        second = ctx.run(lambda: (st.current(), st.rng().random(2).tolist()))
+    assert second[0] == node
+    assert first + second[1] == expected
+
+
+def test_seed_everything_again_starts_a_fresh_ambient_stream() -> None:
+    st.seed_everything(7)
+    st.rng().random(10)
+    st.seed_everything(7)
+    assert st.rng().random() == SeedTree(7).numpy().random()
+
+
+def test_generator_state_round_trip() -> None:
+    node = SeedTree(8) / 1
+    with st.bound(node):
+        assert ambient.generator_state() is None
+        st.rng().random(3)
+        saved = ambient.generator_state()
+        assert saved["node"] == node and saved["state"]["bit_generator"] == "PCG64"
+        expected = st.rng().random(2).tolist()
+        ambient.set_generator_state(saved)
+        assert st.rng().random(2).tolist() == expected
+        ambient.forget_generator()
+        assert st.rng().random() == node.numpy().random()
+
+
+def test_rng_draws_equal_numpy_from_the_node() -> None:
+    node = SeedTree(2**80) / 3 / 4
+    with st.bound(node):
+        draws = st.rng().standard_normal(4).tolist()
+    theirs = np.random.default_rng(np.random.SeedSequence(2**80, spawn_key=(3, 4))).standard_normal(4).tolist()
+    assert draws == theirs

@@ -1,0 +1,347 @@
+"""The binding registry: full-width seeding of each library, capture/restore of each
+library's global generator and of the ambient stream, isolate(), saving states."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import seedtree as st
+from seedtree import bindings
+from seedtree.tree import MT_WORDS, WORDS_NUMPY_GLOBAL, WORDS_TORCH_CPU, SeedTree
+
+pytestmark = pytest.mark.usefixtures("clean_seedtree")
+ROOT = Path(__file__).resolve().parents[1]
+NO_GPU = "no CUDA device on this machine (torch.cuda.is_available() is False)"
+
+
+def _draw_all() -> tuple:
+    """One draw from every global generator and from the ambient stream."""
+    return (
+        random.random(),
+        random.gauss(0, 1),
+        np.random.random_sample(),
+        np.random.standard_normal(),
+        torch.rand(2).tolist(),
+        torch.randn(2).tolist(),
+        st.rng().integers(0, 2**63),
+    )
+
+
+# -- seeding through the widest channel ---------------------------------------------------
+
+
+def test_seed_globals_writes_each_librarys_whole_state() -> None:
+    node = SeedTree(31) / "g"
+    np.random.standard_normal()  # leave a cached Gaussian behind: seeding must drop it
+    random.gauss(0, 1)
+    names = st.seed_globals(node)
+    assert names[:3] == ["random", "numpy", "torch"]
+    assert ("torch_cuda" in names) == torch.cuda.is_available()
+
+    assert random.getstate() == random.Random(node.random_seed()).getstate()
+
+    _, key, pos, has_gauss, gauss = np.random.get_state()
+    np.testing.assert_array_equal(key, node.words(WORDS_NUMPY_GLOBAL, MT_WORDS))
+    assert (pos, has_gauss, gauss) == (MT_WORDS, 0, 0.0)
+    ref = np.random.RandomState()
+    ref.set_state(("MT19937", node.words(WORDS_NUMPY_GLOBAL, MT_WORDS), MT_WORDS))
+    assert np.random.standard_normal(3).tolist() == ref.standard_normal(3).tolist()
+
+    image = torch.get_rng_state().numpy()
+    np.testing.assert_array_equal(image[24 : 24 + 8 * MT_WORDS].view("<u8"), node.words(WORDS_TORCH_CPU, MT_WORDS))
+    assert torch.equal(torch.get_rng_state(), node.torch().get_state())  # the same whole image, seed included
+    assert torch.initial_seed() == node.torch().initial_seed()
+    assert torch.rand(3).tolist() == torch.rand(3, generator=node.torch()).tolist()
+
+
+def test_numpy_global_fast_path_equals_set_state() -> None:
+    # The controller writes the key with memmove when its self-check passes; compare it with
+    # the slow, public set_state for many nodes, with and without a pending Gaussian.
+    controller = bindings.NumpyGlobal()
+    for i in range(20):
+        node = SeedTree(i) / "np"
+        if i % 2:
+            np.random.standard_normal()
+        controller.seed(node)
+        fast = np.random.random_sample(5).tolist() + np.random.standard_normal(3).tolist()
+        np.random.set_state(("MT19937", node.words(WORDS_NUMPY_GLOBAL, MT_WORDS), MT_WORDS))
+        slow = np.random.random_sample(5).tolist() + np.random.standard_normal(3).tolist()
+        assert fast == slow
+    assert controller._fast is not None
+
+
+def test_libraries_get_distinct_streams() -> None:
+    st.seed_globals(SeedTree(8))
+    a = random.getrandbits(32), int(np.random.randint(0, 2**32, dtype=np.uint64)), int(torch.randint(0, 2**32, (1,)))
+    assert len(set(a)) == 3
+    st.seed_globals(SeedTree(8) / 0)
+    assert (random.getrandbits(32), int(np.random.randint(0, 2**32, dtype=np.uint64))) != a[:2]
+
+
+# -- capture and restore -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("library", ["random", "numpy", "torch", "ambient"])
+def test_capture_restore_each_library(library: str) -> None:
+    st.seed_everything(5)
+    st.rng().random()  # the ambient generator exists and has moved
+    np.random.standard_normal()  # numpy: a cached Gaussian is pending
+    random.gauss(0, 1)  # random: so is python's
+    torch.randn(1)
+    state = st.capture([library])
+    assert set(state) == {"format", library}
+    first = _draw_all()
+    st.restore(state)
+    again = _draw_all()
+    index = {"random": [0, 1], "numpy": [2, 3], "torch": [4, 5], "ambient": [6]}[library]
+    for i in range(7):
+        if i in index:
+            assert again[i] == first[i], f"{library} was not restored (draw {i})"
+        else:
+            assert again[i] != first[i], f"restoring {library} touched draw {i}"
+
+
+def test_numpy_pending_gaussian_survives_capture() -> None:
+    st.seed_everything(6)
+    np.random.standard_normal()  # Box-Muller makes two normals; one is now cached
+    state = st.capture()
+    assert state["numpy"]["has_gauss"] == 1 and state["numpy"]["gauss"] != 0.0
+    expected = np.random.standard_normal(3).tolist()
+    st.restore(state)
+    assert np.random.standard_normal(3).tolist() == expected
+
+
+def test_restore_everything_at_once() -> None:
+    st.seed_everything(7)
+    _draw_all()
+    state = st.capture()
+    assert {"format", "random", "numpy", "torch", "ambient"} <= set(state)
+    first = _draw_all()
+    _draw_all()
+    st.restore(state)
+    assert _draw_all() == first
+
+
+def test_ambient_capture_before_any_draw_rewinds() -> None:
+    root = st.seed_everything(9)
+    state = st.capture(["ambient"])
+    assert state["ambient"] is None  # nothing drawn yet
+    first = st.rng().random(3).tolist()
+    st.restore(state)
+    assert st.rng().random(3).tolist() == first == root.numpy().random(3).tolist()
+
+
+def test_ambient_state_follows_the_bound_node() -> None:
+    st.seed_everything(10)
+    node = SeedTree(10) / "task" / 3
+    with st.bound(node):
+        st.rng().random(4)
+        state = st.capture(["ambient"])
+        assert state["ambient"]["path"] == ["task", 3] and state["ambient"]["entropy"] == "10"
+        expected = st.rng().random(3).tolist()
+        st.restore(state)
+        assert st.rng().random(3).tolist() == expected
+        assert st.current() == node
+    assert st.current() == SeedTree(10)
+
+
+def test_state_saves_with_torch_save_and_weights_only_load(tmp_path: Path) -> None:
+    st.seed_everything(2**100 + 11)  # big entropy: ints beyond 64 bits in the state
+    st.rng().random()
+    np.random.standard_normal()
+    state = st.capture()
+    torch.save(state, tmp_path / "rng.pt")
+    loaded = torch.load(tmp_path / "rng.pt", weights_only=True)
+    expected = _draw_all()
+    st.restore(loaded)
+    assert _draw_all() == expected
+
+
+def _json_types_only(value: object) -> bool:
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_types_only(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_json_types_only(v) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def test_state_without_torch_is_plain_json() -> None:
+    st.seed_everything(12)
+    st.rng().random()
+    np.random.standard_normal()
+    random.gauss(0, 1)
+    state = st.capture(["random", "numpy", "ambient"])
+    assert _json_types_only(state)
+    loaded = json.loads(json.dumps(state))
+    expected = (random.random(), random.gauss(0, 1), np.random.standard_normal(), st.rng().random())
+    st.restore(loaded)
+    assert (random.random(), random.gauss(0, 1), np.random.standard_normal(), st.rng().random()) == expected
+
+
+def test_json_state_in_a_process_without_torch(tmp_path: Path) -> None:
+    # In a fresh interpreter that never imports torch, capture() is JSON as it stands.
+    script = textwrap.dedent(
+        """
+        import json, random, sys
+        import numpy as np
+        import seedtree as st
+        root = st.SeedTree(13)
+        st.seed_globals(root)  # seeds what is loaded; unlike seed_everything, imports nothing
+        with st.bound(root):
+            st.rng().random(); np.random.standard_normal(); random.random()
+            text = json.dumps(st.capture())
+            a = (random.random(), np.random.standard_normal(), st.rng().random())
+            st.restore(json.loads(text))
+            b = (random.random(), np.random.standard_normal(), st.rng().random())
+        assert "torch" not in sys.modules, "torch was imported"
+        print(json.dumps({"keys": sorted(json.loads(text)), "same": a == b}))
+        """
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"keys": ["ambient", "format", "numpy", "random"], "same": True}
+
+
+def test_restore_refuses_what_it_cannot_put_back() -> None:
+    with pytest.raises(ValueError, match="not a seedtree RNG state"):
+        st.restore({"random": 1})
+    with pytest.raises(ValueError, match="not a seedtree RNG state"):
+        st.restore([1, 2])
+    with pytest.raises(ValueError, match="the state holds 'jax', which no registered binding handles"):
+        st.restore({"format": bindings.STATE_FORMAT, "jax": {}})
+
+
+# -- isolate ------------------------------------------------------------------------------
+
+
+def test_isolate_as_context_manager_also_on_error() -> None:
+    st.seed_everything(14)
+    state = st.capture()
+    with st.isolate():
+        _draw_all()
+    after = _draw_all()
+    st.restore(state)
+    assert _draw_all() == after
+    st.restore(state)
+    with pytest.raises(KeyError), st.isolate():
+        _draw_all()
+        raise KeyError("boom")
+    assert _draw_all() == after
+
+
+def test_isolate_as_decorator_and_nested() -> None:
+    st.seed_everything(15)
+    state = st.capture()
+    reference = _draw_all()
+    st.restore(state)
+
+    @st.isolate()
+    def noisy(depth: int) -> tuple:
+        inner = _draw_all()
+        if depth:
+            noisy(depth - 1)  # re-entrant: the same decorator instance, nested
+            assert _draw_all() != inner
+        return inner
+
+    assert noisy(3) == reference  # inside, the draws go on from where the caller was
+    assert noisy(0) == reference
+    with st.isolate():
+        with st.isolate():
+            _draw_all()
+        _draw_all()
+    assert _draw_all() == reference
+
+
+# -- the registry ------------------------------------------------------------------------
+
+
+class _Counter(st.Binding):
+    """A library of our own: one global random.Random, to show adding a library is one class."""
+
+    name = "counter"
+    module = "random"
+    gen = random.Random(0)
+
+    def seed(self, node: SeedTree) -> None:
+        type(self).gen = node.random()
+
+    def capture(self) -> list:
+        return list(self.gen.getstate()[1])
+
+    def restore(self, state: list) -> None:
+        self.gen.setstate((3, tuple(state), None))
+
+
+def test_register_a_library() -> None:
+    st.register(_Counter())
+    try:
+        assert "counter" in st.seed_globals(SeedTree(16))
+        assert _Counter.gen.random() == SeedTree(16).random().random()
+        state = st.capture()
+        expected = _Counter.gen.random()
+        st.restore(state)
+        assert _Counter.gen.random() == expected
+    finally:
+        bindings.unregister("counter")
+    assert "counter" not in st.seed_globals(SeedTree(16))
+    with pytest.raises(ValueError, match="needs a non-empty name and module"):
+        st.register(st.Binding())
+
+
+def test_loaded_modules_and_importing_only_named_libraries() -> None:
+    # What integrations hand a worker: the registered libraries the parent has imported.
+    assert {"numpy", "random", "torch"} <= set(bindings.loaded_modules())
+    assert [b.name for b in bindings.active(["torch"])][:3] == ["random", "numpy", "torch"]
+    node = SeedTree(18)
+    assert st.seed_globals(node, import_missing=["torch"])[:3] == ["random", "numpy", "torch"]
+    assert torch.equal(torch.get_rng_state(), node.torch().get_state())
+
+
+def test_seed_through_the_binding_interface_equals_seed_globals() -> None:
+    # seed_globals expands one span of words for all word-seeded bindings; each binding's
+    # own seed(node) must give the very same states.
+    node = SeedTree(19) / "span"
+    st.seed_globals(node)
+    together = (random.getstate(), np.random.get_state()[1].tolist(), torch.get_rng_state())
+    random.seed(0), np.random.seed(0), torch.manual_seed(0)
+    for name in ("random", "numpy", "torch"):
+        bindings._REGISTRY[name].seed(node)
+    assert random.getstate() == together[0] and np.random.get_state()[1].tolist() == together[1]
+    assert torch.equal(torch.get_rng_state(), together[2])
+
+
+def test_torch_cuda_controller_on_this_machine() -> None:
+    cuda = bindings._REGISTRY["torch_cuda"]
+    assert cuda.usable() == torch.cuda.is_available()
+    names = [b.name for b in bindings.active()]
+    assert ("torch_cuda" in names) == torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_GPU)
+def test_seed_everything_gives_each_cuda_device_its_own_seed() -> None:
+    root = st.seed_everything(17)
+    torch.cuda.init()
+    seeds = [torch.cuda.default_generators[d].initial_seed() for d in range(torch.cuda.device_count())]
+    assert seeds == [root.seed_int(64, d) for d in range(torch.cuda.device_count())]
+    state = st.capture(["torch_cuda"])
+    x = torch.rand(3, device="cuda")
+    st.restore(state)
+    assert torch.equal(torch.rand(3, device="cuda"), x)
+    saved = io.BytesIO()
+    torch.save(state, saved)
+    saved.seek(0)
+    st.restore(torch.load(saved, weights_only=True))
+    assert torch.equal(torch.rand(3, device="cuda"), x)

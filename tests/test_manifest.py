@@ -1,0 +1,203 @@
+"""The provenance manifest: JSON round trips with every field, and clear errors (never a
+half-built tree) for corrupt, truncated, foreign and newer files."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import seedtree as st
+from seedtree import manifest
+from seedtree.manifest import Manifest, ManifestError
+from seedtree.tree import SeedTree
+
+pytestmark = pytest.mark.usefixtures("clean_seedtree")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _saved(tmp_path: Path) -> tuple[SeedTree, Path]:
+    root = SeedTree(2**130 + 99)  # beyond 2**64 and 2**128: JSON numbers would lose it
+    st.record("model/init", root / "model" / "init")
+    st.record("data", root / "data" / b"\x00\xff" / 7)
+    st.record("other-root", SeedTree(5) / "x")
+    path = root.manifest(experiment="exp-1", dataset_sha="abc123", nested={"lr": 0.1, "tags": ["a", "b"]}).save(
+        tmp_path / "seeds.json"
+    )
+    return root, path
+
+
+def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
+    root, path = _saved(tmp_path)
+    assert path == tmp_path / "seeds.json" and not (tmp_path / "seeds.json.tmp").exists()
+    loaded = Manifest.load(path)
+    assert loaded.root == root and SeedTree.from_manifest(path) == root
+    assert loaded.streams == {
+        "model/init": root / "model" / "init",
+        "data": root / "data" / b"\x00\xff" / 7,
+        "other-root": SeedTree(5) / "x",
+    }
+    assert loaded.fields == {"experiment": "exp-1", "dataset_sha": "abc123", "nested": {"lr": 0.1, "tags": ["a", "b"]}}
+    original = root.manifest(experiment="exp-1", dataset_sha="abc123", nested={"lr": 0.1, "tags": ["a", "b"]})
+    assert loaded.environment.keys() == original.environment.keys()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", loaded.created)
+    # The rebuilt streams draw what the recorded ones drew.
+    assert loaded.streams["data"].numpy().random() == (root / "data" / b"\x00\xff" / 7).numpy().random()
+    # Saving what was loaded gives the same file content.
+    again = loaded.save(tmp_path / "again.json")
+    assert json.loads(again.read_text()) == json.loads(path.read_text())
+
+
+def test_file_is_plain_json_with_entropy_as_text(tmp_path: Path) -> None:
+    root, path = _saved(tmp_path)
+    data = json.loads(path.read_text())  # JSON, not pickle
+    assert data["schema"] == "seedtree.manifest" and data["version"] == manifest.VERSION
+    assert data["root"] == {"entropy": str(root.entropy), "entropy_hex": hex(root.entropy)}
+    assert data["streams"]["data"] == {"entropy": str(root.entropy), "path": ["data", {"bytes": "00ff"}, 7]}
+    env = data["environment"]
+    for key in ("python", "platform", "host", "numpy", "torch", "PYTHONHASHSEED", "git"):
+        assert key in env
+    assert env["numpy"] == np.__version__ and env["torch"] == torch.__version__
+    assert env["cuda"] == torch.version.cuda  # None on a CPU build, still recorded
+    assert env["deterministic_algorithms"] == torch.are_deterministic_algorithms_enabled()
+    assert {"cudnn", "cudnn_deterministic", "cudnn_benchmark"} <= env.keys()
+
+
+def test_git_commit_of_the_working_directory(tmp_path: Path) -> None:
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    env = manifest.environment()
+    if head.returncode != 0:
+        pytest.skip("the tests are not running inside a git checkout")
+    assert env["git"]["commit"] == head.stdout.strip() and isinstance(env["git"]["dirty"], bool)
+    assert manifest._git_commit(cwd=str(tmp_path)) is None  # not a repository: nothing recorded
+
+
+def test_manifest_of_a_node_records_its_root() -> None:
+    node = SeedTree(7) / "a" / 1
+    assert node.manifest().root == SeedTree(7)
+
+
+def test_user_fields_must_be_json() -> None:
+    with pytest.raises(TypeError, match=r"manifest field 'arr' is not a JSON value .*convert it first"):
+        SeedTree(1).manifest(arr=np.arange(3))
+
+
+def test_record_keeps_the_newest_node_per_name() -> None:
+    st.record("x", SeedTree(1))
+    st.record("x", SeedTree(2))
+    assert manifest.recorded()["x"] == SeedTree(2)
+    manifest.recorded()["y"] = SeedTree(3)  # a copy: the ledger is not exposed
+    assert "y" not in manifest.recorded()
+
+
+def _write(tmp_path: Path, content: str | bytes) -> Path:
+    path = tmp_path / "m.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+def _valid(tmp_path: Path) -> dict:
+    return json.loads(_saved(tmp_path)[1].read_text())
+
+
+def test_truncated_file(tmp_path: Path) -> None:
+    text = json.dumps(_valid(tmp_path))
+    for cut in (1, len(text) // 3, len(text) - 1):
+        with pytest.raises(ManifestError, match=r"is not valid JSON \(line \d+, column \d+: .*truncated or corrupt"):
+            Manifest.load(_write(tmp_path, text[:cut]))
+    with pytest.raises(ManifestError, match="is not valid JSON"):
+        Manifest.load(_write(tmp_path, ""))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (pickle.dumps({"schema": "seedtree.manifest"}), r"is not a seedtree manifest: it is not UTF-8 text"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", r"not UTF-8 text"),
+        ("[1, 2, 3]", r'is not a seedtree manifest \(no "schema": "seedtree.manifest"\)'),
+        ('{"name": "package.json", "version": "1.0"}', r"is not a seedtree manifest"),
+        ('"seedtree.manifest"', r"is not a seedtree manifest"),
+        ("null", r"is not a seedtree manifest"),
+    ],
+    ids=["pickle", "png", "json-list", "other-json", "json-string", "null"],
+)
+def test_foreign_files(tmp_path: Path, content: str | bytes, message: str) -> None:
+    with pytest.raises(ManifestError, match=message):
+        Manifest.load(_write(tmp_path, content))
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match=r"cannot read manifest .*nope.json: No such file"):
+        Manifest.load(tmp_path / "nope.json")
+    with pytest.raises(ManifestError, match=r"cannot read manifest"):
+        SeedTree.from_manifest(tmp_path)
+
+
+def _set(data: dict, dotted: str, value: object) -> dict:
+    target = data
+    *parents, last = dotted.split(".")
+    for key in parents:
+        target = target[key]
+    if value is _DELETE:
+        del target[last]
+    else:
+        target[last] = value
+    return data
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("version", 2, r"has version 2, newer than this seedtree reads \(1\); upgrade seedtree"),
+        ("version", 0, r"invalid version 0"),
+        ("version", "1", r"invalid version '1'"),
+        ("version", True, r"invalid version True"),
+        ("version", _DELETE, r"invalid version None"),
+        ("schema", "seedtree.manifest/2", r"is not a seedtree manifest"),
+        ("root", _DELETE, r'has no valid "root" entry'),
+        ("root", [1], r'has no valid "root" entry'),
+        ("root.entropy", "-5", r"the root entropy must be a non-negative decimal string, got '-5'"),
+        ("root.entropy", "12abc", r"got '12abc'"),
+        ("root.entropy", 1.5, r"got 1\.5"),
+        ("root.entropy", None, r"got None"),
+        ("root.entropy", "1" * 3, r"root entropy '111' and entropy_hex '0x4.*' disagree; the file is corrupt"),
+        ("streams", [], r"'streams' must be a JSON object"),
+        ("streams.data", "x", r"stream 'data' must be an object with 'entropy' and 'path'"),
+        ("streams.data.path", "data/7", r"stream 'data' is malformed: a path must be a JSON list, got str"),
+        ("streams.data.path", [2**32], r"stream 'data' is malformed: path key #0 \(4294967296\) is outside"),
+        ("streams.data.path", [True], r"stream 'data' is malformed: path key #0 is the bool True"),
+        ("streams.data.path", [{"hex": "00"}], r"stream 'data' is malformed: path key #0 .* is not a key"),
+        ("streams.data.path", [{"bytes": "zz"}], r"stream 'data' is malformed: .*hex"),
+        ("streams.data.entropy", "-1", r"stream 'data' is malformed: entropy must be a non-negative"),
+        ("fields", [1], r"'environment' and 'fields' must be JSON objects"),
+        ("environment", "x", r"'environment' and 'fields' must be JSON objects"),
+        ("created", 5, r"'created' must be a timestamp string, got 5"),
+    ],
+)
+def test_invalid_content_names_the_problem(tmp_path: Path, field: str, value: object, message: str) -> None:
+    data = _set(_valid(tmp_path), field, value)
+    path = _write(tmp_path, json.dumps(data))
+    with pytest.raises(ManifestError, match=message):
+        Manifest.load(path)
+    with pytest.raises(ManifestError, match=message):
+        SeedTree.from_manifest(path)  # an error, never a half-built tree
+
+
+def test_a_plain_json_int_entropy_is_read(tmp_path: Path) -> None:
+    data = _set(_set(_valid(tmp_path), "root.entropy", 123), "root.entropy_hex", _DELETE)
+    assert Manifest.from_dict(data).root == SeedTree(123)
+
+
+def test_manifest_error_is_a_value_error() -> None:
+    assert issubclass(ManifestError, ValueError)
+    with pytest.raises(ManifestError, match=r"^manifest is not a seedtree manifest"):
+        Manifest.from_dict({"schema": "other"})

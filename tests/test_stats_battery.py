@@ -1,0 +1,134 @@
+"""The own battery and the verdict rule: it FAILS every negative control in quick mode at
+16 MiB and PASSES the good schemes (fixed roots: deterministic), and its parts are right."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from seedtree.stats import CONTROLS, GOOD, check, holm
+from seedtree.stats import battery as B
+from seedtree.stats.verdict import retest_root
+
+pytest.importorskip("scipy")
+
+
+@pytest.mark.parametrize("scheme", CONTROLS)
+def test_quick_check_fails_every_negative_control(scheme: str) -> None:
+    if scheme.startswith("torch"):
+        pytest.importorskip("torch")
+    report = check(scheme, streams=1024, n_bytes=16 << 20, root=20240601)
+    assert not report.passed and report.verdict == "FAIL"
+    assert report.suspicious and report.retest_root not in (None, report.root)
+    assert report.failing(), "a FAIL names the tests that decided it"
+    assert all(r["p_retest"] is not None for r in report.rows if r["verdict"] != "skipped")
+
+
+@pytest.mark.parametrize("scheme", GOOD)
+def test_quick_check_passes_the_good_schemes(scheme: str) -> None:
+    report = check(scheme, streams=1024, n_bytes=16 << 20, root=20240601)
+    assert report.passed and report.verdict == "PASS"
+    assert not report.suspicious
+    assert report.bytes_read == {"own": 16 << 20}
+    ran = [r for r in report.rows if r["verdict"] != "skipped"]
+    assert len(ran) >= 20 and all(0 < r["p"] <= 1 for r in ran)
+
+
+def test_user_scheme_retests_on_the_next_streams() -> None:
+    good = check(lambda i: np.random.default_rng([i, 31337]), streams=256, n_bytes=2 << 20, root=1)
+    assert good.passed and good.kind == "user"
+    bad = check(lambda i: np.random.default_rng(5), streams=256, n_bytes=2 << 20, root=1)
+    assert not bad.passed
+    assert any("streams 256..511" in n for n in bad.notes)
+
+
+def test_report_json_table_and_plot(tmp_path) -> None:
+    report = check("seedtree", streams=128, n_bytes=1 << 20, root=3, first_children=4096)
+    d = json.loads(json.dumps(report.to_dict()))
+    assert d["verdict"] == "PASS" and d["passed"] is True and d["root"] == "3"
+    assert set(d) >= {"scheme", "kind", "streams", "bytes_read", "rows", "rule", "retest_root", "seconds"}
+    row = d["rows"][0]
+    assert set(row) == {"battery", "source", "test", "p", "p_retest", "verdict", "statistic", "detail"}
+    skipped = [r for r in d["rows"] if r["verdict"] == "skipped"]
+    assert [r["test"] for r in skipped] == ["rank-512"] or skipped == []
+    assert "verdict: PASS" in report.table()
+    png = report.plot(tmp_path / "p.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_arguments_are_refused_with_the_fix() -> None:
+    with pytest.raises(ValueError, match="fewer than 2 words per stream for 1024 streams; give at least 16384"):
+        check("seedtree", streams=1024, n_bytes=1000)
+    with pytest.raises(ValueError, match="unknown batteries"):
+        check("seedtree", batteries=("nist",))
+    with pytest.raises(ValueError, match="mode must be"):
+        check("seedtree", mode="fast")
+
+
+def test_holm() -> None:
+    # m = 4: thresholds 0.01/4, 0.01/3, 0.01/2, 0.01/1 for the sorted p-values.
+    assert holm([0.002, 0.003, 0.2, 0.004]) == [True, True, False, True]
+    assert holm([0.002, 0.0034, 0.2, 0.004]) == [True, False, False, False]
+    assert holm([0.5, math.nan, 0.0001]) == [False, False, True]
+    assert holm([0.004], extra=3) == [False]  # three unremarkable tests make the family 4
+    assert retest_root(5) == retest_root(5) != retest_root(6)
+
+
+def _reference_rank(rows: list[int]) -> int:
+    rank, rows = 0, list(rows)
+    while rows:
+        pivot = rows.pop()
+        if pivot:
+            rank += 1
+            low = pivot & -pivot
+            rows = [r ^ pivot if r & low else r for r in rows]
+    return rank
+
+
+def test_gf2_ranks_match_a_reference() -> None:
+    rng = np.random.default_rng(0)
+    for n, w in ((8, 1), (64, 1), (96, 2), (128, 2)):
+        M = rng.integers(0, 1 << 64, size=(6, n, w), dtype=np.uint64)
+        if n <= 64:
+            M &= np.uint64((1 << n) - 1)  # square n x n
+        M[1, 3] = M[1, 0] ^ M[1, 1]  # a dependent row
+        M[2, :5] = 0  # rank drops by at least 5
+        expected = [_reference_rank([sum(int(v) << (64 * j) for j, v in enumerate(r)) for r in m]) for m in M]
+        assert B.gf2_ranks(M).tolist() == expected
+
+
+def test_rank_probabilities() -> None:
+    p = B.rank_probabilities(32)
+    assert abs(p.sum() - 1) < 1e-12
+    # Marsaglia's 32x32 binary rank test: P(32) = 0.2888, P(31) = 0.5776, P(30) = 0.1284.
+    assert np.allclose(p[[32, 31, 30]], [0.2888, 0.5776, 0.1284], atol=1e-4)
+
+
+def test_tests_see_what_they_target() -> None:
+    rng = np.random.default_rng(1)
+    good = rng.integers(0, 1 << 64, size=(512, 256), dtype=np.uint64)
+    related = good.copy()
+    related[:, 1::2] = related[:, 0::2] ^ np.uint64(0xFF)  # odd streams = even streams with 8 bits flipped
+    for X, expect_fail in ((good, False), (related, True)):
+        test = B.XorStreams(256)
+        test.update(B.Block(X))
+        _, p, _ = test.finish()
+        assert (p < 1e-6) == expect_fail
+
+    lin = good.copy()
+    lin[:16, 100] = lin[:16, 101] ^ lin[:16, 102]  # stream 100 = 101 xor 102 over its first 16 words
+    assert B.RankTest(512, 256, budget=4).skip_reason == "needs at least 512 streams, has 256"
+    for X, expect_fail in ((good, False), (lin, True)):
+        test = B.RankTest(64, 256, budget=16)  # 16 matrices: streams 64..127 at times 0..15
+        test.update(B.Block(X[:, 64:128]))
+        assert (test.finish()[1] < 1e-4) == expect_fail
+
+    overlapping = good.copy()
+    overlapping[300:, 0::2] = good[: 512 - 300, 1::2]  # each even stream runs into its neighbour's start
+    for X, expect_fail in ((good, False), (overlapping, True)):
+        test = B.Overlaps()
+        test.update(B.Block(X))
+        assert (test.finish()[1] < 1e-9) == expect_fail
