@@ -11,9 +11,11 @@ variant alike:
 - keyed+globals: the same with ``bind_globals=True`` (random and numpy's global seeded per
                  task as well).
 
-Target: keyed within 3 % of plain (median wall time of the rounds). The in-process cost of
-one keyed call (no Dask) is measured too, to show where the difference comes from.
-Writes benchmarks/results/dask_overhead.json.
+Target: keyed within 3 % of plain. Two measures, side by side: the median wall time of
+the rounds (end to end, but on a shared machine its noise is often larger than 3 %), and
+the time spent inside the tasks on the workers, from Dask's own task stream (what the
+keyed wrapper adds, per task, as a share of the wall time). The cost of one call without
+Dask is shown too. Writes benchmarks/results/dask_overhead.json.
 
     .venv/bin/python benchmarks/dask_overhead.py [--tasks 10000] [--rounds 3]
 """
@@ -100,6 +102,7 @@ def main() -> None:
 
     from distributed import Client, LocalCluster, get_task_stream
 
+    load_before = os.getloadavg()
     tree = st.SeedTree(2024) / "bench"
     items = list(range(args.tasks))
     runs = {
@@ -147,7 +150,8 @@ def main() -> None:
         })
     spread = (max(times["plain"]) - min(times["plain"])) / median["plain"]
     print(f"Dask LocalCluster: {args.workers} worker processes x 1 thread, {args.tasks} tasks of "
-          f"~{TASK_SECONDS * 1e3:.0f} ms, {args.rounds} interleaved rounds (median wall time)")
+          f"~{TASK_SECONDS * 1e3:.0f} ms, {args.rounds} interleaved rounds (median wall time); "
+          f"load average {load_before[0]:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus")
     print(f"{'variant':<15}{'median s':>10}{'tasks/s':>9}{'vs plain':>10}{'worker us/task':>16}{'no-Dask us/task':>17}")
     for row in rows:
         print(f"{row['variant']:<15}{row['median_s']:>10.2f}{row['tasks_per_s']:>9.0f}"
@@ -156,10 +160,11 @@ def main() -> None:
     keyed_overhead = median["keyed"] / median["plain"] - 1
     per_task = (statistics.median(compute_us["keyed"]) - statistics.median(compute_us["plain"])) * 1e-6
     share = per_task * args.tasks / args.workers / median["plain"]
-    verdict = "meets" if keyed_overhead <= TARGET else "misses"
-    print(f"keyed overhead {100 * keyed_overhead:+.1f}% of wall time {verdict} the target of <= {100 * TARGET:.0f}% "
-          f"(round-to-round spread of plain itself: {100 * spread:.1f}%); inside the tasks keyed costs "
-          f"{1e6 * per_task:+.1f} us/task = {100 * share:+.2f}% of the wall time")
+    wall_ok, share_ok = keyed_overhead <= TARGET, share <= TARGET
+    print(f"keyed vs plain, wall time: {100 * keyed_overhead:+.1f}% ({'meets' if wall_ok else 'misses'} the "
+          f"<= {100 * TARGET:.0f}% target; plain's own round-to-round spread: {100 * spread:.1f}%)")
+    print(f"keyed vs plain, time inside the tasks: {1e6 * per_task:+.1f} us/task = {100 * share:+.2f}% of the wall "
+          f"time ({'meets' if share_ok else 'misses'} the target)")
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
@@ -174,9 +179,14 @@ def main() -> None:
         "plain_round_spread": spread,
         "keyed_in_task_cost_s": per_task,
         "keyed_in_task_share_of_wall": share,
+        "meets_target_in_task": share <= TARGET,
         "meets_target": keyed_overhead <= TARGET,
         "rows": rows,
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load_average_before_after": [load_before[0], os.getloadavg()[0]],
+        },
     }, indent=2))
     print(f"wrote {RESULTS}")
 

@@ -81,9 +81,9 @@ def _fill(gen: np.random.Generator, buf: np.ndarray, rounds: int) -> None:
         gen.random(out=buf)
 
 
-def threads(workers: int, mib: int, rounds: int, kind: str, repeat: int) -> float:
-    """Aggregate MB/s of ``workers`` threads, each filling ``mib`` MiB ``rounds`` times."""
-    n = (mib << 20) // 8
+def threads(workers: int, kib: int, rounds: int, kind: str, repeat: int) -> float:
+    """Aggregate MB/s of ``workers`` threads, each filling ``kib`` KiB ``rounds`` times."""
+    n = (kib << 10) // 8
     bufs = [np.empty(n) for _ in range(workers)]
 
     def once() -> None:
@@ -104,16 +104,16 @@ def threads(workers: int, mib: int, rounds: int, kind: str, repeat: int) -> floa
         for t in ts:
             t.join()
 
-    return workers * mib * rounds * 1.048576 / _best(once, repeat)
+    return workers * kib * rounds * 1.024e-3 / _best(once, repeat)
 
 
 def _proc_work(args: tuple) -> float:
-    kind, index, workers, mib, rounds, start_at = args
+    kind, index, workers, kib, rounds, start_at = args
     if kind == "seedtree":
         gen = (SeedTree(SEED) / index).numpy()
     else:
         gen = np.random.default_rng(np.random.SeedSequence(SEED).spawn(workers)[index])
-    buf = np.empty((mib << 20) // 8)
+    buf = np.empty((kib << 10) // 8)
     gen.random(out=buf)  # touch the pages before the clock starts
     while time.time() < start_at:
         pass
@@ -122,13 +122,13 @@ def _proc_work(args: tuple) -> float:
     return time.time() - t0
 
 
-def processes(workers: int, mib: int, rounds: int, kind: str, repeat: int, pool) -> float:
+def processes(workers: int, kib: int, rounds: int, kind: str, repeat: int, pool) -> float:
     """Aggregate MB/s of ``workers`` processes filling side by side (timed inside each)."""
     best = 0.0
     for _ in range(repeat):
         start_at = time.time() + 0.3
-        times = pool.map(_proc_work, [(kind, i, workers, mib, rounds, start_at) for i in range(workers)])
-        best = max(best, workers * mib * rounds * 1.048576 / max(times))
+        times = pool.map(_proc_work, [(kind, i, workers, kib, rounds, start_at) for i in range(workers)])
+        best = max(best, workers * kib * rounds * 1.024e-3 / max(times))
     return best
 
 
@@ -189,8 +189,10 @@ def plot(result: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=64, help="MiB per fill for the per-stream rates")
-    parser.add_argument("--fill-mib", type=int, default=8, help="MiB per fill in the scaling runs (cache-size free)")
-    parser.add_argument("--rounds", type=int, default=16, help="fills per worker in the scaling runs")
+    parser.add_argument("--fill-kib", type=int, default=256,
+                        help="KiB per fill in the scaling runs (default: stays in each core's cache, so the runs "
+                        "measure generation, not the memory bus)")
+    parser.add_argument("--rounds", type=int, default=1024, help="fills per worker in the scaling runs")
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
     parser.add_argument("--max-workers", type=int, default=None, help="default: number of cores (at least 2)")
     parser.add_argument("--out", default=str(RESULTS / "throughput.json"))
@@ -209,8 +211,8 @@ def main() -> None:
         for w in range(1, max_workers + 1):
             row = {"workers": w}
             for kind in ("seedtree", "baseline"):
-                row[f"threads_{kind}"] = threads(w, args.fill_mib, args.rounds, kind, args.repeat)
-                row[f"processes_{kind}"] = processes(w, args.fill_mib, args.rounds, kind, args.repeat, pool)
+                row[f"threads_{kind}"] = threads(w, args.fill_kib, args.rounds, kind, args.repeat)
+                row[f"processes_{kind}"] = processes(w, args.fill_kib, args.rounds, kind, args.repeat, pool)
             scaling.append(row)
     single = scaling[0]["threads_seedtree"]
     for row in scaling:
@@ -219,7 +221,7 @@ def main() -> None:
             row[key.replace("seedtree", "seedtree_speedup").replace("baseline", "baseline_speedup")] = (
                 row[key] / scaling[0][key])
     result["scaling"] = scaling
-    result["cuda"] = cuda(args.fill_mib, args.repeat)
+    result["cuda"] = cuda(args.mib, args.repeat)
     result["target"] = "threads and processes with seedtree streams: >= 1.8x on 2 cores"
     result["seconds"] = time.perf_counter() - started
     result["machine"]["load_avg_at_end"] = os.getloadavg()
@@ -231,7 +233,7 @@ def main() -> None:
             print(f"  {r['stream']:<46} skipped: {r['skipped']}")
         else:
             print(f"  {r['stream']:<46} {r['float64_MBps']:>13.0f} {r['words_MBps']:>11.0f}")
-    print(f"\nscaling, each worker fills {args.fill_mib} MiB x {args.rounds} from its own stream (aggregate MB/s):")
+    print(f"\nscaling, each worker fills {args.fill_kib} KiB x {args.rounds} from its own stream (aggregate MB/s):")
     print(f"  {'workers':>7} {'thr seedtree':>13} {'thr baseline':>13} {'proc seedtree':>14} {'proc baseline':>14}"
           f" {'limit':>8}  speedup thr/proc (seedtree)")
     for r in scaling:

@@ -66,7 +66,7 @@ class NoisyBlobs(torch.utils.data.Dataset):
     ordinary augmentation code does (the loader makes those draws per-sample)."""
 
     def __init__(self, tree: st.SeedTree, n: int, dim: int) -> None:
-        gen = (tree / "points").numpy()  # the base data: a path, so every rank builds it alike
+        gen = tree.numpy()  # the base data comes from a path too, so every rank builds it alike
         self.y = gen.integers(0, 2, n)
         self.x = (gen.standard_normal((n, dim)) + 1.5 * (2 * self.y[:, None] - 1)).astype(np.float32)
 
@@ -145,7 +145,7 @@ def train(args: argparse.Namespace) -> dict:
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
 
     data = loader(
-        NoisyBlobs(root / "data", args.samples, args.dim),
+        NoisyBlobs(root / "points", args.samples, args.dim),
         root / "data",
         batch_size=args.batch_size // world_size,
         rank=rank,

@@ -90,7 +90,6 @@ class NumpyGlobal(Binding):
     def __init__(self) -> None:
         self._fast: bool | None = None  # decided on first use by a self-check
         self._key: np.ndarray | None = None  # the legacy generator's key, in place
-        self._pos: ctypes.c_int | None = None
 
     def seed_words(self, key: np.ndarray) -> None:
         if self._fast is None:
@@ -102,15 +101,13 @@ class NumpyGlobal(Binding):
 
     def _write_key(self, key: np.ndarray) -> None:
         # set_state copies the key word by word in Python (~35 us). Instead: the legacy
-        # seed() resets the cached Gaussian (~2 us), then the key is written in place
-        # through the bit generator's documented ctypes state address.
+        # seed() resets the cached Gaussian and sets the position to 624 (~2 us), then the
+        # key is written in place through the bit generator's documented ctypes state address.
         np.random.seed(0)
         if self._key is None:
             address = np.random.mtrand._rand._bit_generator.ctypes.state_address
             self._key = np.ctypeslib.as_array((ctypes.c_uint32 * MT_WORDS).from_address(address))
-            self._pos = ctypes.c_int.from_address(address + 4 * MT_WORDS)
         self._key[:] = key
-        self._pos.value = MT_WORDS
 
     def _check_fast_path(self, key: np.ndarray) -> bool:
         saved = np.random.get_state()

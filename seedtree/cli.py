@@ -96,10 +96,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     argv = _command(args)
     root, fresh = _root(args)
+    fields = dict(args.field or [])
+    if "run" in fields:
+        raise UserError("seedtree run: --field run=... is reserved for what seedtree run records; pick another name")
+    if args.record is not None:  # find out now, not after a long run that cannot be recorded
+        folder = os.path.dirname(os.path.abspath(args.record))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise UserError(f"seedtree run: cannot write --record {args.record}: the folder {folder} "
+                            "does not exist or is not writable")
     if fresh and args.record is None:
         print(f"seedtree run: root entropy {root.entropy} (replay with --seed {root.entropy})", file=sys.stderr)
     try:
-        result = runner.run(argv, root, record=args.record, fields=dict(args.field or []))
+        result = runner.run(argv, root, record=args.record, fields=fields)
     except runner.CommandNotFound as exc:
         raise UserError(f"seedtree run: {exc}", exc.status) from None
     except ValueError as exc:

@@ -213,8 +213,12 @@ def main(out: str = "seedtree-demo", seed: int = 20240607) -> int:
     manifest_path = tree.manifest(demo={"layouts": digests, "independence": independence,
                                         "failures": failures}).save(folder / "manifest.json")
     plot_path = folder / "streams.png"
-    _plot(tree, plot_path)
-    _say(f"6. Wrote {manifest_path} (replay: seedtree run --manifest {manifest_path} -- ...) and {plot_path}")
+    try:
+        _plot(tree, plot_path)
+        plotted = f" and {plot_path}"
+    except ImportError as exc:
+        plotted = f"; no plot: {exc}"
+    _say(f"6. Wrote {manifest_path} (replay: seedtree run --manifest {manifest_path} -- ...){plotted}")
     _say(f"\n{'all checks held' if not failures else 'FAILED: ' + ', '.join(failures)} "
          f"in {time.perf_counter() - started:.1f} s")
     return 0 if not failures else 1

@@ -31,15 +31,16 @@ def no_fork_hook():
     seedtree.seeding._fork_state.update(saved)
 
 
-def _pool_draws(method: str, init) -> list[tuple]:
-    ctx = multiprocessing.get_context(method)
-    with ctx.Pool(2, initializer=init) as pool:
-        return pool.map(draw_globals_once, range(8), chunksize=1)
+def _both_started(barrier) -> None:
+    barrier.wait(timeout=120)  # no worker takes tasks before both exist
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
-def test_pool_initializer_gives_distinct_reproducible_worker_streams(method):
-    rows = _pool_draws(method, initializer(TREE))
+def test_pool_initializer_gives_distinct_worker_streams(method):
+    ctx = multiprocessing.get_context(method)
+    barrier = ctx.Barrier(2)
+    with ctx.Pool(2, initializer=initializer(TREE, then=_both_started, then_args=(barrier,))) as pool:
+        rows = pool.map(draw_globals_once, range(8), chunksize=1)
     first_by_pid = {}
     for pid, *draws in rows:
         first_by_pid.setdefault(pid, draws)

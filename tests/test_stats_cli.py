@@ -106,3 +106,24 @@ def test_sizes(text: str, value: int) -> None:
     from seedtree.stats.commands import parse_size
 
     assert parse_size(text) == value
+
+
+def _readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("<!-- section: independence -->", 1)[1].split("\n## ", 2)[1]
+    blocks = section.split("```bash\n")[1:]
+    return [line for block in blocks for line in block.split("```")[0].splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("line", _readme_commands())
+def test_readme_shell_examples(line: str, tmp_path: Path) -> None:
+    if "(minutes)" in line or "RNG_test" in line:
+        pytest.skip("long or needs PractRand: the same options are tested above with small sizes")
+    command, _, comment = line.partition("#")
+    expected = int(comment.split("exit status")[1].split()[0]) if "exit status" in comment else 0
+    env = dict(os.environ, PATH=str(Path(SEEDTREE).parent) + os.pathsep + os.environ["PATH"])
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == expected, proc.stdout + proc.stderr
+    if "--json" in command:
+        assert json.loads((tmp_path / "report.json").read_text())["verdict"] == ("FAIL" if expected else "PASS")

@@ -155,10 +155,16 @@ class Outcome:
 
 
 class Test:
-    """Base: ``update(block)`` per block, then ``finish() -> (statistic, p, detail)``."""
+    """Base: ``update(block)`` per block, then ``finish() -> (statistic, p, detail)``.
+
+    ``lane`` splits the tests over two threads (numpy's kernels release the GIL); lane 1
+    uses only ``Block.pc`` / ``Block.low`` of the shared arrays, lane 0 only ``Block.U``,
+    so no shared array is computed twice.
+    """
 
     name = "?"
     about = ""
+    lane = 0
 
     def __init__(self) -> None:
         self.skip_reason: str | None = None
@@ -213,6 +219,7 @@ class StreamChi2(Test):
 
 
 class Collisions(Test):
+    lane = 1
     name = "collisions"
     about = "repeated 64-bit words (within windows of 2**26 words)"
     WINDOW = 1 << 26
@@ -246,6 +253,7 @@ class Collisions(Test):
 
 
 class Overlaps(Test):
+    lane = 1
     name = "overlaps"
     about = "later words equal to one of the streams' first 4 words"
     START_ROWS = 4
@@ -286,6 +294,7 @@ _POP_MEAN, _POP_VAR = 32.0, 16.0
 
 
 class XorStreams(RowChi2):
+    lane = 1
     name = "xor-streams"
     about = "per row: Hamming distance between neighbouring streams"
 
@@ -299,6 +308,7 @@ class XorStreams(RowChi2):
 
 
 class XorPopcount(Test):
+    lane = 1
     name = "xor-popcount"
     about = "distribution of Hamming distances between neighbouring streams"
 
@@ -320,6 +330,7 @@ class XorPopcount(Test):
 
 
 class XorLagged(StreamChi2):
+    lane = 1
     name = "xor-lagged"
     about = "per stream: Hamming distance between consecutive words"
     mean, var = _POP_MEAN, _POP_VAR
@@ -425,8 +436,9 @@ class Uniform16(Test):
 
     def update(self, b: Block) -> None:
         x = b.flat
-        self.top += np.bincount((x >> U64(64 - self.bits)).astype(np.intp), minlength=len(self.top))
-        self.low += np.bincount((x & U64((1 << self.bits) - 1)).astype(np.intp), minlength=len(self.low))
+        # Values below 2**16 read the same as int64: a view, not a converting copy.
+        self.top += np.bincount((x >> U64(64 - self.bits)).view(np.int64), minlength=len(self.top))
+        self.low += np.bincount((x & U64((1 << self.bits) - 1)).view(np.int64), minlength=len(self.low))
 
     def finish(self) -> tuple[float, float, str]:
         n = self.top.sum()
@@ -458,7 +470,7 @@ class Serial(Test):
         first, second = (X[:, 0:m:2], X[:, 1:m:2]) if self.axis == 1 else (X[0:m:2], X[1:m:2])
         shift = U64(64 - self.bits)
         cells = ((first >> shift) << U64(self.bits)) | (second >> shift)
-        self.hist += np.bincount(np.ravel(cells, order="K").astype(np.intp), minlength=len(self.hist))
+        self.hist += np.bincount(np.ravel(cells, order="K").view(np.int64), minlength=len(self.hist))
 
     def finish(self) -> tuple[float, float, str]:
         n = self.hist.sum()
@@ -471,6 +483,7 @@ class Serial(Test):
 
 
 class Gap(Test):
+    lane = 1
     name = "gap"
     about = "gaps between words below 2**60 (p = 1/16) in interleaved order"
     P = 1 / 16
@@ -606,6 +619,7 @@ class RankTest(Test):
 
 
 class BirthdaySpacings(Test):
+    lane = 1
     name = "birthday-spacings"
     about = "repeated spacings among the sorted top 32 bits of 4096 words (first word of each stream)"
     M = 4096
@@ -696,22 +710,39 @@ def first_output_tests(children: int, words: int, rank_budget: int = 16) -> list
     ]
 
 
+def _update_all(tests: list[Test], block: Block) -> None:
+    for test in tests:
+        test.update(block)
+
+
 @dataclass
 class Accumulator:
-    """Feeds blocks to a list of tests; ``outcomes()`` closes them."""
+    """Feeds blocks to a list of tests; ``outcomes()`` closes them. With ``threads=2`` the
+    tests' two lanes run side by side on each block."""
 
     source: str
     tests: list[Test]
+    threads: int = 2
     words: int = 0
     active: list[Test] = field(init=False)
 
     def __post_init__(self) -> None:
         self.active = [t for t in self.tests if t.skip_reason is None]
+        self._pool = None
 
     def feed(self, X: np.ndarray) -> None:
         block = Block(X)
-        for test in self.active:
-            test.update(block)
+        lanes = [[t for t in self.active if t.lane == lane] for lane in (0, 1)]
+        if self.threads > 1 and all(lanes):
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="seedtree-battery")
+            other = self._pool.submit(_update_all, lanes[1], block)
+            _update_all(lanes[0], block)
+            other.result()
+        else:
+            _update_all(self.active, block)
         self.words += X.size
 
     def feed_all(self, blocks: Iterable[np.ndarray]) -> None:
@@ -719,6 +750,9 @@ class Accumulator:
             self.feed(X)
 
     def outcomes(self) -> list[Outcome]:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
         out = []
         for test in self.tests:
             if test.skip_reason is not None:

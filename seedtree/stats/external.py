@@ -110,10 +110,16 @@ def feed(
     chunks: Iterator[np.ndarray],
     max_bytes: int | None = None,
     progress: Callable[[int], None] | None = None,
+    timeout: float | None = None,
 ) -> PipeRun:
     """Run ``cmd`` with the chunks' little-endian bytes on its stdin until it stops reading
-    (or ``max_bytes`` were written, then stdin is closed)."""
+    (or ``max_bytes`` were written, then stdin is closed). Past ``timeout`` seconds the tool
+    is killed and TimeoutError raised."""
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    timer = None
+    if timeout is not None:
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
     out: dict[str, bytes] = {}
 
     def drain(name: str, stream) -> None:
@@ -145,6 +151,10 @@ def feed(
     proc.wait()
     for t in readers:
         t.join()
+    if timer is not None:
+        timer.cancel()
+        if proc.returncode == -9:
+            raise TimeoutError(f"{cmd[0]} did not finish within {timeout:g} s (killed)")
     return PipeRun(out.get("stdout", b"").decode(errors="replace"), out.get("stderr", b"").decode(errors="replace"),
                    proc.returncode, fed)
 
@@ -168,12 +178,12 @@ def parse_testu01(text: str, battery: str) -> list[Outcome]:
 
 def run_testu01(
     chunks: Iterator[np.ndarray], battery: str = "smallcrush", halves: str = "both",
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None, timeout: float | None = None,
 ) -> tuple[list[Outcome], PipeRun]:
     """Run a TestU01 battery (``TESTU01_BATTERIES``) on the stream."""
     if battery not in TESTU01_BATTERIES:
         raise ValueError(f"unknown TestU01 battery {battery!r}; use one of {', '.join(TESTU01_BATTERIES)}")
-    run = feed([require_tool("testu01"), battery, halves], chunks, progress=progress)
+    run = feed([require_tool("testu01"), battery, halves], chunks, progress=progress, timeout=timeout)
     rows = parse_testu01(run.stdout, battery)
     if run.returncode != 0 or not rows:
         raise RuntimeError(f"seedtree-testu01 {battery} failed (exit {run.returncode}): {run.stderr.strip()[-500:]}")
