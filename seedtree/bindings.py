@@ -245,7 +245,7 @@ def _installed_module(module: str) -> bool:
 
 def loaded_modules() -> tuple[str, ...]:
     """The registered libraries this process has imported (what a worker should seed)."""
-    return tuple(sorted({b.module for b in _REGISTRY.values() if b.module in sys.modules}))
+    return tuple(sorted({b.module for b in _REGISTRY.values() if sys.modules.get(b.module) is not None}))
 
 
 def active(import_missing: bool | Iterable[str] = False) -> list[Binding]:
@@ -254,7 +254,7 @@ def active(import_missing: bool | Iterable[str] = False) -> list[Binding]:
     wanted = None if isinstance(import_missing, bool) else set(import_missing)
     result = []
     for binding in _REGISTRY.values():
-        if binding.module not in sys.modules:
+        if sys.modules.get(binding.module) is None:  # never imported, or blocked (None)
             if wanted is None:
                 if not (import_missing and _installed_module(binding.module)):
                     continue
@@ -320,7 +320,7 @@ def restore(state: dict) -> None:
         binding = _REGISTRY.get(name)
         if binding is None:
             raise ValueError(f"the state holds {name!r}, which no registered binding handles; register it first")
-        if binding.module in sys.modules or importlib.util.find_spec(binding.module):
+        if sys.modules.get(binding.module) is not None or _installed_module(binding.module):
             importlib.import_module(binding.module)
             binding.restore(value)
     if "ambient" in state:

@@ -73,17 +73,27 @@ def initial_state(run_words: tuple[int, ...]) -> MixState:
 
 def absorb(state: MixState, words: tuple[int, ...]) -> MixState:
     """Mix further entropy words (a node's key words) into a state."""
-    (p0, p1, p2, p3), hash_const = state
+    (p0, p1, p2, p3), c0 = state
+    # _hashmix and _mix written out: this runs for every sample the DataLoader
+    # integration binds, and the calls would cost more than the arithmetic.
     for word in words:
-        h, hash_const = _hashmix(word, hash_const)
-        p0 = _mix(p0, h)
-        h, hash_const = _hashmix(word, hash_const)
-        p1 = _mix(p1, h)
-        h, hash_const = _hashmix(word, hash_const)
-        p2 = _mix(p2, h)
-        h, hash_const = _hashmix(word, hash_const)
-        p3 = _mix(p3, h)
-    return (p0, p1, p2, p3), hash_const
+        c1 = (c0 * MULT_A) & MASK32
+        h = ((word ^ c0) * c1) & MASK32
+        h = (MIX_MULT_L * p0 - MIX_MULT_R * (h ^ (h >> XSHIFT))) & MASK32
+        p0 = h ^ (h >> XSHIFT)
+        c2 = (c1 * MULT_A) & MASK32
+        h = ((word ^ c1) * c2) & MASK32
+        h = (MIX_MULT_L * p1 - MIX_MULT_R * (h ^ (h >> XSHIFT))) & MASK32
+        p1 = h ^ (h >> XSHIFT)
+        c3 = (c2 * MULT_A) & MASK32
+        h = ((word ^ c2) * c3) & MASK32
+        h = (MIX_MULT_L * p2 - MIX_MULT_R * (h ^ (h >> XSHIFT))) & MASK32
+        p2 = h ^ (h >> XSHIFT)
+        c0 = (c3 * MULT_A) & MASK32
+        h = ((word ^ c3) * c0) & MASK32
+        h = (MIX_MULT_L * p3 - MIX_MULT_R * (h ^ (h >> XSHIFT))) & MASK32
+        p3 = h ^ (h >> XSHIFT)
+    return (p0, p1, p2, p3), c0
 
 
 def _level_constants(hash_const: int, depth: int) -> tuple[list[list[tuple[np.uint32, np.uint32]]], int]:
