@@ -36,7 +36,7 @@ import numpy as np
 
 from seedtree.stats import CONTROLS, check, external, holm, tool_status
 from seedtree.stats import battery as own
-from seedtree.stats.check import _plan
+from seedtree.stats.check import _plan, _prefetch
 from seedtree.stats.commands import parse_size
 from seedtree.stats.source import Interleaved
 
@@ -89,12 +89,15 @@ def speed(mib: int, streams: int) -> dict:
     t0 = time.perf_counter()
     blocks = list(src.blocks(rows))
     gen_s = time.perf_counter() - t0
-    acc = own.Accumulator("interleaved", own.interleaved_tests(_plan(streams, rows, "quick")))
-    t0 = time.perf_counter()
-    for b in blocks:
-        acc.feed(b)
-    acc.outcomes()
-    battery_s = time.perf_counter() - t0
+    check("seedtree", streams=streams, n_bytes=16 << 20, root=4)  # warm-up: scipy import, rank tables
+    battery_s = float("inf")
+    for _ in range(2):  # best of 2
+        acc = own.Accumulator("interleaved", own.interleaved_tests(_plan(streams, rows, "quick")))
+        t0 = time.perf_counter()
+        for b in blocks:
+            acc.feed(b)
+        acc.outcomes()
+        battery_s = min(battery_s, time.perf_counter() - t0)
     del blocks
     t0 = time.perf_counter()
     report = check("seedtree", streams=streams, n_bytes=mib << 20, root=5, first_children=0)
@@ -159,7 +162,7 @@ def big(streams: int, n_bytes: int, seconds: float) -> dict:
     src = Interleaved("seedtree", streams, 424242)
     acc = own.Accumulator("interleaved", own.interleaved_tests(_plan(streams, rows_total, "thorough")))
     t0 = time.perf_counter()
-    for block in src.blocks(rows_total):
+    for block in _prefetch(src.blocks(rows_total)):
         acc.feed(block)
         if time.perf_counter() - t0 > seconds:
             break

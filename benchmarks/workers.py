@@ -5,8 +5,9 @@
    plain DataLoader | naive per-sample reseeding (random.seed + np.random.seed +
    torch.manual_seed) | seedtree.torch.worker_init_fn | seedtree.torch.loader with globals
    bound per sample | seedtree.torch.loader ambient-only.
-   Also the per-sample binding cost alone, measured in-process (no augmentation), which is
-   what the targets are about: globals ≤ 15 us, ambient-only ≤ 3 us.
+   Also the per-sample binding cost alone, measured in-process on batches of 64 as the
+   DataLoader fetches them (no augmentation), which is what the targets are about:
+   globals ≤ 15 us, ambient-only ≤ 3 us.
 2. joblib: 2 000 tasks of ~1 ms, plain joblib.Parallel vs seedtree.joblib.parallel_map,
    loky and threading. Target: ≤ 3 % overhead.
 
@@ -102,9 +103,10 @@ def dataloader_table(n: int, repeats: int) -> dict:
     m = 50_000
     bound = {True: _SampleBound(Trivial(), tree, True), False: _SampleBound(Trivial(), tree, False)}
     alone = {}
+    batches = [[(0, i) for i in range(j, j + 64)] for j in range(0, m, 64)]  # as the DataLoader fetches
     for globals_on, ds in bound.items():
-        ds[(0, 0)]
-        alone[globals_on] = timed(lambda ds=ds: [ds[(0, i)] for i in range(m)], repeats) / m * 1e6
+        ds.__getitems__(batches[0])
+        alone[globals_on] = timed(lambda ds=ds: [ds.__getitems__(b) for b in batches], repeats) / m * 1e6
     naive = timed(lambda: [_naive_seed(i) for i in range(m)], repeats) / m * 1e6
     plain_access = timed(lambda: [Trivial()[i] for i in range(m)], repeats) / m * 1e6
     return {
@@ -166,7 +168,8 @@ def main() -> None:
     jb = joblib_table(args.tasks, args.repeats)
     result = {"augmentation_us": work, "dataloader": dl, "joblib": jb, "seconds": time.perf_counter() - t0}
 
-    print(f"\nDataLoader epoch, {args.samples} samples, ~{work:.0f} us augmentation, 2 workers (best of {args.repeats})")
+    print(f"\nDataLoader epoch, {args.samples} samples, ~{work:.0f} us augmentation, 2 workers "
+          f"(best of {args.repeats})")
     print(f"{'variant':40s} {'epoch s':>9s} {'overhead us/sample':>19s}")
     for name, secs in dl["epoch_seconds"].items():
         print(f"{name:40s} {secs:9.3f} {dl['overhead_us_per_sample'][name]:19.1f}")

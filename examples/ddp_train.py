@@ -1,7 +1,7 @@
 """Data-parallel training with seedtree: the same run on 1 or 2 ranks, without sending seeds.
 
-    torchrun --nproc_per_node=1 examples/ddp_train.py --out runs/one
-    torchrun --nproc_per_node=2 examples/ddp_train.py --out runs/two
+    torchrun --standalone --nproc_per_node=1 examples/ddp_train.py --out runs/one
+    torchrun --standalone --nproc_per_node=2 examples/ddp_train.py --out runs/two
     python examples/ddp_train.py --compare runs/one runs/two
 
 Every stream is named by a path from one root (``--seed``, or ``SEEDTREE_ENTROPY`` set by

@@ -8,5 +8,5 @@ cd "$(dirname "$0")/.."
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[all,dev]'
 if [ -f scripts/install-batteries.sh ]; then
-    bash scripts/install-batteries.sh || echo "setup: external batteries not installed; their tests will skip with a reason" >&2
+    bash scripts/install-batteries.sh "$VENV" || echo "setup: external batteries not installed; their tests will skip with a reason" >&2
 fi

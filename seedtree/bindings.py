@@ -69,7 +69,7 @@ class PythonRandom(Binding):
     words = (WORDS_RANDOM, 4)
 
     def seed_words(self, words: np.ndarray) -> None:
-        random.seed(int.from_bytes(words.astype("<u4").tobytes(), "little"))
+        random.seed(int.from_bytes(words.astype("<u4", copy=False).tobytes(), "little"))
 
     def capture(self) -> dict:
         version, internal, gauss_next = random.getstate()
@@ -150,9 +150,10 @@ class TorchCPU(Binding):
         if self._image is None:
             self._image = torch_cpu_state(words[:MT_WORDS], 0)
             self._tensor = torch.from_numpy(self._image)
-        image = self._image
-        image[24 : 24 + 8 * MT_WORDS].view("<u8")[:] = words[:MT_WORDS]
-        image[0:8].view("<u8")[0] = int(words[MT_WORDS]) | (int(words[MT_WORDS + 1]) << 32)
+            self._state_words = self._image[24 : 24 + 8 * MT_WORDS].view("<u8")
+            self._seed_words = self._image[0:8].view("<u4")
+        np.copyto(self._state_words, words[:MT_WORDS])
+        np.copyto(self._seed_words, words[MT_WORDS:])  # the 64-bit initial seed, low word first
         torch.default_generator.set_state(self._tensor)
 
     def capture(self) -> Any:
@@ -243,6 +244,11 @@ def _installed_module(module: str) -> bool:
 
 
 
+def registered() -> dict[str, Binding]:
+    """The registered controllers by name (a copy)."""
+    return dict(_REGISTRY)
+
+
 def loaded_modules() -> tuple[str, ...]:
     """The registered libraries this process has imported (what a worker should seed)."""
     return tuple(sorted({b.module for b in _REGISTRY.values() if sys.modules.get(b.module) is not None}))
@@ -275,23 +281,52 @@ def seed_globals(node: SeedTree, import_missing: bool | Iterable[str] = False) -
     every worker. Integrations pass the parent's ``loaded_modules()``; ``seed_everything``
     passes True.
     """
+    return globals_plan(import_missing).seed(node)
+
+
+class Plan:
+    """How to seed a set of bindings from one node: the span of node words that covers
+    every word-seeded binding (expanded once), and each binding's slice of it. Callers
+    seeding many nodes at once (a DataLoader batch) expand ``(start, count)`` for all of
+    them in one vectorised call and pass each node its row."""
+
+    def __init__(self, chosen: list[Binding]) -> None:
+        self.bindings = chosen
+        spans = [b.words for b in chosen if b.words is not None]
+        self.start = min((lo for lo, _ in spans), default=0)
+        stop = max((lo + n for lo, n in spans), default=0)
+        if not spans or stop - self.start > _SPAN_LIMIT:
+            self.start, stop = 0, 0
+        self.count = stop - self.start
+        self.steps = [
+            (b, b.words[0] - self.start, b.words[0] - self.start + b.words[1]) if b.words and self.count else (b, 0, 0)
+            for b in chosen
+        ]
+
+    def seed(self, node: SeedTree, words: np.ndarray | None = None) -> list[str]:
+        """Seed every binding from ``node``; ``words`` are the node's words
+        ``start .. start + count`` if the caller has them already."""
+        if words is None and self.count:
+            words = node.words(self.start, self.count)
+        for binding, lo, hi in self.steps:
+            if hi:
+                binding.seed_words(words[lo:hi])
+            else:
+                binding.seed(node)
+        return [b.name for b in self.bindings]
+
+
+def globals_plan(import_missing: bool | Iterable[str] = False) -> Plan:
+    """The plan for the bindings ``active(import_missing)`` returns now (cached)."""
     chosen = active(import_missing)
-    spans = [b.words for b in chosen if b.words is not None]
-    words, start = None, 0
-    if spans:
-        start = min(lo for lo, _ in spans)
-        stop = max(lo + n for lo, n in spans)
-        if stop - start <= _SPAN_LIMIT:
-            words = node.words(start, stop - start)
-    for binding in chosen:
-        if binding.words is not None and words is not None:
-            lo, n = binding.words
-            binding.seed_words(words[lo - start : lo - start + n])
-        else:
-            binding.seed(node)
-    return [b.name for b in chosen]
+    key = tuple(chosen)
+    plan = _plans.get(key)
+    if plan is None:
+        plan = _plans[key] = Plan(chosen)
+    return plan
 
 
+_plans: dict[tuple[Binding, ...], Plan] = {}
 _SPAN_LIMIT = 4096  # most words expanded at once for all word-seeded bindings
 
 

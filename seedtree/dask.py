@@ -122,7 +122,15 @@ def _modules(bind_globals: Globals) -> tuple[str, ...]:
         return bindings.loaded_modules() if bind_globals else ()
     if isinstance(bind_globals, str):
         raise TypeError(f"bind_globals takes True/False or a list of module names, e.g. ({bind_globals!r},)")
-    return tuple(bind_globals)
+    modules = tuple(bind_globals)
+    known = {binding.module for binding in bindings.registered().values()}
+    unknown = [m for m in modules if m not in known]
+    if unknown:
+        raise ValueError(
+            f"bind_globals names {unknown}, whose global RNG no seedtree binding seeds; "
+            f"name some of {sorted(known)}, or register a seedtree.Binding for it"
+        )
+    return modules
 
 
 class KeyedTask:
@@ -160,7 +168,7 @@ class KeyedTask:
         return "keyed-" + getattr(self.fn, "__name__", type(self.fn).__name__)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (KeyedTask, (self.fn, self.tree, self.modules))
+        return (_unpickle_task, (self.fn, self.tree.entropy, self.tree.path, self.modules))
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         from dask.base import tokenize
@@ -169,6 +177,20 @@ class KeyedTask:
 
     def __repr__(self) -> str:
         return f"KeyedTask({self.fn!r}, {self.tree!r}, modules={self.modules})"
+
+
+_trees: dict[tuple[int, tuple[Key, ...]], SeedTree] = {}
+
+
+def _unpickle_task(fn: Callable[..., Any], entropy: int, path: tuple[Key, ...], modules: tuple[str, ...]) -> KeyedTask:
+    # Dask ships every task pickled on its own. Reusing one tree object per process keeps
+    # the hashing of its path, done once, so each task pays for its own key only.
+    tree = _trees.get((entropy, path))
+    if tree is None:
+        if len(_trees) >= 64:
+            _trees.clear()
+        tree = _trees[(entropy, path)] = SeedTree(entropy, path)
+    return KeyedTask(fn, tree, modules)
 
 
 def keyed(fn: Callable[..., Any], tree: SeedTree, *, bind_globals: Globals = False) -> KeyedTask:
@@ -197,24 +219,27 @@ def client_map(
     tree: SeedTree,
     *,
     bind_globals: Globals = False,
+    start: int = 0,
     **map_kwargs: Any,
 ) -> list[Future]:
-    """``client.map(fn, items)`` with item k run under ``tree / k``; returns the futures,
-    in input order. Other keyword arguments (``retries``, ``workers``, ``pure``...) go to
-    ``client.map``.
+    """``client.map(fn, items)`` with item k run under ``tree / (start + k)``; returns the
+    futures, in input order. ``start`` lets a long job go in batches with the keys it would
+    have had in one map. Other keyword arguments (``retries``, ``workers``, ``pure``...)
+    go to ``client.map``.
 
     Guarantee: ``client.gather(futures)`` is bit-identical for any cluster layout, and
     for tasks retried after a worker was lost, given ``fn`` draws only from
     ``seedtree.rng()`` (or from the global RNGs with ``bind_globals``).
     """
     items = _items_list(items)
-    return client.map(keyed(fn, tree, bind_globals=bind_globals), range(len(items)), items, **map_kwargs)
+    keys = range(start, start + len(items))
+    return client.map(keyed(fn, tree, bind_globals=bind_globals), keys, items, **map_kwargs)
 
 
 def delayed_map(
-    fn: Callable[[Any], Any], items: Iterable[Any], tree: SeedTree, *, bind_globals: Globals = False
+    fn: Callable[[Any], Any], items: Iterable[Any], tree: SeedTree, *, bind_globals: Globals = False, start: int = 0
 ) -> list[Delayed]:
-    """One ``dask.delayed`` call per item, item k run under ``tree / k``.
+    """One ``dask.delayed`` call per item, item k run under ``tree / (start + k)``.
 
         results = dask.compute(*delayed_map(fn, items, tree))
 
@@ -223,7 +248,7 @@ def delayed_map(
     """
     dask = require("dask", "seedtree.dask.delayed_map")
     task = dask.delayed(keyed(fn, tree, bind_globals=bind_globals), pure=True)
-    return [task(k, item) for k, item in enumerate(_items_list(items))]
+    return [task(k, item) for k, item in enumerate(_items_list(items), start)]
 
 
 def worker_node(tree: SeedTree, worker_name: Any) -> SeedTree:

@@ -56,8 +56,10 @@ def _mix(x: int, y: int) -> int:
     return result ^ (result >> XSHIFT)
 
 
+@lru_cache(maxsize=256)
 def initial_state(run_words: tuple[int, ...]) -> MixState:
-    """The mixing state after a root's run entropy (what every node of that root shares)."""
+    """The mixing state after a root's run entropy (what every node of that root shares).
+    Cached: tasks unpickled in a worker each rebuild their node from the root."""
     hash_const = INIT_A
     mixer = [0, 0, 0, 0]
     for i in range(POOL_SIZE):
@@ -207,6 +209,18 @@ def derive_states(state: MixState, keys: np.ndarray, n_words: int) -> np.ndarray
         _expand_rows(pool, n_words, out[lo:hi], h[:m], t[:m])
     return out
 
+
+
+def expand_at(pools: list[np.ndarray], start: int, count: int) -> np.ndarray:
+    """Vectorised ``expand(pool, start, count)`` for many pools (four arrays of pool words):
+    shape (n, count). Row-major, for few children and many words (per-batch seeding); for
+    many children and few words ``derive_states`` is faster."""
+    pick, xor_c, mul_c = _expand_constants(start, count)
+    out = np.stack(pools, axis=1)[:, pick]
+    out ^= xor_c
+    out *= mul_c
+    out ^= out >> XSHIFT
+    return out
 
 @lru_cache(maxsize=64)
 def _expand_constants(start: int, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

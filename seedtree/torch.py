@@ -16,6 +16,8 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
+
 from . import ambient, bindings
 from ._optional import require
 from .distributed import rank_info
@@ -91,24 +93,39 @@ class _SampleBound(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def node(self, epoch: int, index: int) -> SeedTree:
+    def epoch_node(self, epoch: int) -> SeedTree:
+        """``tree / epoch``, kept: its mixing state is computed once per epoch, so each
+        sample costs one key's worth of hashing."""
         cached = self._epoch_node
         if cached is None or cached[0] != epoch:
-            # Keep the epoch node: its mixing state is computed once, so each sample
-            # costs one key's worth of hashing.
             cached = self._epoch_node = (epoch, self.tree / epoch)
-        return cached[1] / index
+        return cached[1]
 
     def __getitem__(self, item: tuple[int, int]) -> Any:
-        epoch, index = item
-        node = self.node(epoch, index)
-        token = ambient.bind(node)
-        try:
-            if self.bind_globals:
-                bindings.seed_globals(node)
-            return self.dataset[index]
-        finally:
-            ambient.unbind(token)
+        return self.__getitems__([item])[0]
+
+    def __getitems__(self, items: list[tuple[int, int]]) -> list[Any]:
+        # DataLoader fetches a whole batch through this: the words that seed the global
+        # RNGs of every sample in it are derived in one vectorised call.
+        epoch = items[0][0]
+        if any(e != epoch for e, _ in items):
+            return [x for item in items for x in self.__getitems__([item])]
+        parent = self.epoch_node(epoch)
+        plan = bindings.globals_plan() if self.bind_globals else None
+        rows = None
+        if plan is not None and plan.count:
+            rows = parent.states(np.fromiter((i for _, i in items), np.int64, len(items)), plan.count, plan.start)
+        out = []
+        for k, (_, index) in enumerate(items):
+            node = parent / index
+            token = ambient.bind(node)
+            try:
+                if plan is not None:
+                    plan.seed(node, None if rows is None else rows[k])
+                out.append(self.dataset[index])
+            finally:
+                ambient.unbind(token)
+        return out
 
     def __getattr__(self, name: str) -> Any:
         if name == "dataset":  # not set yet (unpickling): no recursion

@@ -404,8 +404,9 @@ class SeedTree:
             value |= w << (32 * i)
         return value & ((1 << bits) - 1)
 
-    def states(self, keys: Iterable[Key] | np.ndarray, n_words: int = 4) -> np.ndarray:
-        """The ``generate_state(n_words)`` words of each child ``self / k``, shape (n, n_words).
+    def states(self, keys: Iterable[Key] | np.ndarray, n_words: int = 4, start: int = 0) -> np.ndarray:
+        """The ``generate_state(n_words)`` words of each child ``self / k``, shape (n, n_words);
+        with ``start``, its words ``start .. start + n_words`` (``(self / k).words(start, n_words)``).
 
         An int array (or range, or list of ints) of keys is derived vectorised, with no
         per-child Python work; a 2-D array (n, depth) derives ``self / k[0] / k[1] ...`` per
@@ -417,11 +418,18 @@ class SeedTree:
         n_words = int(n_words)
         if not isinstance(keys, (np.ndarray, range)):
             keys = list(keys)
+        valid_start = isinstance(start, (int, np.integer)) and not isinstance(start, bool)
+        if not valid_start or not 0 <= start <= start + n_words <= WORD_LIMIT:
+            raise ValueError(f"start must be an int with start + n_words <= 2**30, got start={start!r}")
         arr = self._int_keys(keys)
         if arr is None:
-            rows = [(self / k).generate_state(n_words) for k in keys]
+            rows = [(self / k).words(start, n_words) for k in keys]
             return np.stack(rows) if rows else np.empty((0, n_words), np.uint32)
-        return mixing.derive_states(self._mix_state(), arr, n_words)
+        if start == 0:
+            return mixing.derive_states(self._mix_state(), arr, n_words)
+        if len(arr) == 0:
+            return np.empty((0, n_words), np.uint32)
+        return mixing.expand_at(mixing.absorb_many(self._mix_state(), arr)[0], int(start), n_words)
 
     def _int_keys(self, keys: list[Key] | range | np.ndarray) -> np.ndarray | None:
         """Validated uint32 keys (n,) or (n, depth), or None for a list holding str/bytes keys."""

@@ -85,6 +85,9 @@ def test_local_schedulers_match_the_paths() -> None:
     assert sync == want
     threaded = dask.compute(*delayed_map(draw_ambient, ITEMS, TREE), scheduler="threads", num_workers=4)
     assert list(threaded) == ambient_part(want)
+    # in batches: start= keeps the keys one map over all items would have given
+    batches = [delayed_map(draw_ambient, ITEMS[i : i + 5], TREE, start=i) for i in range(0, N, 5)]
+    assert [r for batch in batches for r in dask.compute(*batch, scheduler="sync")] == ambient_part(want)
 
 
 def test_threaded_scheduler_refuses_global_binding() -> None:
@@ -117,6 +120,8 @@ def test_raw_keyed_with_client_map_and_delayed(cluster) -> None:
     assert got == [(x, (TREE / k).numpy().random(3).tolist()) for k, x in zip(keys, [1, 2, 3], strict=True)]
     one = dask.delayed(keyed(draw_ambient, TREE))("a", 1).compute(scheduler=client)
     assert one == got[0]
+    tail = client.gather(client_map(client, draw_ambient, ITEMS[10:], TREE, start=10))
+    assert tail == ambient_part(expected())[10:]
 
 
 def test_joblib_dask_backend_matches_other_backends(cluster) -> None:
@@ -242,6 +247,8 @@ def test_bind_globals_true_means_the_libraries_this_process_uses() -> None:
     assert keyed(draw, TREE, bind_globals=["numpy"]).modules == ("numpy",)
     with pytest.raises(TypeError, match="list of module names"):
         keyed(draw, TREE, bind_globals="numpy")
+    with pytest.raises(ValueError, match=r"\['nupmy'\].*no seedtree binding"):
+        keyed(draw, TREE, bind_globals=["numpy", "nupmy"])
 
 
 def test_keyed_tasks_have_stable_dask_tokens() -> None:

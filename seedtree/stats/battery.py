@@ -22,19 +22,21 @@ corr-streams        per row: sum of u[t,i] u[t,i+1] (u uniform in (-1/2,1/2))  c
 corr-lagged         per row: u[t,i] u[t+1,i+1] + u[t+1,i] u[t,i+1], z; chi2     streams one draw apart
 mean-rows           per row: mean of u, z; chi2(rows)                           streams in lockstep
 mean-streams        per stream: mean of u, z; chi2(k)                           biased streams
-uniform16           top and low 16 bits, histogram, chi2                        uniformity
-serial-streams      (top byte of X[t,2j], of X[t,2j+1]) pairs, chi2             pairs of streams
-serial-time         (top byte of X[2s,i], of X[2s+1,i]) pairs, chi2             serial dependence
+autocorr            per stream: u[2s,i] u[2s+1,i] summed, z; chi2(k)            serial correlation
+uniform             histograms of the top and of the low 12 bits, chi2          uniformity
+serial-streams      (top 6 bits of X[t,2j], of X[t,2j+1]) pairs, chi2           pairs of streams
+serial-time         (top 6 bits of X[2s,i], of X[2s+1,i]) pairs, chi2           serial dependence
 gap                 gaps between words < 2**60 in interleaved order, chi2       uniformity / order
 rank-64             GF(2) rank of 64x64 bit matrices, row j = word of stream j  linear relations
 rank-N              GF(2) rank of N x N matrices, row j = N bits of stream j    linear generators from
-                    (N up to 1024 streams at once)                              related seeds (MT19937)
+                    (N = 512 quick, 1024 thorough; earliest words first)         related seeds (MT19937)
 birthday-spacings   repeated spacings among sorted top 32 bits of 4096 first    weak seed hashing
                     words of children (Marsaglia), Poisson
 ==================  ==========================================================  ======================
 
 z-scores sum terms with exact null means and variances; a chi2 over z^2 needs each z to
 sum at least 64 terms, so tests that cannot meet that for a shape say why and are skipped.
+Histogram cells shrink for small samples so that each expects at least 8 counts.
 """
 
 from __future__ import annotations
@@ -424,7 +426,7 @@ def _bits_for(n_values: int | None, cap: int, per_cell: float = 8.0) -> int:
     return int(max(1, min(cap, math.floor(math.log2(max(n_values / per_cell, 2))))))
 
 
-class Uniform16(Test):
+class Uniform(Test):
     name = "uniform"
     about = "histograms of the top and of the low bits of every word"
 
@@ -449,7 +451,7 @@ class Uniform16(Test):
 
 
 class Serial(Test):
-    about = "pairs of top bytes"
+    about = "pairs of top bits"
 
     def __init__(self, n_pairs: int | None, axis: int) -> None:
         super().__init__()
@@ -683,7 +685,7 @@ def interleaved_tests(plan: Plan) -> list[Test]:
         CorrLag1(k, None if plan.rows is None else plan.rows // 2),
         MeanRows(k),
         MeanStreams(k, plan.rows),
-        Uniform16(n_words),
+        Uniform(n_words),
         Serial(None if n_words is None else n_words // 2, axis=1),
         Serial(None if n_words is None else n_words // 2, axis=0),
         Gap(),
@@ -704,7 +706,7 @@ def first_output_tests(children: int, words: int, rank_budget: int = 16) -> list
         XorPopcount(children),
         CorrStreams(children),
         MeanRows(children),
-        Uniform16(children * words),
+        Uniform(children * words),
         Serial(None if children * words < 2 else children * words // 2, axis=1),
         RankTest(64 * words, children, rank_budget),
     ]

@@ -247,9 +247,9 @@ def check(
         else:
             verdict = "pass"
         rows.append({
-            "battery": b, "source": o.source, "test": o.name, "p": o.p,
-            "p_retest": None if o2 is None else o2.p, "verdict": verdict,
-            "statistic": o.statistic, "detail": o.skipped or o.detail,
+            "battery": b, "source": o.source, "test": o.name, "p": None if o.skipped else o.p,
+            "p_retest": None if o2 is None or o2.skipped else o2.p, "verdict": verdict,
+            "statistic": None if o.skipped else o.statistic, "detail": o.skipped or o.detail,
         })
     notes = []
     if any(r["verdict"] == "skipped" for r in rows):

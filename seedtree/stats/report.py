@@ -26,8 +26,8 @@ def _clean(value: Any) -> Any:
 class Report:
     """What ``seedtree.stats.check`` found.
 
-    ``rows`` has one dict per test: ``battery``, ``source``, ``test``, ``p`` (first run),
-    ``p_retest`` (None when there was no re-test), ``verdict`` (``pass``, ``suspicious``:
+    ``rows`` has one dict per test: ``battery``, ``source``, ``test``, ``p`` (first run; None
+    for a skipped test), ``p_retest`` (None without a re-test), ``verdict`` (``pass``, ``suspicious``:
     flagged in the first run only, ``FAIL``: flagged in the re-test, ``skipped``),
     ``statistic``, ``detail``. ``bytes_read`` says how much of the interleaved stream each
     battery read in the first run (the own battery: whole rows of ``streams`` words).
@@ -78,8 +78,8 @@ class Report:
         head = f"scheme {self.scheme} ({self.kind}), {self.streams} streams, root {self.root}: {sizes}"
         lines = [head, f"{'battery/source':<24} {'test':<34} {'p':>10} {'re-test p':>10}  verdict"]
         for r in self.rows:
-            p = "-" if r["p"] is None or math.isnan(r["p"]) else f"{r['p']:.3g}"
-            q = "" if r["p_retest"] is None or math.isnan(r["p_retest"]) else f"{r['p_retest']:.3g}"
+            p = "-" if r["p"] is None else f"{r['p']:.3g}"
+            q = "" if r["p_retest"] is None else f"{r['p_retest']:.3g}"
             where = f"{r['battery']}/{r['source']}" if r["battery"] == "own" else r["source"]
             verdict = r["verdict"] if r["verdict"] != "skipped" else f"skipped: {r['detail']}"
             lines.append(f"{where:<24} {r['test'][:34]:<34} {p:>10} {q:>10}  {verdict}")
