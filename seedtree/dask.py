@@ -156,19 +156,20 @@ class KeyedTask:
         self.modules = tuple(modules)
 
     def __call__(self, key: Key, /, *args: Any, **kwargs: Any) -> Any:
-        node = self.tree / key
         if self.modules:
             problem = _shared_globals_problem()
             if problem is not None:
                 raise RuntimeError(_GLOBALS_ERROR.format(problem=problem))
-        return run_keyed(self.fn, node, args, kwargs, self.modules)
+        return run_keyed(self.fn, self.tree, key, args, kwargs, self.modules)
 
     @property
     def __name__(self) -> str:  # what Dask names the tasks after
         return "keyed-" + getattr(self.fn, "__name__", type(self.fn).__name__)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_unpickle_task, (self.fn, self.tree.entropy, self.tree.path, self.modules))
+        # The tree unpickles to one shared node per process (see SeedTree.__reduce__), so
+        # each task pays only for hashing its own key.
+        return (KeyedTask, (self.fn, self.tree, self.modules))
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         from dask.base import tokenize
@@ -177,20 +178,6 @@ class KeyedTask:
 
     def __repr__(self) -> str:
         return f"KeyedTask({self.fn!r}, {self.tree!r}, modules={self.modules})"
-
-
-_trees: dict[tuple[int, tuple[Key, ...]], SeedTree] = {}
-
-
-def _unpickle_task(fn: Callable[..., Any], entropy: int, path: tuple[Key, ...], modules: tuple[str, ...]) -> KeyedTask:
-    # Dask ships every task pickled on its own. Reusing one tree object per process keeps
-    # the hashing of its path, done once, so each task pays for its own key only.
-    tree = _trees.get((entropy, path))
-    if tree is None:
-        if len(_trees) >= 64:
-            _trees.clear()
-        tree = _trees[(entropy, path)] = SeedTree(entropy, path)
-    return KeyedTask(fn, tree, modules)
 
 
 def keyed(fn: Callable[..., Any], tree: SeedTree, *, bind_globals: Globals = False) -> KeyedTask:

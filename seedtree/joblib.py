@@ -68,7 +68,7 @@ class Parallel:
         kind, name = _backend_kind(kwargs.get("backend"), kwargs.get("n_jobs"))
         modules = resolve_bind_globals(self.bind_globals, kind, f"the joblib backend {name!r}")
         keyed = (
-            (run_keyed, (fn, self.tree / k, args, fn_kwargs, modules), {})
+            (run_keyed, (fn, self.tree, k, args, fn_kwargs, modules), {})
             for k, (fn, args, fn_kwargs) in enumerate(tasks)
         )
         # Sequential runs seed the globals of this very process: put them back afterwards.

@@ -89,7 +89,7 @@ def keyed_map(
     """
     kind, name = _executor_kind(executor)
     modules = resolve_bind_globals(bind_globals, kind, f"a {name}")
-    calls = [(KeyedCall(fn, tree / k, modules), item) for k, item in enumerate(items)]
+    calls = [(KeyedCall(fn, tree, k, modules), item) for k, item in enumerate(items)]
     if isinstance(executor, multiprocessing.pool.Pool):
         return executor.starmap(_apply, calls)
     futures = [executor.submit(call, item) for call, item in calls]

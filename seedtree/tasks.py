@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from . import ambient, bindings
+from .keys import Key
 from .tree import SeedTree
 
 Kind = Literal["threads", "processes", "inline", "other"]
@@ -34,9 +35,13 @@ def resolve_bind_globals(bind_globals: bool | None, kind: Kind, what: str) -> tu
     return bindings.loaded_modules() if bind_globals else ()
 
 
-def run_keyed(fn: Callable[..., Any], node: SeedTree, args: tuple, kwargs: dict, modules: tuple[str, ...]) -> Any:
-    """Call ``fn(*args, **kwargs)`` with ``node`` as the ambient node, and with the global
-    RNGs of ``modules`` (e.g. ``("numpy", "random", "torch")``) seeded from it."""
+def run_keyed(
+    fn: Callable[..., Any], tree: SeedTree, key: Key, args: tuple, kwargs: dict, modules: tuple[str, ...]
+) -> Any:
+    """Call ``fn(*args, **kwargs)`` with ``tree / key`` as the ambient node, and with the
+    global RNGs of ``modules`` (e.g. ``("numpy", "random", "torch")``) seeded from it.
+    The child is derived where the task runs, from the (shared, already mixed) tree."""
+    node = tree / key
     token = ambient.bind(node)
     try:
         if modules:
@@ -47,18 +52,19 @@ def run_keyed(fn: Callable[..., Any], node: SeedTree, args: tuple, kwargs: dict,
 
 
 class KeyedCall:
-    """A picklable ``fn`` that runs as ``run_keyed(fn, tree / key, ...)``; executors and
-    schedulers that take plain callables (``Executor.submit``, ``client.submit``) use it."""
+    """A picklable ``fn`` that runs as ``run_keyed(fn, tree, key, ...)``; executors that
+    take plain callables (``Executor.submit``, ``Pool.starmap``) use it."""
 
-    __slots__ = ("fn", "node", "modules")
+    __slots__ = ("fn", "tree", "key", "modules")
 
-    def __init__(self, fn: Callable[..., Any], node: SeedTree, modules: tuple[str, ...]) -> None:
+    def __init__(self, fn: Callable[..., Any], tree: SeedTree, key: Key, modules: tuple[str, ...]) -> None:
         self.fn = fn
-        self.node = node
+        self.tree = tree
+        self.key = key
         self.modules = modules
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return run_keyed(self.fn, self.node, args, kwargs, self.modules)
+        return run_keyed(self.fn, self.tree, self.key, args, kwargs, self.modules)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (KeyedCall, (self.fn, self.node, self.modules))
+        return (KeyedCall, (self.fn, self.tree, self.key, self.modules))

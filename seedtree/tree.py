@@ -343,7 +343,7 @@ class SeedTree:
         return f"SeedTree({self._entropy})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (SeedTree, (self._entropy, self._path))
+        return (_unpickle, (self._entropy, self._path))
 
     # -- derivation ---------------------------------------------------------------------
 
@@ -543,3 +543,18 @@ class SeedTree:
         from .manifest import Manifest
 
         return Manifest.collect(self, **fields)
+
+
+_unpickled: dict[tuple[int, tuple[Key, ...]], SeedTree] = {}
+
+
+def _unpickle(entropy: int, path: tuple[Key, ...]) -> SeedTree:
+    # Workers unpickle the same tree for task after task (joblib batches, Dask tasks):
+    # handing back one shared node keeps its mixing state, so each task pays only for its
+    # own key. Nodes are immutable values, so sharing them is safe.
+    node = _unpickled.get((entropy, path))
+    if node is None:
+        if len(_unpickled) >= 256:
+            _unpickled.clear()
+        node = _unpickled[(entropy, path)] = SeedTree(entropy, path)
+    return node
