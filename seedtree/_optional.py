@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import sys
 from types import ModuleType
 
 _INSTALL = {
@@ -25,7 +24,3 @@ def require(name: str, feature: str) -> ModuleType:
         hint = _INSTALL.get(name.split(".")[0], f"pip install {name}")
         raise ImportError(f"{feature} needs the optional package '{name}', which is not installed: {hint}") from exc
 
-
-def loaded(name: str) -> ModuleType | None:
-    """The module if the program already imported it, else None (never imports it)."""
-    return sys.modules.get(name)

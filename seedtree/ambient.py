@@ -2,15 +2,17 @@
 
 Integrations bind the node of the work being run (a sample, a task, a worker) with
 ``bound(node)``; code deep inside that work calls ``seedtree.rng()`` instead of threading a
-generator through every call. The binding lives in a ``contextvars`` variable, so threads
-and asyncio tasks never see each other's. Outside any binding the ambient node is the root
-given to ``seed_everything`` (one shared generator: NumPy's generators are thread-safe,
-but draws from several threads then depend on scheduling; bind per-thread nodes with
-``seedtree.threads`` when that matters).
+generator through every call. The binding lives in a ``contextvars`` variable, so a binding
+made in one thread or asyncio task is not seen by the others (a context copied on purpose,
+e.g. ``asyncio.to_thread``, shares its binding and so one generator). Outside any binding
+the ambient node is the root given to ``seed_everything`` (one shared generator: NumPy's
+generators are thread-safe, but draws from several threads then depend on scheduling;
+bind per-thread nodes with ``seedtree.threads`` when that matters).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -30,6 +32,7 @@ class _Binding:
 
 _var: ContextVar[_Binding | None] = ContextVar("seedtree_ambient", default=None)
 _default: _Binding | None = None
+_first_use = threading.Lock()
 
 _UNBOUND = (
     "no seed tree is bound here: call seedtree.seed_everything(seed) first, or run this "
@@ -60,7 +63,10 @@ def rng() -> np.random.Generator:
         raise RuntimeError(_UNBOUND)
     gen = binding.gen
     if gen is None:
-        gen = binding.gen = binding.node.numpy()
+        with _first_use:  # two threads sharing a binding must not both start a generator
+            gen = binding.gen
+            if gen is None:
+                gen = binding.gen = binding.node.numpy()
     return gen
 
 
@@ -98,31 +104,33 @@ def default() -> SeedTree | None:
     return None if _default is None else _default.node
 
 
-def generator_state() -> dict | None:
-    """The ambient generator's node and bit-generator state (None if never drawn from)."""
+def snapshot() -> dict:
+    """Where ``rng()`` stands: the default node, the node ``rng()`` reads here and its
+    generator's state (None if not drawn from yet)."""
     binding = _var.get() or _default
-    if binding is None or binding.gen is None:
-        return None
-    return {"node": binding.node, "state": binding.gen.bit_generator.state}
+    gen = None if binding is None else binding.gen
+    return {
+        "default": default(),
+        "node": None if binding is None else binding.node,
+        "state": None if gen is None else gen.bit_generator.state,
+    }
 
 
-def set_generator_state(saved: dict) -> None:
-    """Restore what ``generator_state`` returned, where ``rng()`` will look for it."""
-    global _default
-    binding = _Binding(saved["node"])
-    binding.gen = saved["node"].numpy()
-    binding.gen.bit_generator.state = saved["state"]
-    if _var.get() is not None:
-        _var.set(binding)
-    else:
-        _default = binding
-
-
-def forget_generator() -> None:
-    """Drop the ambient generator of this context, so the next ``rng()`` starts afresh."""
+def restore_snapshot(saved: dict) -> None:
+    """Put back what ``snapshot`` returned: the default node, and the generator position
+    of the node ``rng()`` reads here if it is the same node (a snapshot taken inside
+    ``bound(a)`` does not bind ``a`` where it is restored)."""
+    if saved["default"] != default():
+        set_default(saved["default"])
     binding = _var.get() or _default
-    if binding is not None:
+    if binding is None or binding.node != saved["node"]:
+        return
+    if saved["state"] is None:
         binding.gen = None
+    else:
+        gen = binding.node.numpy()
+        gen.bit_generator.state = saved["state"]
+        binding.gen = gen
 
 
 def reset_context(node: SeedTree) -> None:

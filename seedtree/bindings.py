@@ -281,7 +281,57 @@ def seed_globals(node: SeedTree, import_missing: bool | Iterable[str] = False) -
     every worker. Integrations pass the parent's ``loaded_modules()``; ``seed_everything``
     passes True.
     """
-    return globals_plan(import_missing).seed(node)
+    names = globals_plan(import_missing).seed(node)
+    _arm_import_hook()
+    return names
+
+
+class _SeedOnImport:
+    """A meta-path finder that seeds a registered library the moment it is first imported,
+    from the ambient node bound then. Without it, a task that imports torch itself after
+    its globals were bound would run on torch's fixed default seed, the same in every
+    worker process."""
+
+    def __init__(self) -> None:
+        self.pending: set[str] = set()
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name not in self.pending:
+            return None
+        self.pending.discard(name)  # the find_spec below must not come back here
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        run_module = spec.loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            run_module(module)
+            _seed_imported(name)
+
+        spec.loader.exec_module = exec_module  # this spec's own loader object
+        return spec
+
+
+def _seed_imported(module: str) -> None:
+    try:
+        node = ambient.current()
+    except RuntimeError:
+        return  # nothing bound: nothing to seed from
+    for binding in _REGISTRY.values():
+        if binding.module == module and binding.usable():
+            binding.seed(node)
+
+
+_import_hook = _SeedOnImport()
+
+
+def _arm_import_hook() -> None:
+    missing = {
+        b.module for b in _REGISTRY.values() if sys.modules.get(b.module) is None and _installed_module(b.module)
+    }
+    _import_hook.pending = missing
+    if missing and _import_hook not in sys.meta_path:
+        sys.meta_path.insert(0, _import_hook)
 
 
 class Plan:
@@ -337,11 +387,12 @@ def capture(names: Iterable[str] | None = None) -> dict:
         if names is None or binding.name in names:
             state[binding.name] = binding.capture()
     if names is None or "ambient" in names:
-        saved = ambient.generator_state()  # None: not drawn from yet, so restore rewinds it
-        if saved is not None:
-            node = saved["node"]
-            saved = {"entropy": str(node.entropy), "path": path_to_json(node.path), "state": saved["state"]}
-        state["ambient"] = saved
+        saved = ambient.snapshot()
+        state["ambient"] = {
+            "default": _node_to_json(saved["default"]),
+            "node": _node_to_json(saved["node"]),
+            "state": saved["state"],
+        }
     return state
 
 
@@ -360,11 +411,19 @@ def restore(state: dict) -> None:
             binding.restore(value)
     if "ambient" in state:
         saved = state["ambient"]
-        if saved is None:
-            ambient.forget_generator()
-        else:
-            node = SeedTree(int(saved["entropy"]), path_from_json(saved["path"]))
-            ambient.set_generator_state({"node": node, "state": saved["state"]})
+        ambient.restore_snapshot({
+            "default": _node_from_json(saved["default"]),
+            "node": _node_from_json(saved["node"]),
+            "state": saved["state"],
+        })
+
+
+def _node_to_json(node: SeedTree | None) -> dict | None:
+    return None if node is None else {"entropy": str(node.entropy), "path": path_to_json(node.path)}
+
+
+def _node_from_json(data: dict | None) -> SeedTree | None:
+    return None if data is None else SeedTree(int(data["entropy"]), path_from_json(data["path"]))
 
 
 class isolate(ContextDecorator):

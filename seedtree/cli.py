@@ -100,6 +100,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if "run" in fields:
         raise UserError("seedtree run: --field run=... is reserved for what seedtree run records; pick another name")
     if args.record is not None:  # find out now, not after a long run that cannot be recorded
+        if os.path.isdir(args.record):
+            raise UserError(f"seedtree run: --record {args.record} is a folder; name the manifest file, "
+                            f"e.g. {os.path.join(args.record, 'seeds.json')}")
         folder = os.path.dirname(os.path.abspath(args.record))
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
             raise UserError(f"seedtree run: cannot write --record {args.record}: the folder {folder} "

@@ -35,6 +35,7 @@ import platform
 import sys
 from typing import Any
 
+from .manifest import version as _version
 from .tree import ENV_ENTROPY, SeedTree
 
 SCHEMA = "seedtree.doctor"
@@ -48,13 +49,6 @@ CUBLAS_OK = (":4096:8", ":16:8")
 
 def _check(name: str, value: Any, status: str, advice: str = "") -> dict[str, Any]:
     return {"name": name, "value": value, "status": status, "advice": advice}
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def _torch() -> Any:

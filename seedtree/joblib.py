@@ -25,12 +25,13 @@ joblib = require("joblib", "seedtree.joblib")
 delayed = joblib.delayed
 
 
-def _backend_kind(backend: Any, n_jobs: int | None) -> tuple[Kind, str]:
+def _backend_kind(backend: Any, n_jobs: int | None, prefer: str | None, require: str | None) -> tuple[Kind, str]:
     from joblib import _parallel_backends as pb
     from joblib.parallel import get_active_backend
 
     if backend is None:
-        backend = get_active_backend()[0]
+        # The hints choose the backend when none is named (prefer="threads" is threads).
+        backend = get_active_backend(prefer=prefer, require=require)[0]
     if isinstance(backend, str):
         name = backend
         instance = joblib.parallel.BACKENDS.get(backend)
@@ -39,7 +40,7 @@ def _backend_kind(backend: Any, n_jobs: int | None) -> tuple[Kind, str]:
         name, instance = type(backend).__name__, backend
     if n_jobs == 1 or isinstance(instance, pb.SequentialBackend):
         return "inline", name
-    if isinstance(instance, pb.ThreadingBackend) or getattr(instance, "uses_threads", False):
+    if require == "sharedmem" or isinstance(instance, pb.ThreadingBackend) or getattr(instance, "uses_threads", False):
         return "threads", name
     if isinstance(instance, (pb.LokyBackend, pb.MultiprocessingBackend)):
         return "processes", name
@@ -65,13 +66,21 @@ class Parallel:
 
     def __call__(self, tasks: Iterable[tuple[Callable[..., Any], tuple, dict]]) -> list[Any]:
         kwargs = self.parallel_kwargs
-        kind, name = _backend_kind(kwargs.get("backend"), kwargs.get("n_jobs"))
+        if kwargs.get("return_as", "list") != "list":
+            raise ValueError(
+                "seedtree's Parallel returns a list (return_as='list'): a lazy result would outlive the "
+                "restoring of your global RNGs; iterate the list, or use joblib.Parallel with seedtree.rng()"
+            )
+        kind, name = _backend_kind(kwargs.get("backend"), kwargs.get("n_jobs"), kwargs.get("prefer"),
+                                   kwargs.get("require"))
         modules = resolve_bind_globals(self.bind_globals, kind, f"the joblib backend {name!r}")
         keyed = (
             (run_keyed, (fn, self.tree, k, args, fn_kwargs, modules), {})
             for k, (fn, args, fn_kwargs) in enumerate(tasks)
         )
-        # Sequential runs seed the globals of this very process: put them back afterwards.
+        if not modules:
+            return joblib.Parallel(**kwargs)(keyed)
+        # Tasks run inline seed the globals of this very process: put the caller's back.
         with bindings.isolate():
             return joblib.Parallel(**kwargs)(keyed)
 

@@ -52,7 +52,8 @@ def recorded() -> dict[str, SeedTree]:
         return dict(_ledger)
 
 
-def _version(dist: str) -> str | None:
+def version(dist: str) -> str | None:
+    """The installed version of a distribution, or None."""
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
@@ -82,9 +83,9 @@ def environment() -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "host": socket.gethostname(),
-        "numpy": _version("numpy"),
-        "torch": _version("torch"),
-        "seedtree": _version("seedtree"),
+        "numpy": version("numpy"),
+        "torch": version("torch"),
+        "seedtree": version("seedtree"),
         "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED"),
         "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
         "git": _git_commit(),
@@ -189,6 +190,8 @@ class Manifest:
                 f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
                 "the file is truncated or corrupt: restore it or record a new run"
             ) from None
+        except RecursionError:
+            raise ManifestError(f"{path} is not a seedtree manifest: its JSON is nested too deeply") from None
         return cls.from_dict(data, source=str(path))
 
     def log_to_mlflow(self, artifact_file: str = "seedtree-manifest.json") -> str:

@@ -171,7 +171,7 @@ def run(
         "command": list(argv),
         "cwd": str(Path(cwd or os.getcwd()).resolve()),
         "exit_status": returncode if returncode >= 0 else None,
-        "signal": signal.Signals(-returncode).name if returncode < 0 else None,
+        "signal": _signal_name(-returncode) if returncode < 0 else None,
         "started": _iso(started),
         "finished": _iso(finished),
         "duration_s": round(finished - started, 3),
@@ -223,3 +223,11 @@ def _merge(reports: list[dict], main_pid: int) -> tuple[dict[str, SeedTree], dic
                 name = f"{name}@pid{report.get('pid')}"
             streams.setdefault(name, node)
     return streams, child_env
+
+
+def _signal_name(number: int) -> str:
+    """``SIGTERM`` for 15; real-time signals (no enum member) as ``SIG<n>``."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"SIG{number}"

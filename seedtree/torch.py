@@ -21,6 +21,7 @@ import numpy as np
 from . import ambient, bindings
 from ._optional import require
 from .distributed import rank_info
+from .keys import path_to_json
 from .tree import SeedTree
 
 torch = require("torch", "seedtree.torch")
@@ -28,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_
 
 RESEED_METHOD = "seedtree_reseed"
 """A dataset (the worker's copy) with a method of this name is called as
-``dataset.seedtree_reseed(node)`` whenever seedtree binds a worker, so it can rebuild the
+``dataset.seedtree_reseed(node)`` whenever ``worker_init_fn`` binds a worker, so it can rebuild the
 generators it owns (e.g. ``self.rng = node.numpy()``)."""
 
 
@@ -56,6 +57,7 @@ class worker_init_fn:
         then: Callable[[int], Any] | None = None,
         rank: int | None = None,
         bind_globals: bool = True,
+        reseed_dataset: bool = True,
     ) -> None:
         if not isinstance(tree, SeedTree):
             raise TypeError(f"worker_init_fn needs a SeedTree, got {type(tree).__name__}")
@@ -63,6 +65,7 @@ class worker_init_fn:
         self.then = then
         self.rank = rank_info().rank if rank is None else rank
         self.bind_globals = bind_globals
+        self.reseed_dataset = reseed_dataset
 
     def node(self, worker_id: int, base_seed: int) -> SeedTree:
         """The node of worker ``worker_id`` for an iteration with this base seed."""
@@ -75,7 +78,8 @@ class worker_init_fn:
         ambient.reset_context(node)
         if self.bind_globals:
             bindings.seed_globals(node)
-        _reseed_dataset(info.dataset, node)
+        if self.reseed_dataset:
+            _reseed_dataset(info.dataset, node)
         if self.then is not None:
             self.then(worker_id)
 
@@ -145,7 +149,9 @@ class SeedTreeSampler(Sampler):
     The cursor (epoch, batches delivered) advances as the loader hands batches to you, not
     as workers prefetch them, so ``state_dict()`` taken mid-epoch and loaded into a fresh
     loader resumes with exactly the next batch. A finished epoch moves the cursor to the
-    next epoch; ``set_epoch(e)`` moves it to the start of epoch e.
+    next epoch; ``set_epoch(e)`` moves it to the start of epoch e. As with any DataLoader,
+    a new iteration after one broken off (``next(iter(loader))`` to peek) starts the epoch
+    over; only ``load_state_dict`` resumes mid-epoch.
     """
 
     def __init__(
@@ -168,6 +174,7 @@ class SeedTreeSampler(Sampler):
         self.rank, self.world_size, self.drop_uneven = rank, world_size, drop_uneven
         self.epoch = 0
         self.batches_done = 0
+        self._resume = False  # set by load_state_dict: the next iteration continues mid-epoch
 
     def order(self, epoch: int) -> list[int]:
         """The sample indices this rank visits in ``epoch``, in order."""
@@ -184,6 +191,9 @@ class SeedTreeSampler(Sampler):
         return share // self.batch_size if self.drop_last else math.ceil(share / self.batch_size)
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        if not self._resume:
+            self.batches_done = 0
+        self._resume = False
         epoch, start = self.epoch, self.batches_done
         order = self.order(epoch)
         for b in range(start, len(self)):
@@ -193,37 +203,46 @@ class SeedTreeSampler(Sampler):
         """Start epoch ``epoch`` from its first batch at the next iteration."""
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
-        self.epoch, self.batches_done = epoch, 0
+        self.epoch, self.batches_done, self._resume = epoch, 0, False
 
     def _delivered(self) -> None:
         self.batches_done += 1
         if self.batches_done >= len(self):
             self.epoch, self.batches_done = self.epoch + 1, 0
 
-    def state_dict(self) -> dict[str, int]:
-        """The cursor, plus what it is only valid with (checked on load)."""
+    def state_dict(self) -> dict[str, Any]:
+        """The cursor, plus what it is only valid with (checked on load). Plain ints,
+        bools, strings and lists: it saves with JSON or ``torch.save``."""
         return {
             "epoch": self.epoch,
             "batches_done": self.batches_done,
             "n": self.n,
             "batch_size": self.batch_size,
+            "shuffle": self.shuffle,
+            "drop_last": self.drop_last,
+            "drop_uneven": self.drop_uneven,
             "rank": self.rank,
             "world_size": self.world_size,
             "entropy": str(self.tree.entropy),
-            "path": self.tree.name,
+            "path": path_to_json(self.tree.path),
         }
 
+    _MUST_MATCH = ("n", "batch_size", "shuffle", "drop_last", "drop_uneven", "rank", "world_size", "entropy", "path")
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume from ``state_dict()``; refuses a state from another dataset size, batch
-        size, sharding or tree, which would silently replay different data."""
+        """Resume from ``state_dict()`` at the next iteration; refuses a state from another
+        dataset size, batching, order, sharding or tree, which would silently replay
+        different data."""
         mine = self.state_dict()
-        for key in ("n", "batch_size", "rank", "world_size", "entropy", "path"):
-            if key in state and str(state[key]) != str(mine[key]):
+        for key in self._MUST_MATCH:
+            if key not in state:
+                raise ValueError(f"sampler state has no {key!r}: pass what SeedTreeSampler.state_dict() returned")
+            if state[key] != mine[key]:
                 raise ValueError(
                     f"sampler state was saved with {key}={state[key]!r} but this loader has {key}={mine[key]!r}; "
-                    "resume with the same dataset, batch size, ranks and tree"
+                    "resume with the same dataset, batching, shuffling, ranks and tree"
                 )
-        self.epoch, self.batches_done = int(state["epoch"]), int(state["batches_done"])
+        self.epoch, self.batches_done, self._resume = int(state["epoch"]), int(state["batches_done"]), True
 
 
 class SeedTreeLoader(DataLoader):
@@ -286,6 +305,10 @@ def loader(
     ``rank``/``world_size`` (default: ``seedtree.distributed.rank_info()``) the ranks take
     disjoint shards whose union is the single-process epoch.
 
+    Generators the dataset owns are not reseeded here (``seedtree_reseed`` is the per-worker
+    hook's protocol; per worker they would depend on the layout): draw from
+    ``seedtree.rng()`` or the globals. A user ``worker_init_fn`` is chained.
+
     Other keyword arguments go to ``DataLoader`` (``num_workers``, ``collate_fn``,
     ``pin_memory``, ``persistent_workers``, ``worker_init_fn`` ...). ``sampler`` and
     ``batch_sampler`` are refused: the order is what this loader derives.
@@ -307,8 +330,10 @@ def loader(
     batch_sampler = SeedTreeSampler(
         len(dataset), tree, batch_size, shuffle, drop_last, rank, world_size, drop_uneven
     )
+    # A per-worker node would make dataset-owned generators depend on the worker layout:
+    # in this loader, per-sample randomness comes from seedtree.rng() and the globals.
     init = worker_init_fn(tree / "loader", then=dataloader_kwargs.pop("worker_init_fn", None), rank=rank,
-                          bind_globals=bind_globals)
+                          bind_globals=bind_globals, reseed_dataset=False)
     dataloader_kwargs.setdefault("generator", (tree / "loader").torch())
     return SeedTreeLoader(
         _SampleBound(dataset, tree, bind_globals),

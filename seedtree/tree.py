@@ -201,8 +201,12 @@ class SeedTree:
 
     - *Purity*: every stream a node makes depends only on ``(entropy, path)``: not on the
       process, thread, worker, rank or device that makes it, nor on what ran before.
-    - *Independence*: distinct paths give distinct SeedSequence pools (collision chance
-      about n**2 / 2**128 for n nodes); str keys are 128-bit hashes (see ``seedtree.keys``).
+    - *Independence*: distinct paths of one root give distinct SeedSequence pools
+      (collision chance about n**2 / 2**128 for n nodes); str keys are 128-bit hashes (see
+      ``seedtree.keys``). Roots below 2**128 (what ``SeedTree()`` draws) never alias each
+      other's nodes. A larger entropy is NumPy's concatenation of words, so it can alias a
+      smaller root with a longer path: ``SeedTree(2**128)`` draws what ``SeedTree(0) / 1``
+      draws, as NumPy's ``SeedSequence`` does.
     - *NumPy compatibility*: for an int path, ``seed_sequence()`` is
       ``SeedSequence(entropy, spawn_key=path)`` and ``numpy()`` draws what NumPy's
       canonical ``Generator(PCG64(...))`` draws, bit for bit.
@@ -242,6 +246,11 @@ class SeedTree:
         entropy = seed_sequence.entropy
         if not isinstance(entropy, (int, np.integer)):
             raise TypeError("only SeedSequences with int entropy map onto a SeedTree")
+        if seed_sequence.pool_size != mixing.POOL_SIZE:
+            raise ValueError(
+                f"this SeedSequence has pool_size={seed_sequence.pool_size}; a SeedTree is NumPy's default "
+                f"pool of {mixing.POOL_SIZE} words, so it would draw different numbers"
+            )
         return cls(int(entropy), tuple(int(k) for k in seed_sequence.spawn_key))
 
     @classmethod

@@ -46,7 +46,7 @@ def draw_globals_once(_: int) -> tuple[int, float, float, float]:
     import torch
 
     time.sleep(0.05)
-    return os.getpid(), random.random(), float(np.random.random()), torch.rand(1).item()
+    return os.getpid(), random.random(), float(np.random.random()), torch.rand(1).item(), st.current().path
 
 
 def gloo_rank_epoch(rank: int, world_size: int, init_file: str, out_dir: str, entropy: int) -> None:

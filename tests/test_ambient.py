@@ -23,7 +23,7 @@ def test_nothing_bound_is_a_clear_error() -> None:
         st.current()
     with pytest.raises(RuntimeError, match=UNBOUND):
         st.rng()
-    assert ambient.default() is None and ambient.generator_state() is None
+    assert ambient.default() is None and ambient.snapshot() == {"default": None, "node": None, "state": None}
 
 
 def test_seed_everything_root_is_the_default() -> None:
@@ -139,18 +139,57 @@ def test_seed_everything_again_starts_a_fresh_ambient_stream() -> None:
     assert st.rng().random() == SeedTree(7).numpy().random()
 
 
-def test_generator_state_round_trip() -> None:
+def test_snapshot_round_trip() -> None:
     node = SeedTree(8) / 1
     with st.bound(node):
-        assert ambient.generator_state() is None
+        assert ambient.snapshot()["state"] is None
+        fresh = ambient.snapshot()
         st.rng().random(3)
-        saved = ambient.generator_state()
+        saved = ambient.snapshot()
         assert saved["node"] == node and saved["state"]["bit_generator"] == "PCG64"
         expected = st.rng().random(2).tolist()
-        ambient.set_generator_state(saved)
+        ambient.restore_snapshot(saved)
         assert st.rng().random(2).tolist() == expected
-        ambient.forget_generator()
+        ambient.restore_snapshot(fresh)  # not drawn from yet: starts afresh
         assert st.rng().random() == node.numpy().random()
+
+
+def test_restore_outside_the_bound_block_leaves_the_default_alone() -> None:
+    root = st.seed_everything(1)
+    with st.bound(root / 5):
+        st.rng().random()
+        state = st.capture()
+    st.restore(state)
+    assert st.current() == root
+    with st.isolate():
+        st.seed_everything(2)
+    assert st.current() == root, "isolate() puts the seed_everything root back"
+
+
+def test_first_use_from_many_threads_gives_one_generator() -> None:
+    import sys
+    import threading
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for trial in range(100):
+            st.seed_everything(trial)
+            barrier = threading.Barrier(4)
+            draws: list[float] = []
+
+            def draw(barrier: threading.Barrier = barrier, draws: list[float] = draws) -> None:
+                barrier.wait()
+                draws.append(st.rng().random())
+
+            threads = [threading.Thread(target=draw) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert len(set(draws)) == 4, f"trial {trial}: two threads started the same generator"
+    finally:
+        sys.setswitchinterval(old)
 
 
 def test_rng_draws_equal_numpy_from_the_node() -> None:

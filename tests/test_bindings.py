@@ -136,7 +136,7 @@ def test_restore_everything_at_once() -> None:
 def test_ambient_capture_before_any_draw_rewinds() -> None:
     root = st.seed_everything(9)
     state = st.capture(["ambient"])
-    assert state["ambient"] is None  # nothing drawn yet
+    assert state["ambient"]["state"] is None  # nothing drawn yet
     first = st.rng().random(3).tolist()
     st.restore(state)
     assert st.rng().random(3).tolist() == first == root.numpy().random(3).tolist()
@@ -148,7 +148,8 @@ def test_ambient_state_follows_the_bound_node() -> None:
     with st.bound(node):
         st.rng().random(4)
         state = st.capture(["ambient"])
-        assert state["ambient"]["path"] == ["task", 3] and state["ambient"]["entropy"] == "10"
+        assert state["ambient"]["node"] == {"entropy": "10", "path": ["task", 3]}
+        assert state["ambient"]["default"] == {"entropy": "10", "path": []}
         expected = st.rng().random(3).tolist()
         st.restore(state)
         assert st.rng().random(3).tolist() == expected

@@ -150,6 +150,20 @@ def test_a_child_killed_by_a_signal_takes_seedtree_down_with_it(tmp_path: Path, 
     assert run["signal"] == signal.Signals(sig).name and run["exit_status"] is None
 
 
+def test_a_real_time_signal_is_recorded_by_number(tmp_path: Path) -> None:
+    rt = signal.SIGRTMIN + 1
+    proc = seedtree("run", "--seed", "1", "--record", "m.json", "--", "sh", "-c", f"kill -{rt} $$", cwd=tmp_path)
+    assert proc.returncode in (-rt, 128 + rt), proc.stderr
+    assert st.Manifest.load(tmp_path / "m.json").fields["run"]["signal"] == f"SIG{rt}"
+
+
+def test_record_into_a_folder_is_refused_before_the_run(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    proc = seedtree("run", "--seed", "1", "--record", "out", "--", "sh", "-c", "touch ran", cwd=tmp_path)
+    assert proc.returncode != 0 and "is a folder" in one_line_error(proc)
+    assert not (tmp_path / "ran").exists()
+
+
 def test_command_not_found_or_not_executable_is_one_line_like_a_shell(tmp_path: Path) -> None:
     proc = seedtree("run", "--seed", "1", "--", "no-such-command-seedtree", cwd=tmp_path)
     assert proc.returncode == 127

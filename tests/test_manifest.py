@@ -201,3 +201,10 @@ def test_manifest_error_is_a_value_error() -> None:
     assert issubclass(ManifestError, ValueError)
     with pytest.raises(ManifestError, match=r"^manifest is not a seedtree manifest"):
         Manifest.from_dict({"schema": "other"})
+
+
+def test_deeply_nested_json_is_a_manifest_error(tmp_path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ManifestError, match="nested too deeply"):
+        Manifest.load(path)

@@ -72,3 +72,58 @@ def test_keyed_map_same_for_every_start_method_and_executor(method):
         assert keyed_map(pool, draw_ambient, ITEMS, TREE, bind_globals=False) == reference
     with ThreadPoolExecutor(4) as ex:
         assert keyed_map(ex, draw_ambient, ITEMS, TREE) == reference
+
+
+def draw_global(item: int) -> float:
+    return float(np.random.random())
+
+
+@pytest.mark.parametrize("hint", [{"prefer": "threads"}, {"require": "sharedmem"}])
+def test_thread_hints_are_threads(hint):
+    """joblib's prefer/require hints pick threads: globals must not be bound per task there."""
+    got = parallel_map(draw_ambient, ITEMS, TREE, n_jobs=4, **hint)
+    assert got == parallel_map(draw_ambient, ITEMS, TREE, n_jobs=1)
+    with pytest.raises(ValueError, match="threads share"):
+        parallel_map(draw_all, ITEMS, TREE, n_jobs=2, bind_globals=True, **hint)
+
+
+def test_unbound_globals_are_left_to_run_on():
+    """With bind_globals off, seedtree does not touch (or rewind) the caller's globals."""
+    st.seed_everything(3)
+    first = parallel_map(draw_global, range(4), TREE, n_jobs=1, bind_globals=False)
+    second = parallel_map(draw_global, range(4), TREE, n_jobs=1, bind_globals=False)
+    assert first != second, "the caller's numpy stream runs on, as in a plain loop"
+
+
+def test_lazy_results_are_refused():
+    with pytest.raises(ValueError, match="return_as"):
+        parallel_map(draw_ambient, ITEMS, TREE, n_jobs=2, return_as="generator")
+
+
+def test_a_task_that_imports_torch_itself_gets_its_own_torch_stream():
+    """The parent never imported torch; the task does, after its globals were bound."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = """
+import json
+import sys
+import seedtree as st
+from seedtree.joblib import parallel_map
+from _workloads import draw_all
+got = parallel_map(draw_all, range(6), st.SeedTree(99), n_jobs=2, backend="loky")
+assert "torch" not in sys.modules
+print(json.dumps([row[4] for row in got]))
+"""
+    tests = Path(__file__).parent
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tests.parent), str(tests)]))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    import torch
+
+    drawn = json.loads(proc.stdout)
+    expected = [torch.rand(1, generator=(TREE / k).torch()).item() for k in range(6)]
+    assert drawn == expected

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import random
 from concurrent.futures import ProcessPoolExecutor
 
+import numpy as np
 import pytest
 import torch
 from _workloads import draw_globals_once
@@ -13,11 +15,13 @@ from torch.utils.data import DataLoader
 
 import seedtree as st
 import seedtree.seeding
+from seedtree import SeedTree
 from seedtree.audit import audit_joblib, audit_loader, audit_pool
 from seedtree.distributed import rank_info, rank_tree
 from seedtree.pool import initializer, worker_node
 from seedtree.threads import Thread, run_threads
 from seedtree.torch import loader, worker_init_fn
+from seedtree.tree import MT_WORDS, WORDS_NUMPY_GLOBAL
 
 TREE = st.SeedTree(31337)
 
@@ -42,12 +46,21 @@ def test_pool_initializer_gives_distinct_worker_streams(method):
     with ctx.Pool(2, initializer=initializer(TREE, then=_both_started, then_args=(barrier,))) as pool:
         rows = pool.map(draw_globals_once, range(8), chunksize=1)
     first_by_pid = {}
-    for pid, *draws in rows:
-        first_by_pid.setdefault(pid, draws)
+    for pid, *draws, path in rows:
+        first_by_pid.setdefault(pid, (draws, path))
     assert len(first_by_pid) == 2, "both workers should have run tasks"
     for column in range(3):
-        values = [draws[column] for pid, *draws in rows]
+        values = [row[1 + column] for row in rows]
         assert len(set(values)) == len(values), f"library {column} repeats across workers"
+    for draws, path in first_by_pid.values():
+        # Each worker's first draws are those of its own node, tree / "worker" / identity.
+        node = SeedTree(TREE.entropy, path)
+        assert path[0] == "worker" and len(path) > 1
+        assert draws[0] == random.Random(node.random_seed()).random()
+        legacy = np.random.RandomState()
+        legacy.set_state(("MT19937", node.words(WORDS_NUMPY_GLOBAL, MT_WORDS), MT_WORDS))
+        assert draws[1] == legacy.random_sample()
+        assert draws[2] == torch.rand(1, generator=node.torch()).item()
 
 
 def test_executor_initializer_chains_user_initializer(tmp_path):

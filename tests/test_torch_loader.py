@@ -71,6 +71,41 @@ def test_resume_mid_epoch_equals_uninterrupted(reference):
     assert torch.equal(torch.cat(list(resumed)), reference[1]), "after the resumed epoch the next one follows"
 
 
+def test_peeking_then_iterating_gives_the_whole_epoch(reference):
+    dl = loader(MixedDataset(), TREE, batch_size=4, num_workers=2)
+    peek = next(iter(dl))
+    assert torch.equal(peek, reference[0][:4])
+    assert torch.equal(torch.cat(list(dl)), reference[0]), "a new iteration starts the epoch over"
+    assert torch.equal(torch.cat(list(dl)), reference[1])
+
+
+def test_state_from_another_tree_or_order_is_refused():
+    state = loader(MixedDataset(), TREE / "7", batch_size=4).state_dict()
+    with pytest.raises(ValueError, match="path"):
+        loader(MixedDataset(), TREE / 7, batch_size=4).load_state_dict(state)
+    with pytest.raises(ValueError, match="shuffle"):
+        loader(MixedDataset(), TREE / "7", batch_size=4, shuffle=False).load_state_dict(state)
+    with pytest.raises(ValueError, match="no 'n'"):
+        loader(MixedDataset(), TREE, batch_size=4).load_state_dict({"epoch": 0, "batches_done": 1})
+
+
+def test_loader_chains_the_users_worker_init_fn(tmp_path):
+    marker = tmp_path / "workers"
+    dl = loader(MixedDataset(), TREE, batch_size=4, num_workers=2, worker_init_fn=_Mark(str(marker)))
+    list(dl)
+    assert sorted(marker.read_text().split()) == ["0", "1"]
+
+
+class _Mark:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self, worker_id: int) -> None:
+        assert "worker" in st.current().path, "seedtree binds the worker before your hook"
+        with open(self.path, "a") as fh:
+            fh.write(f"{worker_id}\n")
+
+
 def test_set_epoch_and_state_checks():
     dl = loader(MixedDataset(), TREE, batch_size=4)
     dl.set_epoch(1)
@@ -138,17 +173,18 @@ class OwnsGenerator:
         return info.id, self.rng.random(), np.random.random(), random.random(), st.rng().random()
 
 
-def test_worker_hook_distinct_per_worker_and_epoch_and_reproducible():
-    calls = []
+def test_worker_hook_distinct_per_worker_and_epoch_and_reproducible(tmp_path):
+    marker = tmp_path / "chained"
 
     def run():
         gen = (TREE / "gen").torch()
-        hook = worker_init_fn(TREE, then=calls.append, rank=0)
+        hook = worker_init_fn(TREE, then=_Mark(str(marker)), rank=0)
         dl = DataLoader(OwnsGenerator(), batch_size=2, num_workers=2, worker_init_fn=hook, generator=gen)
         return [[tuple(map(float, row)) for b in dl for row in zip(*b, strict=True)] for _ in range(2)]
 
     first, again = run(), run()
     assert first == again, "same tree and loader generator: same draws"
+    assert len(marker.read_text().split()) == 8, "the user's hook ran in every worker of every epoch"
     by_worker_epoch = {}
     for epoch, rows in enumerate(first):
         for row in rows:

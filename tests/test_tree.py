@@ -542,3 +542,14 @@ def test_numpy_stateful_spawn_is_the_hazard_that_seedtree_removes() -> None:
         th.join()
     # Which thread got which child is up to the scheduler: only the total is certain.
     assert shared.n_children_spawned == 8
+
+
+def test_from_seed_sequence_refuses_another_pool_size() -> None:
+    with pytest.raises(ValueError, match="pool_size=8"):
+        SeedTree.from_seed_sequence(np.random.SeedSequence(42, pool_size=8))
+
+
+def test_entropy_beyond_128_bits_follows_numpy_concatenation() -> None:
+    """Documented, not hidden: NumPy's own SeedSequence aliases these two."""
+    assert SeedTree(2**128).numpy().random() == (SeedTree(0) / 1).numpy().random()
+    assert np.random.default_rng(np.random.SeedSequence(2**128)).random() == SeedTree(2**128).numpy().random()
