@@ -18,6 +18,7 @@ from typing import NoReturn
 
 from . import __version__
 from .stats import commands as stats_commands
+from .stats.commands import parse_root
 
 
 class UserError(Exception):
@@ -33,16 +34,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UserError(f"{self.prog}: {message} (see `{self.prog} --help`)")
-
-
-def _entropy(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer (decimal or 0x-hex)") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative; root entropy is a non-negative integer")
-    return value
 
 
 def _field(text: str) -> tuple[str, object]:
@@ -241,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run CMD with a seed tree root handed over through its environment.",
                        epilog=_EPILOG_RUN, formatter_class=raw)
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--seed", type=_entropy, metavar="N", help="root entropy (default: fresh OS entropy)")
+    source.add_argument("--seed", type=parse_root, metavar="N", help="root entropy (default: fresh OS entropy)")
     source.add_argument("--manifest", metavar="FILE", help="replay the root recorded in this manifest")
     p.add_argument("--record", metavar="FILE", help="write the run's manifest (JSON) here")
     p.add_argument("--field", type=_field, action="append", metavar="KEY=VALUE",
@@ -253,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run CMD several times with the same root and compare its outputs.",
                        epilog=_EPILOG_VERIFY, formatter_class=raw)
     p.add_argument("-n", "--tries", type=int, default=2, metavar="N", help="runs with the same root (default 2)")
-    p.add_argument("--seed", type=_entropy, metavar="N", help="root entropy (default: fresh OS entropy)")
+    p.add_argument("--seed", type=parse_root, metavar="N", help="root entropy (default: fresh OS entropy)")
     p.add_argument("-o", "--output", action="append", metavar="PATH",
                    help="a file or folder the command writes, relative to the current folder; repeatable")
     p.add_argument("--no-root-check", action="store_true", help="skip the extra run with a different root")
@@ -286,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Build a tree, show bit-identical results across parallel layouts, "
                                    "check independence, write a manifest and a plot.")
     p.add_argument("--out", default="seedtree-demo", metavar="DIR", help="folder to write (default ./seedtree-demo)")
-    p.add_argument("--seed", type=_entropy, default=20240607, metavar="N", help="root entropy (default 20240607)")
+    p.add_argument("--seed", type=parse_root, default=20240607, metavar="N", help="root entropy (default 20240607)")
     p.set_defaults(func=cmd_demo)
 
     stats_commands.add_parsers(sub)

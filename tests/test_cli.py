@@ -178,8 +178,8 @@ def test_command_not_found_or_not_executable_is_one_line_like_a_shell(tmp_path: 
     ("args", "expected"),
     [
         (["run", "--bogus", "--", "true"], "unrecognized arguments: --bogus"),
-        (["run", "--seed", "-3", "--", "true"], "'-3' is negative"),
-        (["run", "--seed", "abc", "--", "true"], "'abc' is not an integer"),
+        (["run", "--seed", "-3", "--", "true"], "root must be non-negative, got -3"),
+        (["run", "--seed", "abc", "--", "true"], "root must be an int (decimal or 0x hex), got 'abc'"),
         (["run", "--seed", "1"], "no command given"),
         (["run", "--record", "/nonexistent-seedtree/m.json", "--", "true"], "cannot write --record"),
         (["run", "--field", "run=1", "--", "true"], "--field run=... is reserved"),
