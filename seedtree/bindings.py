@@ -282,7 +282,7 @@ def seed_globals(node: SeedTree, import_missing: bool | Iterable[str] = False) -
     passes True.
     """
     names = globals_plan(import_missing).seed(node)
-    _arm_import_hook()
+    arm_import_hook()
     return names
 
 
@@ -325,7 +325,9 @@ def _seed_imported(module: str) -> None:
 _import_hook = _SeedOnImport()
 
 
-def _arm_import_hook() -> None:
+def arm_import_hook() -> None:
+    """Seed registered libraries that are installed but not yet imported, at their import,
+    from the ambient node bound then (see ``_SeedOnImport``)."""
     missing = {
         b.module for b in _REGISTRY.values() if sys.modules.get(b.module) is None and _installed_module(b.module)
     }

@@ -12,12 +12,12 @@ and any ``n_jobs``. The caller's own global RNG state is left as it was.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from . import bindings
 from ._optional import require
-from .tasks import Kind, resolve_bind_globals, run_keyed
+from .tasks import Kind, resolve_bind_globals, run_keyed_batch
 from .tree import SeedTree
 
 joblib = require("joblib", "seedtree.joblib")
@@ -74,15 +74,30 @@ class Parallel:
         kind, name = _backend_kind(kwargs.get("backend"), kwargs.get("n_jobs"), kwargs.get("prefer"),
                                    kwargs.get("require"))
         modules = resolve_bind_globals(self.bind_globals, kind, f"the joblib backend {name!r}")
-        keyed = (
-            (run_keyed, (fn, self.tree, k, args, fn_kwargs, modules), {})
-            for k, (fn, args, fn_kwargs) in enumerate(tasks)
+        calls = list(tasks)
+        # Consecutive tasks travel in chunks (a few per worker): a chunk derives the words
+        # for all its tasks' global RNGs at once and ships the tree once. Results and
+        # streams are those of one task per item; only the cost changes.
+        chunks = (
+            (run_keyed_batch, (self.tree, list(range(lo, hi)), calls[lo:hi], modules), {})
+            for lo, hi in _chunks(len(calls), kwargs.get("n_jobs"))
         )
-        if not modules:
-            return joblib.Parallel(**kwargs)(keyed)
-        # Tasks run inline seed the globals of this very process: put the caller's back.
-        with bindings.isolate():
-            return joblib.Parallel(**kwargs)(keyed)
+        kwargs = {"batch_size": 1, **kwargs}  # the chunks are the batches: joblib's own would unbalance the tail
+        if modules:  # tasks run inline seed the globals of this very process: put the caller's back
+            with bindings.isolate():
+                parts = joblib.Parallel(**kwargs)(chunks)
+        else:
+            parts = joblib.Parallel(**kwargs)(chunks)
+        return [result for part in parts for result in part]
+
+
+def _chunks(n_tasks: int, n_jobs: int | None) -> Iterator[tuple[int, int]]:
+    """``(lo, hi)`` ranges of consecutive tasks: at least 32 chunks per worker, so the last
+    ones finish close together, and at most 64 tasks each."""
+    workers = max(1, joblib.effective_n_jobs(n_jobs))
+    size = max(1, min(64, n_tasks // (32 * workers)))
+    for lo in range(0, n_tasks, size):
+        yield lo, min(n_tasks, lo + size)
 
 
 def parallel_map(

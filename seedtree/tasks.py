@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
+import numpy as np
+
 from . import ambient, bindings
 from .keys import Key
 from .tree import SeedTree
@@ -49,6 +51,35 @@ def run_keyed(
         return fn(*args, **kwargs)
     finally:
         ambient.unbind(token)
+
+
+def run_keyed_batch(
+    tree: SeedTree, keys: list[int], calls: list[tuple[Callable[..., Any], tuple, dict]], modules: tuple[str, ...]
+) -> list[Any]:
+    """``[run_keyed(fn, tree, k, args, kwargs, modules) ...]`` for consecutive work items,
+    with the words that seed every item's global RNGs derived in one vectorised call (a
+    DataLoader batch, a chunk of a parallel map): the same results, at a fraction of the
+    per-item cost."""
+    first = bindings.globals_plan(modules) if modules else None
+    rows = None
+    if first is not None:
+        bindings.arm_import_hook()
+        if first.count:
+            rows = tree.states(np.asarray(keys, dtype=np.int64), first.count, first.start)
+    out = []
+    for j, (key, (fn, args, kwargs)) in enumerate(zip(keys, calls, strict=True)):
+        node = tree / key
+        token = ambient.bind(node)
+        try:
+            if first is not None:
+                # A library an earlier item imported joins the plan; its words are then
+                # not among the precomputed rows.
+                plan = bindings.globals_plan(modules)
+                plan.seed(node, rows[j] if plan is first and rows is not None else None)
+            out.append(fn(*args, **kwargs))
+        finally:
+            ambient.unbind(token)
+    return out
 
 
 class KeyedCall:

@@ -16,12 +16,11 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
-
 from . import ambient, bindings
 from ._optional import require
 from .distributed import rank_info
 from .keys import path_to_json
+from .tasks import run_keyed_batch
 from .tree import SeedTree
 
 torch = require("torch", "seedtree.torch")
@@ -114,22 +113,10 @@ class _SampleBound(Dataset):
         epoch = items[0][0]
         if any(e != epoch for e, _ in items):
             return [x for item in items for x in self.__getitems__([item])]
-        parent = self.epoch_node(epoch)
-        plan = bindings.globals_plan() if self.bind_globals else None
-        rows = None
-        if plan is not None and plan.count:
-            rows = parent.states(np.fromiter((i for _, i in items), np.int64, len(items)), plan.count, plan.start)
-        out = []
-        for k, (_, index) in enumerate(items):
-            node = parent / index
-            token = ambient.bind(node)
-            try:
-                if plan is not None:
-                    plan.seed(node, None if rows is None else rows[k])
-                out.append(self.dataset[index])
-            finally:
-                ambient.unbind(token)
-        return out
+        modules = bindings.loaded_modules() if self.bind_globals else ()
+        indices = [i for _, i in items]
+        return run_keyed_batch(self.epoch_node(epoch), indices, [(self.dataset.__getitem__, (i,), {}) for i in indices],
+                               modules)
 
     def __getattr__(self, name: str) -> Any:
         if name == "dataset":  # not set yet (unpickling): no recursion

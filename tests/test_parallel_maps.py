@@ -14,7 +14,7 @@ from seedtree.joblib import Parallel, delayed, parallel_map
 from seedtree.pool import keyed_map
 
 TREE = st.SeedTree(99)
-ITEMS = list(range(24))
+ITEMS = list(range(37))  # not a multiple of any chunk size
 
 
 @pytest.fixture(scope="module")
