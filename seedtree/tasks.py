@@ -7,6 +7,7 @@ runs it, so results do not depend on the number of workers, the backend or sched
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -67,14 +68,16 @@ def run_keyed_batch(
         if first.count:
             rows = tree.states(np.asarray(keys, dtype=np.int64), first.count, first.start)
     out = []
+    plan, seen = first, len(sys.modules)
     for j, (key, (fn, args, kwargs)) in enumerate(zip(keys, calls, strict=True)):
         node = tree / key
         token = ambient.bind(node)
         try:
-            if first is not None:
-                # A library an earlier item imported joins the plan; its words are then
-                # not among the precomputed rows.
-                plan = bindings.globals_plan(modules)
+            if plan is not None:
+                if len(sys.modules) != seen:
+                    # An earlier item imported something: a library it loaded joins the
+                    # plan (its words are not among the precomputed rows).
+                    plan, seen = bindings.globals_plan(modules), len(sys.modules)
                 plan.seed(node, rows[j] if plan is first and rows is not None else None)
             out.append(fn(*args, **kwargs))
         finally:
