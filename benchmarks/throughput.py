@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _timing import best_of
 
 from seedtree import SeedTree
 
@@ -36,29 +37,19 @@ SEED = 20240601
 BIT_GENERATORS = ["PCG64", "PCG64DXSM", "SFC64", "Philox", "MT19937"]
 
 
-def _best(fn, repeat: int) -> float:
-    """Best-of-``repeat`` wall time of ``fn()`` (the machine is shared: noise only adds)."""
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def per_stream(mib: int, repeat: int) -> list[dict]:
     n = (mib << 20) // 8
     rows = []
     buf = np.empty(n)
     for name in BIT_GENERATORS:
         gen = (SeedTree(SEED) / 0).numpy(name)
-        t_float = _best(lambda g=gen: g.random(out=buf), repeat)
-        t_raw = _best(lambda g=gen: g.integers(0, 1 << 64, size=n, dtype=np.uint64), repeat)
+        t_float = best_of(lambda g=gen: g.random(out=buf), repeat)
+        t_raw = best_of(lambda g=gen: g.integers(0, 1 << 64, size=n, dtype=np.uint64), repeat)
         rows.append({"stream": f"numpy {name} (seedtree node)", "float64_MBps": mib * 1.048576 / t_float,
                      "words_MBps": mib * 1.048576 / t_raw})
     base = np.random.default_rng(SEED)
-    rows.append({"stream": "numpy default_rng (baseline)", "float64_MBps": mib * 1.048576 / _best(
-        lambda: base.random(out=buf), repeat), "words_MBps": mib * 1.048576 / _best(
+    rows.append({"stream": "numpy default_rng (baseline)", "float64_MBps": mib * 1.048576 / best_of(
+        lambda: base.random(out=buf), repeat), "words_MBps": mib * 1.048576 / best_of(
         lambda: base.integers(0, 1 << 64, size=n, dtype=np.uint64), repeat)})
     try:
         import torch
@@ -70,9 +61,9 @@ def per_stream(mib: int, repeat: int) -> list[dict]:
     g = (SeedTree(SEED) / 0).torch()
     torch.set_num_threads(1)
     rows.append({"stream": "torch CPU mt19937 (seedtree node, 1 thread)",
-                 "float64_MBps": mib * 1.048576 / _best(lambda: torch.rand(n, out=out, dtype=torch.float64,
+                 "float64_MBps": mib * 1.048576 / best_of(lambda: torch.rand(n, out=out, dtype=torch.float64,
                                                                          generator=g), repeat),
-                 "words_MBps": mib * 1.048576 / _best(lambda: words.random_(-(1 << 63), None, generator=g), repeat)})
+                 "words_MBps": mib * 1.048576 / best_of(lambda: words.random_(-(1 << 63), None, generator=g), repeat)})
     return rows
 
 
@@ -104,7 +95,7 @@ def threads(workers: int, kib: int, rounds: int, kind: str, repeat: int) -> floa
         for t in ts:
             t.join()
 
-    return workers * kib * rounds * 1.024e-3 / _best(once, repeat)
+    return workers * kib * rounds * 1.024e-3 / best_of(once, repeat)
 
 
 def _proc_work(args: tuple) -> float:
@@ -151,7 +142,7 @@ def cuda(mib: int, repeat: int) -> list[dict]:
             torch.cuda.synchronize(dev)
 
         rows.append({"device": f"cuda:{d} {torch.cuda.get_device_name(d)}",
-                     "float32_MBps": mib * 1.048576 / _best(run, repeat)})
+                     "float32_MBps": mib * 1.048576 / best_of(run, repeat)})
     return rows
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _timing import best_of
 from torch.utils.data import DataLoader
 
 import seedtree as st
@@ -69,15 +70,6 @@ class Trivial:
         return i
 
 
-def timed(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def epoch(dl) -> None:
     for _ in dl:
         pass
@@ -97,7 +89,7 @@ def dataloader_table(n: int, repeats: int) -> dict:
     rows = {}
     for name, dl in variants.items():
         epoch(dl)  # warm-up: start the persistent workers
-        rows[name] = timed(lambda dl=dl: epoch(dl), repeats)
+        rows[name] = best_of(lambda dl=dl: epoch(dl), repeats)
     base = rows["plain DataLoader"]
     # Per-sample binding cost alone, in this process.
     m = 50_000
@@ -106,9 +98,9 @@ def dataloader_table(n: int, repeats: int) -> dict:
     batches = [[(0, i) for i in range(j, j + 64)] for j in range(0, m, 64)]  # as the DataLoader fetches
     for globals_on, ds in bound.items():
         ds.__getitems__(batches[0])
-        alone[globals_on] = timed(lambda ds=ds: [ds.__getitems__(b) for b in batches], repeats) / m * 1e6
-    naive = timed(lambda: [_naive_seed(i) for i in range(m)], repeats) / m * 1e6
-    plain_access = timed(lambda: [Trivial()[i] for i in range(m)], repeats) / m * 1e6
+        alone[globals_on] = best_of(lambda ds=ds: [ds.__getitems__(b) for b in batches], repeats) / m * 1e6
+    naive = best_of(lambda: [_naive_seed(i) for i in range(m)], repeats) / m * 1e6
+    plain_access = best_of(lambda: [Trivial()[i] for i in range(m)], repeats) / m * 1e6
     return {
         "samples": n,
         "epoch_seconds": rows,
@@ -156,7 +148,7 @@ def joblib_table(n_tasks: int, repeats: int) -> dict:
         # Warm the pool with each variant once (loky workers import torch on first use).
         Parallel(n_jobs=2, backend=backend)(delayed(naive_task)(i) for i in range(20))
         parallel_map(task, range(20), tree, n_jobs=2, backend=backend)
-        plain = timed(lambda b=backend: Parallel(n_jobs=2, backend=b)(delayed(task)(i) for i in range(n_tasks)),
+        plain = best_of(lambda b=backend: Parallel(n_jobs=2, backend=b)(delayed(task)(i) for i in range(n_tasks)),
                       repeats)
         variants = {
             "parallel_map (ambient only)": lambda b=backend: parallel_map(
@@ -169,7 +161,7 @@ def joblib_table(n_tasks: int, repeats: int) -> dict:
                 delayed(naive_task)(i) for i in range(n_tasks))
         row = {"plain_s": plain}
         for name, run in variants.items():
-            secs = timed(run, repeats)
+            secs = best_of(run, repeats)
             row[name] = {"seconds": secs, "overhead_pct": (secs / plain - 1) * 100}
         rows[backend] = row
     return {"tasks": n_tasks, "task_ms": 1.0, "n_jobs": 2, "backends": rows, "target_overhead_pct": 3.0}
@@ -183,7 +175,7 @@ def main() -> None:
     args = parser.parse_args()
 
     t0 = time.perf_counter()
-    work = timed(lambda: [augment() for _ in range(2000)], 3) / 2000 * 1e6
+    work = best_of(lambda: [augment() for _ in range(2000)], 3) / 2000 * 1e6
     dl = dataloader_table(args.samples, args.repeats)
     jb = joblib_table(args.tasks, args.repeats)
     result = {"augmentation_us": work, "dataloader": dl, "joblib": jb, "seconds": time.perf_counter() - t0}
