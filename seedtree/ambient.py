@@ -127,6 +127,8 @@ def restore_snapshot(saved: dict) -> None:
         return
     if saved["state"] is None:
         binding.gen = None
+    elif binding.gen is not None:  # rewind in place: code holding rng() keeps one generator
+        binding.gen.bit_generator.state = saved["state"]
     else:
         gen = binding.node.numpy()
         gen.bit_generator.state = saved["state"]

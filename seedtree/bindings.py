@@ -282,21 +282,24 @@ def seed_globals(node: SeedTree, import_missing: bool | Iterable[str] = False) -
     passes True.
     """
     names = globals_plan(import_missing).seed(node)
-    arm_import_hook()
+    arm_import_hook(node)
     return names
 
 
 class _SeedOnImport:
     """A meta-path finder that seeds a registered library the moment it is first imported,
-    from the ambient node bound then. Without it, a task that imports torch itself after
-    its globals were bound would run on torch's fixed default seed, the same in every
-    worker process."""
+    from the node whose globals were bound last (``arm_import_hook``). Without it, a task
+    that imports torch itself after its globals were bound would run on torch's fixed
+    default seed, the same in every worker process. The state the library had on import
+    is kept, so ``isolate`` can put it back."""
 
     def __init__(self) -> None:
         self.pending: set[str] = set()
+        self.node: SeedTree | None = None
+        self.fresh: dict[str, Any] = {}  # binding name -> state just after import
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name not in self.pending:
+        if name not in self.pending or self.node is None:
             return None
         self.pending.discard(name)  # the find_spec below must not come back here
         spec = importlib.util.find_spec(name)
@@ -306,34 +309,40 @@ class _SeedOnImport:
 
         def exec_module(module: Any) -> None:
             run_module(module)
-            _seed_imported(name)
+            self.seed(name)
 
         spec.loader.exec_module = exec_module  # this spec's own loader object
         return spec
 
-
-def _seed_imported(module: str) -> None:
-    try:
-        node = ambient.current()
-    except RuntimeError:
-        return  # nothing bound: nothing to seed from
-    for binding in _REGISTRY.values():
-        if binding.module == module and binding.usable():
-            binding.seed(node)
+    def seed(self, module: str) -> None:
+        node = self.node
+        if node is None:
+            return
+        for binding in _REGISTRY.values():
+            if binding.module == module and binding.usable():
+                self.fresh[binding.name] = binding.capture()
+                binding.seed(node)
 
 
 _import_hook = _SeedOnImport()
 
 
-def arm_import_hook() -> None:
-    """Seed registered libraries that are installed but not yet imported, at their import,
-    from the ambient node bound then (see ``_SeedOnImport``)."""
+def arm_import_hook(node: SeedTree) -> None:
+    """Until ``disarm_import_hook``, seed registered libraries that are installed but not
+    yet imported from ``node`` when they get imported (see ``_SeedOnImport``)."""
     missing = {
         b.module for b in _REGISTRY.values() if sys.modules.get(b.module) is None and _installed_module(b.module)
     }
     _import_hook.pending = missing
+    _import_hook.node = node if missing else None
     if missing and _import_hook not in sys.meta_path:
         sys.meta_path.insert(0, _import_hook)
+
+
+def disarm_import_hook() -> None:
+    """Stop seeding libraries at import (a keyed task or batch calls this when done)."""
+    _import_hook.node = None
+    _import_hook.pending = set()
 
 
 class Plan:
@@ -430,14 +439,22 @@ def _node_from_json(data: dict | None) -> SeedTree | None:
 
 class isolate(ContextDecorator):
     """Capture every RNG state on entry and restore it on exit (also on error); works as
-    ``with seedtree.isolate():`` and as ``@seedtree.isolate()`` (re-entrant)."""
+    ``with seedtree.isolate():`` and as ``@seedtree.isolate()`` (re-entrant). A library
+    first imported inside the block is put back to the state it had on import.
+    ``ambient=False`` leaves the ambient stream alone (integrations whose tasks bind their
+    own nodes use it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, ambient: bool = True) -> None:
+        self._names = None if ambient else list(_REGISTRY)
         self._saved: list[dict] = []
 
     def __enter__(self) -> isolate:
-        self._saved.append(capture())
+        self._saved.append(capture(self._names))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        restore(self._saved.pop())
+        saved = self._saved.pop()
+        restore(saved)
+        for binding in active():
+            if binding.name not in saved and binding.name in _import_hook.fresh:
+                binding.restore(_import_hook.fresh[binding.name])

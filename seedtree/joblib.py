@@ -38,7 +38,7 @@ def _backend_kind(backend: Any, n_jobs: int | None, prefer: str | None, require:
         instance = instance() if isinstance(instance, type) else instance
     else:
         name, instance = type(backend).__name__, backend
-    if n_jobs == 1 or isinstance(instance, pb.SequentialBackend):
+    if joblib.effective_n_jobs(n_jobs) == 1 or isinstance(instance, pb.SequentialBackend):
         return "inline", name
     if require == "sharedmem" or isinstance(instance, pb.ThreadingBackend) or getattr(instance, "uses_threads", False):
         return "threads", name
@@ -83,8 +83,8 @@ class Parallel:
             for lo, hi in _chunks(len(calls), kwargs.get("n_jobs"))
         )
         kwargs = {"batch_size": 1, **kwargs}  # the chunks are the batches: joblib's own would unbalance the tail
-        if modules:  # tasks run inline seed the globals of this very process: put the caller's back
-            with bindings.isolate():
+        if modules and kind == "inline":  # tasks seed this very process's globals: put the caller's back
+            with bindings.isolate(ambient=False):
                 parts = joblib.Parallel(**kwargs)(chunks)
         else:
             parts = joblib.Parallel(**kwargs)(chunks)

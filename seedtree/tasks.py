@@ -51,6 +51,8 @@ def run_keyed(
             bindings.seed_globals(node, modules)
         return fn(*args, **kwargs)
     finally:
+        if modules:
+            bindings.disarm_import_hook()
         ambient.unbind(token)
 
 
@@ -63,25 +65,28 @@ def run_keyed_batch(
     per-item cost."""
     first = bindings.globals_plan(modules) if modules else None
     rows = None
-    if first is not None:
-        bindings.arm_import_hook()
-        if first.count:
-            rows = tree.states(np.asarray(keys, dtype=np.int64), first.count, first.start)
+    if first is not None and first.count:
+        rows = tree.states(np.asarray(keys, dtype=np.int64), first.count, first.start)
     out = []
     plan, seen = first, len(sys.modules)
-    for j, (key, (fn, args, kwargs)) in enumerate(zip(keys, calls, strict=True)):
-        node = tree / key
-        token = ambient.bind(node)
-        try:
-            if plan is not None:
-                if len(sys.modules) != seen:
-                    # An earlier item imported something: a library it loaded joins the
-                    # plan (its words are not among the precomputed rows).
-                    plan, seen = bindings.globals_plan(modules), len(sys.modules)
-                plan.seed(node, rows[j] if plan is first and rows is not None else None)
-            out.append(fn(*args, **kwargs))
-        finally:
-            ambient.unbind(token)
+    try:
+        for j, (key, (fn, args, kwargs)) in enumerate(zip(keys, calls, strict=True)):
+            node = tree / key
+            token = ambient.bind(node)
+            try:
+                if plan is not None:
+                    if len(sys.modules) != seen:
+                        # An earlier item imported something: a library it loaded joins the
+                        # plan (its words are not among the precomputed rows).
+                        plan, seen = bindings.globals_plan(modules), len(sys.modules)
+                    plan.seed(node, rows[j] if plan is first and rows is not None else None)
+                    bindings.arm_import_hook(node)
+                out.append(fn(*args, **kwargs))
+            finally:
+                ambient.unbind(token)
+    finally:
+        if first is not None:
+            bindings.disarm_import_hook()
     return out
 
 

@@ -243,7 +243,7 @@ class SeedTreeLoader(DataLoader):
         iterator = super().__iter__()
         while True:
             if self.num_workers == 0 and self.dataset.bind_globals:
-                with bindings.isolate():
+                with bindings.isolate(ambient=False):
                     batch = next(iterator, _END)
             else:
                 batch = next(iterator, _END)

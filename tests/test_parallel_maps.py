@@ -127,3 +127,80 @@ print(json.dumps([row[4] for row in got]))
     drawn = json.loads(proc.stdout)
     expected = [torch.rand(1, generator=(TREE / k).torch()).item() for k in range(6)]
     assert drawn == expected
+
+
+def test_inline_maps_keep_the_callers_ambient_generator():
+    st.seed_everything(4)
+    held = st.rng()
+    held.random()
+    parallel_map(draw_all, range(3), TREE, n_jobs=1)
+    assert st.rng() is held, "the caller's ambient generator is neither replaced nor rewound"
+
+
+FAKE_LIBRARY = '''
+state = [0]
+
+
+def seed(value):
+    state[0] = value
+
+
+def draw():
+    state[0] = (state[0] * 6364136223846793005 + 1442695040888963407) % 2**64
+    return state[0]
+'''
+
+
+class FakeBinding(st.Binding):
+    """A registered library that the tasks import for the first time."""
+
+    name = "fakerng"
+    module = "fakerng"
+
+    def seed(self, node):
+        import fakerng
+
+        fakerng.seed(node.seed_int(64, 7))
+
+    def capture(self):
+        import fakerng
+
+        return fakerng.state[0]
+
+    def restore(self, state):
+        import fakerng
+
+        fakerng.state[0] = state
+
+
+def import_and_draw(item):
+    import fakerng
+
+    return fakerng.draw()
+
+
+def test_a_library_first_imported_by_inline_tasks_is_seeded_per_task_then_put_back(tmp_path, monkeypatch):
+    import sys
+
+    (tmp_path / "fakerng.py").write_text(FAKE_LIBRARY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "fakerng", raising=False)
+    st.register(FakeBinding())
+    try:
+        from seedtree import bindings
+
+        bindings._installed.pop("fakerng", None)
+        got = parallel_map(import_and_draw, range(4), TREE, n_jobs=1, bind_globals=True)
+        expected = []
+        for k in range(4):
+            value = (TREE / k).seed_int(64, 7)
+            expected.append((value * 6364136223846793005 + 1442695040888963407) % 2**64)
+        assert got == expected, "every task, also the one that imported it, draws from its own node"
+        import fakerng
+
+        assert fakerng.state[0] == 0, "the caller gets the library as it was on import"
+    finally:
+        from seedtree import bindings
+
+        bindings.unregister("fakerng")
+        bindings._plans.clear()
