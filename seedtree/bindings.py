@@ -215,6 +215,7 @@ class TorchCUDA(Binding):
 
 
 _REGISTRY: dict[str, Binding] = {}
+_missing: list = [-1, set()]  # (len(sys.modules) when computed, registered modules not imported yet)
 
 
 def register(binding: Binding) -> Binding:
@@ -223,12 +224,14 @@ def register(binding: Binding) -> Binding:
     if not binding.name or not binding.module:
         raise ValueError("a Binding needs a non-empty name and module")
     _REGISTRY[binding.name] = binding
+    _missing[0] = -1
     return binding
 
 
 def unregister(name: str) -> None:
     """Remove a controller by name (KeyError if absent)."""
     del _REGISTRY[name]
+    _missing[0] = -1
 
 
 for _cls in (PythonRandom, NumpyGlobal, TorchCPU, TorchCUDA):
@@ -330,13 +333,20 @@ _import_hook = _SeedOnImport()
 def arm_import_hook(node: SeedTree) -> None:
     """Until ``disarm_import_hook``, seed registered libraries that are installed but not
     yet imported from ``node`` when they get imported (see ``_SeedOnImport``)."""
-    missing = {
-        b.module for b in _REGISTRY.values() if sys.modules.get(b.module) is None and _installed_module(b.module)
-    }
-    _import_hook.pending = missing
-    _import_hook.node = node if missing else None
-    if missing and _import_hook not in sys.meta_path:
+    if _missing[0] != len(sys.modules):  # something was imported since: look again
+        _missing[0] = len(sys.modules)
+        _missing[1] = {
+            b.module for b in _REGISTRY.values() if sys.modules.get(b.module) is None and _installed_module(b.module)
+        }
+    missing = _missing[1]
+    if not missing:
+        _import_hook.node = None
+        return
+    _import_hook.pending = set(missing)
+    _import_hook.node = node
+    if _import_hook not in sys.meta_path:
         sys.meta_path.insert(0, _import_hook)
+
 
 
 def disarm_import_hook() -> None:
