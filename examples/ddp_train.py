@@ -39,6 +39,7 @@ count.
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import os
@@ -173,6 +174,11 @@ def train(args: argparse.Namespace) -> dict:
     if dist.is_initialized():
         everyone = [None] * world_size
         dist.all_gather_object(everyone, mine)  # results, for the report: no seeds are sent
+        # DDP's reducer must be gone before its process group: destroyed the other way
+        # round, a rank can abort at exit ("terminate called without an active exception").
+        del net
+        gc.collect()
+        dist.barrier()
         dist.destroy_process_group()
     return {
         "world_size": world_size,
