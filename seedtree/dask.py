@@ -45,9 +45,10 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from . import ambient, bindings
+from . import bindings
 from ._optional import require
 from .keys import Key
+from .seeding import bind_process
 from .tasks import run_keyed
 from .tree import SeedTree
 
@@ -273,9 +274,7 @@ def _plugin_class() -> type[WorkerPlugin]:
                     "Use LocalCluster(processes=True), or keyed tasks (seedtree.dask.keyed), which work anywhere."
                 )
             node = worker_node(self.tree, worker.name)
-            ambient.set_default(node)
-            if self.modules:
-                bindings.seed_globals(node, self.modules)
+            bind_process(node, self.modules)
 
         def __reduce__(self) -> tuple[Any, ...]:
             return (_make_plugin, (self.tree, self.modules))

@@ -250,12 +250,3 @@ def expand(pool: tuple[int, int, int, int], start: int, count: int) -> np.ndarra
     out *= mul_c
     out ^= out >> XSHIFT
     return out
-
-
-def expand_many(pools: list[np.ndarray], n_words: int) -> np.ndarray:
-    """Vectorised ``expand(pool, 0, n_words)``: one row per child, shape (n, n_words)."""
-    n = len(pools[0])
-    out = np.empty((n, n_words), dtype=np.uint32)
-    pools = [np.ascontiguousarray(p, dtype=np.uint32) for p in pools]
-    _expand_rows(pools, n_words, out, np.empty(n, dtype=np.uint32), np.empty(n, dtype=np.uint32))
-    return out

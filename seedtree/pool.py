@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
-from . import ambient, bindings
+from . import bindings
+from .seeding import bind_process
 from .tasks import KeyedCall, Kind, resolve_bind_globals
 from .tree import SeedTree
 
@@ -56,10 +57,7 @@ class initializer:
 
     def __call__(self) -> None:
         node = worker_node(self.tree)
-        ambient.set_default(node)
-        ambient.reset_context(node)
-        if self.modules:
-            bindings.seed_globals(node, self.modules)
+        bind_process(node, self.modules)
         if self.then is not None:
             self.then(*self.then_args)
 

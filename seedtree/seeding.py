@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from collections.abc import Iterable
 from typing import Any
 
 from . import ambient, bindings, manifest
@@ -57,9 +58,20 @@ def _after_fork_child() -> None:
     node = base / "fork" / _fork_state["count"]
     _fork_state["base"] = node
     _fork_state["count"] = 0
+    bind_process(node)
+
+
+def bind_process(node: SeedTree, globals_from: bool | Iterable[str] = True) -> None:
+    """Make ``node`` this process's ambient node (the default, and the running context's
+    if something is bound there) and seed global RNGs from it: with True those of every
+    library already imported, with a list those of the named libraries (imported if need
+    be), with False or an empty list none. Worker initialisers and the fork hook use it."""
     ambient.set_default(node)
     ambient.reset_context(node)
-    bindings.seed_globals(node)
+    if globals_from is True:
+        bindings.seed_globals(node)
+    elif globals_from:
+        bindings.seed_globals(node, globals_from)
 
 
 def fork_base() -> SeedTree | None:

@@ -16,10 +16,11 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import ambient, bindings
+from . import bindings
 from ._optional import require
 from .distributed import rank_info
 from .keys import path_to_json
+from .seeding import bind_process
 from .tasks import run_keyed_batch
 from .tree import SeedTree
 
@@ -73,10 +74,7 @@ class worker_init_fn:
     def __call__(self, worker_id: int) -> None:
         info = get_worker_info()
         node = self.node(worker_id, info.seed - worker_id)
-        ambient.set_default(node)
-        ambient.reset_context(node)
-        if self.bind_globals:
-            bindings.seed_globals(node)
+        bind_process(node, self.bind_globals)
         if self.reseed_dataset:
             _reseed_dataset(info.dataset, node)
         if self.then is not None:
