@@ -29,6 +29,7 @@ from _timing import best_of
 from torch.utils.data import DataLoader
 
 import seedtree as st
+from seedtree.runtime import ambient as _ambient
 from seedtree.joblib import parallel_map
 from seedtree.torch import _SampleBound, loader, worker_init_fn
 
@@ -130,7 +131,7 @@ def busy(ms: float = 1.0) -> float:
 
 def task(i: int) -> float:
     busy(1.0)
-    return float(st.rng().random()) if st.ambient._var.get() is not None else 0.0
+    return float(st.rng().random()) if _ambient._var.get() is not None else 0.0
 
 
 def naive_task(i: int) -> float:

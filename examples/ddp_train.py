@@ -18,7 +18,7 @@ Ranks hold disjoint samples, so their augmentation and dropout streams are disti
 each stream belongs to the sample, not to the rank: with the same global batch the data,
 augmentations and dropout masks of 2 ranks pooled equal those of 1 rank, bit for bit. (For
 streams that must differ per rank whatever they process, use
-``seedtree.distributed.rank_tree(root)``; results then depend on the number of ranks.)
+``seedtree.ranks.rank_tree(root)``; results then depend on the number of ranks.)
 
 What is and is not bit-identical between 1 and 2 ranks:
 
@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import seedtree as st
-from seedtree.distributed import rank_info
+from seedtree.ranks import rank_info
 from seedtree.torch import loader
 
 

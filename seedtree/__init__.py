@@ -4,24 +4,30 @@ One root entropy plus a path of keys names every stream; the stream for a path i
 function of the two, so results do not depend on who computes them (thread, process,
 worker, rank, device) or on how many of them there are. See README.md.
 
-Integrations live in their own modules and import their library lazily:
-``seedtree.torch``, ``seedtree.joblib``, ``seedtree.pool``, ``seedtree.threads``,
-``seedtree.distributed``, ``seedtree.dask``.
+Layers (each imports only those listed after it): ``cli`` → integrations (``seedtree.torch``,
+``seedtree.joblib``, ``seedtree.pool``, ``seedtree.threads``, ``seedtree.dask``,
+``seedtree.ranks``, ``seedtree.audit``; in ``seedtree/integrations/``) → ``runtime`` →
+``core``. ``stats`` builds on ``core`` alone.
 """
 
 from __future__ import annotations
 
-from . import handover as _handover  # noqa: F401  (arms `seedtree run --record`'s write-back)
-from .ambient import bound, current, rng
-from .bindings import Binding, capture, isolate, register, restore, seed_globals
-from .manifest import Manifest, ManifestError, record
-from .seeding import deterministic, seed_everything
-from .tree import SeedTree
-
 __version__ = "0.1.0"
+
+from .cli import handover as _handover  # noqa: E402, F401  (arms `seedtree run --record`'s write-back)
+from .core.tree import SeedTree  # noqa: E402
+from .runtime.ambient import bound, current, rng  # noqa: E402
+from .runtime.capture import capture, isolate, restore  # noqa: E402
+from .runtime.controllers import LibController, register  # noqa: E402
+from .runtime.manifest import Manifest, ManifestError, record  # noqa: E402
+from .runtime.seeding import deterministic, seed_everything, seed_globals  # noqa: E402
+
+Binding = LibController
+"""The former name of ``LibController`` (kept: code written for seedtree 0.1 subclasses it)."""
 
 __all__ = [
     "Binding",
+    "LibController",
     "Manifest",
     "ManifestError",
     "SeedTree",

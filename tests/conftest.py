@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from seedtree import ambient, manifest, seeding
+from seedtree.runtime import ambient
+from seedtree.runtime.state import STATE
 
 
 @pytest.fixture
@@ -23,11 +24,11 @@ def clean_seedtree() -> Iterator[None]:
     np_state = np.random.get_state()
     torch = sys.modules.get("torch")
     torch_state = torch.get_rng_state() if torch is not None else None
-    default = ambient._default
-    fork_state = dict(seeding._fork_state)
-    ledger = manifest.recorded()
+    default = STATE.ambient_default
+    fork_state = (STATE.fork_base, STATE.fork_count)
+    ledger = STATE.recorded()
     ambient.set_default(None)
-    seeding._fork_state.update(base=None, count=0)
+    STATE.start_fork_base(None)
     try:
         yield
     finally:
@@ -35,8 +36,8 @@ def clean_seedtree() -> Iterator[None]:
         np.random.set_state(np_state)
         if torch_state is not None:
             torch.set_rng_state(torch_state)
-        ambient._default = default
-        seeding._fork_state.update(base=fork_state["base"], count=fork_state["count"])
-        with manifest._ledger_lock:
-            manifest._ledger.clear()
-            manifest._ledger.update(ledger)
+        STATE.ambient_default = default
+        STATE.fork_base, STATE.fork_count = fork_state
+        with STATE.lock:
+            STATE.ledger.clear()
+            STATE.ledger.update(ledger)

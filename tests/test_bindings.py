@@ -17,8 +17,9 @@ import pytest
 import torch
 
 import seedtree as st
-from seedtree import bindings
-from seedtree.tree import MT_WORDS, WORDS_NUMPY_GLOBAL, WORDS_TORCH_CPU, SeedTree
+from seedtree.runtime import capture as bindings_capture, controllers as bindings
+from seedtree.core.layout import MT_WORDS, WORDS_NUMPY_GLOBAL, WORDS_TORCH_CPU
+from seedtree.core.tree import SeedTree
 
 pytestmark = pytest.mark.usefixtures("clean_seedtree")
 ROOT = Path(__file__).resolve().parents[1]
@@ -222,7 +223,7 @@ def test_restore_refuses_what_it_cannot_put_back() -> None:
     with pytest.raises(ValueError, match="not a seedtree RNG state"):
         st.restore([1, 2])
     with pytest.raises(ValueError, match="the state holds 'jax', which no registered binding handles"):
-        st.restore({"format": bindings.STATE_FORMAT, "jax": {}})
+        st.restore({"format": bindings_capture.STATE_FORMAT, "jax": {}})
 
 
 # -- isolate ------------------------------------------------------------------------------
@@ -299,13 +300,13 @@ def test_register_a_library() -> None:
         bindings.unregister("counter")
     assert "counter" not in st.seed_globals(SeedTree(16))
     with pytest.raises(ValueError, match="needs a non-empty name and module"):
-        st.register(st.Binding())
+        st.register(type("Nameless", (_Counter,), {"name": ""})())  # the base is abstract: a subclass without a name
 
 
 def test_loaded_modules_and_importing_only_named_libraries() -> None:
     # What integrations hand a worker: the registered libraries the parent has imported.
-    assert {"numpy", "random", "torch"} <= set(bindings.loaded_modules())
-    assert [b.name for b in bindings.active(["torch"])][:3] == ["random", "numpy", "torch"]
+    assert {"numpy", "random", "torch"} <= set(bindings.REGISTRY.loaded_modules())
+    assert [b.name for b in bindings.REGISTRY.active(["torch"])][:3] == ["random", "numpy", "torch"]
     node = SeedTree(18)
     assert st.seed_globals(node, import_missing=["torch"])[:3] == ["random", "numpy", "torch"]
     assert torch.equal(torch.get_rng_state(), node.torch().get_state())
@@ -319,15 +320,15 @@ def test_seed_through_the_binding_interface_equals_seed_globals() -> None:
     together = (random.getstate(), np.random.get_state()[1].tolist(), torch.get_rng_state())
     random.seed(0), np.random.seed(0), torch.manual_seed(0)
     for name in ("random", "numpy", "torch"):
-        bindings._REGISTRY[name].seed(node)
+        bindings.REGISTRY._controllers[name].seed(node)
     assert random.getstate() == together[0] and np.random.get_state()[1].tolist() == together[1]
     assert torch.equal(torch.get_rng_state(), together[2])
 
 
 def test_torch_cuda_controller_on_this_machine() -> None:
-    cuda = bindings._REGISTRY["torch_cuda"]
+    cuda = bindings.REGISTRY._controllers["torch_cuda"]
     assert cuda.usable() == torch.cuda.is_available()
-    names = [b.name for b in bindings.active()]
+    names = [b.name for b in bindings.REGISTRY.active()]
     assert ("torch_cuda" in names) == torch.cuda.is_available()
 
 

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import seedtree as st
-from seedtree import cli
-from seedtree.runner import hash_seed
+from seedtree.cli import commands as cli_main
+from seedtree.cli.run import hash_seed
+from seedtree.runtime.seeding import ENV_ENTROPY
 
 CHILD = r"""
 import json, multiprocessing as mp, os, sys
@@ -43,7 +44,7 @@ if __name__ == "__main__":
 
 def seedtree(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run the real command line (`python -m seedtree`) in a subprocess."""
-    base = {k: v for k, v in os.environ.items() if k not in ("PYTHONHASHSEED", st.tree.ENV_ENTROPY)}
+    base = {k: v for k, v in os.environ.items() if k not in ("PYTHONHASHSEED", ENV_ENTROPY)}
     return subprocess.run([sys.executable, "-m", "seedtree", *args], cwd=cwd, env={**base, **(env or {})},
                           capture_output=True, text=True, timeout=timeout)
 
@@ -248,14 +249,14 @@ def test_show_diff_and_replay_from_a_manifest(tmp_path: Path) -> None:
 
 def test_version_and_help_for_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["--version"])
+        cli_main.main(["--version"])
     assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"seedtree {st.__version__}"
-    sub = next(a for a in cli.build_parser()._actions if a.dest == "command")
+    sub = next(a for a in cli_main.build_parser()._actions if a.dest == "command")
     for name in ("run", "verify", "doctor", "show", "diff", "demo"):
         assert name in sub.choices
     for name in sub.choices:
         with pytest.raises(SystemExit) as exit_info:
-            cli.main([name, "--help"])
+            cli_main.main([name, "--help"])
         assert exit_info.value.code == 0
         assert f"usage: seedtree {name}" in capsys.readouterr().out
 
@@ -327,7 +328,7 @@ def test_ctrl_c_in_a_terminal_reaches_the_command_once(tmp_path: Path) -> None:
 
     # A duplicate is often merged by the kernel anyway, so check the decision itself too:
     # in a terminal's foreground a SIGINT is the terminal's; without a terminal it is forwarded.
-    probe = [sys.executable, "-c", "import signal; from seedtree.runner import _terminal_delivered as t; "
+    probe = [sys.executable, "-c", "import signal; from seedtree.cli.run import _terminal_delivered as t; "
              "raise SystemExit(t(signal.SIGINT) * 2 + t(signal.SIGTERM))"]
     assert _in_a_terminal(probe, tmp_path)[0] == 2
     assert subprocess.run(probe, stdin=subprocess.DEVNULL, capture_output=True).returncode == 0

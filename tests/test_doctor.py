@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from seedtree import cli, doctor
+from seedtree.cli import commands as cli_main, doctor
 
 CHECK_KEYS = {"name", "value", "status", "advice"}
 AUDIT_KEYS = {"target", "seedtree", "ok", "workers", "draws", "duplicates", "error"}
@@ -91,10 +91,10 @@ def test_doctor_verdicts_follow_the_environment(monkeypatch: pytest.MonkeyPatch,
         assert flipped["torch.backends.cudnn.benchmark"]["status"] == "warn"
 
     # The command: a table by default, JSON with --json, exit 1 with --strict when warned.
-    assert cli.main(["doctor"]) == 0
+    assert cli_main.main(["doctor"]) == 0
     text = capsys.readouterr().out
     assert "WARN  PYTHONHASHSEED" in text and "warning(s)" in text
-    assert cli.main(["doctor", "--strict"]) == 1
+    assert cli_main.main(["doctor", "--strict"]) == 1
     capsys.readouterr()
-    assert cli.main(["doctor", "--json"]) == 0
+    assert cli_main.main(["doctor", "--json"]) == 0
     _check_schema(json.loads(capsys.readouterr().out))

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from seedtree import SeedTree
-from seedtree.keys import check_int_keys, check_key, key_words, path_from_json, path_to_json
+from seedtree.core.codec import path_from_json, path_to_json
+from seedtree.core.keys import check_int_keys, check_key, key_words
 
 BAD_KEYS = [
     (2**32, ValueError, r"path key #2 \(4294967296\) is outside \[0, 2\*\*32\).*alias.*str\(k\)"),

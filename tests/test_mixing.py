@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from seedtree import mixing
+from seedtree.core import mixing
 
 WORD = hs.integers(0, 2**32 - 1)
 ENTROPY = hs.one_of(

@@ -187,9 +187,9 @@ def test_a_library_first_imported_by_inline_tasks_is_seeded_per_task_then_put_ba
     monkeypatch.delitem(sys.modules, "fakerng", raising=False)
     st.register(FakeBinding())
     try:
-        from seedtree import bindings
+        from seedtree.runtime import capture as bindings_capture, controllers as bindings
 
-        bindings._installed.pop("fakerng", None)
+        bindings.REGISTRY._installed.pop("fakerng", None)
         got = parallel_map(import_and_draw, range(4), TREE, n_jobs=1, bind_globals=True)
         expected = []
         for k in range(4):
@@ -200,7 +200,7 @@ def test_a_library_first_imported_by_inline_tasks_is_seeded_per_task_then_put_ba
 
         assert fakerng.state[0] == 0, "the caller gets the library as it was on import"
     finally:
-        from seedtree import bindings
+        from seedtree.runtime import capture as bindings_capture, controllers as bindings
 
         bindings.unregister("fakerng")
-        bindings._plans.clear()
+        bindings.REGISTRY._plans.clear()

@@ -14,14 +14,14 @@ from _workloads import draw_globals_once
 from torch.utils.data import DataLoader
 
 import seedtree as st
-import seedtree.seeding
+from seedtree.runtime.state import STATE
 from seedtree import SeedTree
 from seedtree.audit import audit_joblib, audit_loader, audit_pool
-from seedtree.distributed import rank_info, rank_tree
+from seedtree.ranks import rank_info, rank_tree
 from seedtree.pool import initializer, worker_node
 from seedtree.threads import Thread, run_threads
 from seedtree.torch import loader, worker_init_fn
-from seedtree.tree import MT_WORDS, WORDS_NUMPY_GLOBAL
+from seedtree.core.layout import MT_WORDS, WORDS_NUMPY_GLOBAL
 
 TREE = st.SeedTree(31337)
 
@@ -29,10 +29,10 @@ TREE = st.SeedTree(31337)
 @pytest.fixture
 def no_fork_hook():
     """The plain-pool hazard only shows when seed_everything's fork hook is not armed."""
-    saved = dict(seedtree.seeding._fork_state)
-    seedtree.seeding._fork_state["base"] = None
+    saved = (STATE.fork_base, STATE.fork_count)
+    STATE.fork_base = None
     yield
-    seedtree.seeding._fork_state.update(saved)
+    STATE.fork_base, STATE.fork_count = saved
 
 
 def _both_started(barrier) -> None:

@@ -17,8 +17,9 @@ import pytest
 import torch
 
 import seedtree as st
-from seedtree import ambient, manifest, seeding
-from seedtree.tree import MT_WORDS, WORDS_NUMPY_GLOBAL, SeedTree
+from seedtree.runtime import ambient, manifest, seeding
+from seedtree.core.layout import MT_WORDS, WORDS_NUMPY_GLOBAL
+from seedtree.core.tree import SeedTree
 
 pytestmark = pytest.mark.usefixtures("clean_seedtree")
 ROOT = Path(__file__).resolve().parents[1]

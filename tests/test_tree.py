@@ -14,9 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 
 import seedtree as st
-from seedtree import SeedTree, mixing
-from seedtree.keys import key_words
-from seedtree.tree import MT_WORDS, WORDS_CUDA, WORDS_NUMPY_GLOBAL, WORDS_RANDOM, WORDS_TORCH_CPU
+from seedtree import SeedTree
+from seedtree.core import mixing
+from seedtree.core.keys import key_words
+from seedtree.core.layout import MT_WORDS, WORDS_CUDA, WORDS_NUMPY_GLOBAL, WORDS_RANDOM, WORDS_TORCH_CPU
 
 KEY = hs.integers(0, 2**32 - 1)
 SMALL_KEY = hs.integers(0, 1000)

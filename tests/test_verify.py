@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seedtree.compare import compare, first_difference, tree_digest
-from seedtree.verify import make_workspace
+from seedtree.cli.compare import compare, first_difference, tree_digest
+from seedtree.cli.verify import make_workspace
 
 SEEDED = """
 import os, sys, numpy as np, seedtree as st

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._optional import require
+from ..core.optional import require
 from .source import FIRST_BATCH
 
 U64 = np.uint64

@@ -210,7 +210,7 @@ def check(
         if name != "own":
             external.require_tool(name)
     if resolved.needs:
-        from .._optional import require
+        from ..core.optional import require
 
         require(resolved.needs, f"the {resolved.name!r} scheme")
     root = secrets.randbits(64) if root is None else int(root)

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._optional import require
+from ..core.optional import require
 
 
 def _clean(value: Any) -> Any:

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..tree import SeedTree
+from ..core.tree import SeedTree
 
 # PCG's default 128-bit stream increment (pcg_random.hpp, PCG_DEFAULT_INCREMENT_128): the
 # "same increment" every naive-pcg64 stream shares.
@@ -116,7 +116,7 @@ def _default_rng_plus_i(root: int, idx: range) -> list[WordStream]:
 
 
 def _torch_generator(seed: int) -> TorchStream:
-    from .._optional import require
+    from ..core.optional import require
 
     torch = require("torch", "the torch stream schemes")
     gen = torch.Generator()

@@ -1,17 +1,61 @@
-"""Seeding a whole program: ``seed_everything``, fork safety and the determinism switch."""
+"""Seeding a whole program: ``seed_everything``, ``seed_globals``, fork safety, the root
+handed over by ``seedtree run``, and the determinism switch.
+
+Vocabulary used across the package: to *seed* is to set the global generators of the
+registered libraries from a node; to *bind* is to make a node the ambient node of a
+context (``seedtree.rng()``); ``bind_process`` does both for a whole worker process.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 import warnings
-from collections.abc import Iterable
 from typing import Any
 
-from . import ambient, bindings, manifest
-from .tree import SeedTree
+from ..core.tree import SeedTree
+from . import ambient, importhook, manifest
+from .controllers import REGISTRY, ImportMissing
+from .state import STATE
 
-_fork_state = {"base": None, "count": 0, "hooked": False}
+__all__ = ["ENV_ENTROPY", "as_tree", "bind_process", "deterministic", "fork_base", "root_from_env",
+           "seed_everything", "seed_globals"]
+
+ENV_ENTROPY = "SEEDTREE_ENTROPY"
+"""The variable through which ``seedtree run`` hands its root to the command it runs."""
+
+
+def root_from_env(default: int | None = None) -> SeedTree | None:
+    """The root handed over by ``seedtree run`` (``SEEDTREE_ENTROPY``); else
+    ``SeedTree(default)`` if a default is given, else None."""
+    value = os.environ.get(ENV_ENTROPY)
+    if value is None or not value.strip():
+        return None if default is None else SeedTree(default)
+    try:
+        entropy = int(value.strip(), 0)
+    except ValueError:
+        raise ValueError(f"{ENV_ENTROPY}={value!r} is not an int; unset it or give decimal/hex entropy") from None
+    return SeedTree(entropy)
+
+
+def seed_globals(node: SeedTree, import_missing: ImportMissing = False) -> list[str]:
+    """Seed every active library's global generator from ``node``; returns their names.
+
+    Libraries not yet imported are skipped unless named in ``import_missing`` (or it is
+    True): a worker whose parent uses torch must import and seed it before the task runs,
+    or a task that imports torch itself would get torch's fixed default seed, the same in
+    every worker. Integrations pass the parent's loaded modules; ``seed_everything``
+    passes True. Until the next task, a registered library imported later is seeded from
+    ``node`` at its import.
+    """
+    if not isinstance(node, SeedTree):
+        raise TypeError(f"seed_globals() takes a SeedTree node, got {type(node).__name__}")
+    names = REGISTRY.plan(import_missing).seed(node)
+    importhook.arm(node)
+    return names
+
+
+_hooked = False
 
 
 def as_tree(seed: int | SeedTree | None) -> SeedTree:
@@ -20,7 +64,7 @@ def as_tree(seed: int | SeedTree | None) -> SeedTree:
     if isinstance(seed, SeedTree):
         return seed
     if seed is None:
-        return SeedTree.from_env() or SeedTree()
+        return root_from_env() or SeedTree()
     return SeedTree(seed)
 
 
@@ -32,36 +76,29 @@ def seed_everything(seed: int | SeedTree | None = None) -> SeedTree:
     the same value for two libraries or two devices). Installed libraries that are not yet
     imported are imported so that they are seeded too. After ``os.fork`` the child's
     generators are reseeded from ``root / "fork" / n`` (n counts this process's forks), so
-    forked workers never share a stream and the run stays reproducible.
+    forked workers never share a stream and the run stays reproducible. When threads fork
+    at the same moment, each fork still takes its own n (reserved atomically before the
+    fork): which child gets which n then depends on scheduling, that they differ does not.
     """
+    global _hooked
     root = as_tree(seed)
+    seed_globals(root, import_missing=True)  # validates nothing can fail below before state changes
     ambient.set_default(root)
-    bindings.seed_globals(root, import_missing=True)
     manifest.record("seed_everything", root)
-    _fork_state["base"] = root
-    _fork_state["count"] = 0
-    if not _fork_state["hooked"] and hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_parent=_after_fork_parent, after_in_child=_after_fork_child)
-        _fork_state["hooked"] = True
+    STATE.start_fork_base(root)
+    if not _hooked and hasattr(os, "register_at_fork"):
+        os.register_at_fork(before=STATE.take_fork_index, after_in_child=_after_fork_child)
+        _hooked = True
     return root
 
 
-def _after_fork_parent() -> None:
-    if _fork_state["base"] is not None:
-        _fork_state["count"] += 1
-
-
 def _after_fork_child() -> None:
-    base = _fork_state["base"]
-    if base is None:
-        return
-    node = base / "fork" / _fork_state["count"]
-    _fork_state["base"] = node
-    _fork_state["count"] = 0
-    bind_process(node)
+    node = STATE.child_fork_node()
+    if node is not None:
+        bind_process(node)
 
 
-def bind_process(node: SeedTree, globals_from: bool | Iterable[str] = True) -> None:
+def bind_process(node: SeedTree, globals_from: ImportMissing = True) -> None:
     """Make ``node`` this process's ambient node (the default, and the running context's
     if something is bound there) and seed global RNGs from it: with True those of every
     library already imported, with a list those of the named libraries (imported if need
@@ -69,14 +106,14 @@ def bind_process(node: SeedTree, globals_from: bool | Iterable[str] = True) -> N
     ambient.set_default(node)
     ambient.reset_context(node)
     if globals_from is True:
-        bindings.seed_globals(node)
+        seed_globals(node)
     elif globals_from:
-        bindings.seed_globals(node, globals_from)
+        seed_globals(node, globals_from)
 
 
 def fork_base() -> SeedTree | None:
     """The node this process's forked children derive from (None before seed_everything)."""
-    return _fork_state["base"]
+    return STATE.fork_base
 
 
 def deterministic(enabled: bool = True, warn_only: bool = False) -> dict[str, Any]:

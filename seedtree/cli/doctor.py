@@ -35,8 +35,9 @@ import platform
 import sys
 from typing import Any
 
-from .manifest import version as _version
-from .tree import ENV_ENTROPY, SeedTree
+from ..runtime.manifest import version as _version
+from ..core.tree import SeedTree
+from ..runtime.seeding import ENV_ENTROPY
 
 SCHEMA = "seedtree.doctor"
 VERSION = 1
@@ -141,7 +142,7 @@ def checks() -> list[dict[str, Any]]:
 
 def run_probe() -> dict[str, Any]:
     """Audit small real worker layouts for duplicated streams (see the module docstring)."""
-    from . import audit
+    from ..integrations import audit
 
     tree = SeedTree(0x5EED)
     runs: list[tuple[str, bool, Any]] = []
@@ -151,7 +152,7 @@ def run_probe() -> dict[str, Any]:
             return audit.audit_pool(pool)
 
     def seeded_pool() -> Any:
-        from .pool import initializer
+        from ..integrations.pool import initializer
 
         with multiprocessing.Pool(2, initializer=initializer(tree / "pool")) as pool:
             return audit.audit_pool(pool)
@@ -165,7 +166,7 @@ def run_probe() -> dict[str, Any]:
             return audit.audit_loader(lambda ds: DataLoader(ds, batch_size=4, num_workers=2))
 
         def seeded_loader() -> Any:
-            from .torch import loader
+            from ..integrations.torch import loader
 
             return audit.audit_loader(lambda ds: loader(ds, tree / "loader", batch_size=4, num_workers=2))
 

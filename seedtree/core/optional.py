@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+__all__ = ["require"]
+
 _INSTALL = {
     "torch": "pip install 'seedtree[torch]'  (or: pip install torch)",
     "joblib": "pip install 'seedtree[joblib]'  (or: pip install joblib)",
@@ -13,6 +15,12 @@ _INSTALL = {
     "scipy": "pip install 'seedtree[stats]'  (or: pip install scipy)",
     "matplotlib": "pip install 'seedtree[plot]'  (or: pip install matplotlib)",
     "mlflow": "pip install 'seedtree[mlflow]'  (or: pip install mlflow-skinny)",
+    "lightning": "pip install 'seedtree[lightning]'  (or: pip install lightning)",
+    "accelerate": "pip install 'seedtree[accelerate]'  (or: pip install accelerate)",
+    "sklearn": "pip install 'seedtree[sklearn]'  (or: pip install scikit-learn)",
+    "jax": "pip install 'seedtree[jax]'  (or: pip install jax)",
+    "ray": "pip install 'seedtree[ray]'  (or: pip install 'ray[data]')",
+    "datasets": "pip install datasets",
 }
 
 

@@ -16,22 +16,17 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
+from typing import Any
 
 import numpy as np
 
-from .tree import SeedTree
+from ..core.tree import SeedTree
+from .state import STATE, AmbientSlot
 
+__all__ = ["bind", "bound", "current", "default", "reset_context", "restore_snapshot", "rng", "set_default",
+           "snapshot", "unbind"]
 
-class _Binding:
-    __slots__ = ("node", "gen")
-
-    def __init__(self, node: SeedTree) -> None:
-        self.node = node
-        self.gen: np.random.Generator | None = None
-
-
-_var: ContextVar[_Binding | None] = ContextVar("seedtree_ambient", default=None)
-_default: _Binding | None = None
+_var: ContextVar[AmbientSlot | None] = ContextVar("seedtree_ambient", default=None)
 _first_use = threading.Lock()
 
 _UNBOUND = (
@@ -40,10 +35,10 @@ _UNBOUND = (
 )
 
 
-def _binding() -> _Binding:
+def _binding() -> AmbientSlot:
     binding = _var.get()
     if binding is None:
-        binding = _default
+        binding = STATE.ambient_default
         if binding is None:
             raise RuntimeError(_UNBOUND)
     return binding
@@ -58,7 +53,7 @@ def rng() -> np.random.Generator:
     """A NumPy Generator for ``current()``, created on first use in a context and then
     returned again, so its position carries across calls within that context. It draws
     exactly what ``current().numpy()`` draws."""
-    binding = _var.get() or _default
+    binding = _var.get() or STATE.ambient_default
     if binding is None:
         raise RuntimeError(_UNBOUND)
     gen = binding.gen
@@ -70,15 +65,15 @@ def rng() -> np.random.Generator:
     return gen
 
 
-def bind(node: SeedTree) -> Token:
+def bind(node: SeedTree) -> Token[AmbientSlot | None]:
     """Bind ``node`` for the rest of this context (worker initialisers use this); returns
     the token that ``unbind`` takes to undo it."""
     if not isinstance(node, SeedTree):
         raise TypeError(f"bind() takes a SeedTree, got {type(node).__name__}")
-    return _var.set(_Binding(node))
+    return _var.set(AmbientSlot(node))
 
 
-def unbind(token: Token) -> None:
+def unbind(token: Token[AmbientSlot | None]) -> None:
     """Undo a ``bind``."""
     _var.reset(token)
 
@@ -95,19 +90,19 @@ def bound(node: SeedTree) -> Iterator[SeedTree]:
 
 def set_default(node: SeedTree | None) -> None:
     """Make ``node`` the ambient node wherever nothing is bound (``seed_everything`` does)."""
-    global _default
-    _default = None if node is None else _Binding(node)
+    STATE.ambient_default = None if node is None else AmbientSlot(node)
 
 
 def default() -> SeedTree | None:
     """The ``seed_everything`` root, or None."""
-    return None if _default is None else _default.node
+    slot = STATE.ambient_default
+    return None if slot is None else slot.node
 
 
-def snapshot() -> dict:
+def snapshot() -> dict[str, Any]:
     """Where ``rng()`` stands: the default node, the node ``rng()`` reads here and its
     generator's state (None if not drawn from yet)."""
-    binding = _var.get() or _default
+    binding = _var.get() or STATE.ambient_default
     gen = None if binding is None else binding.gen
     return {
         "default": default(),
@@ -116,13 +111,13 @@ def snapshot() -> dict:
     }
 
 
-def restore_snapshot(saved: dict) -> None:
+def restore_snapshot(saved: dict[str, Any]) -> None:
     """Put back what ``snapshot`` returned: the default node, and the generator position
     of the node ``rng()`` reads here if it is the same node (a snapshot taken inside
     ``bound(a)`` does not bind ``a`` where it is restored)."""
     if saved["default"] != default():
         set_default(saved["default"])
-    binding = _var.get() or _default
+    binding = _var.get() or STATE.ambient_default
     if binding is None or binding.node != saved["node"]:
         return
     if saved["state"] is None:
@@ -139,4 +134,4 @@ def reset_context(node: SeedTree) -> None:
     """Rebind this context to ``node`` if something is bound here (used after fork, so a
     child does not continue its parent's ambient stream)."""
     if _var.get() is not None:
-        _var.set(_Binding(node))
+        _var.set(AmbientSlot(node))

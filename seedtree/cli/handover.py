@@ -19,16 +19,32 @@ import os
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from .keys import path_to_json
-from .manifest import _record_hooks, environment, recorded
+from ..core.codec import node_to_json
+from ..runtime.manifest import environment, recorded
+from ..runtime.state import STATE
+
+__all__ = ["ENV_RECORD_DIR", "ENV_RECORD_MAIN", "SCHEMA", "arm", "write"]
 
 ENV_RECORD_DIR = "SEEDTREE_RECORD_DIR"
 ENV_RECORD_MAIN = "SEEDTREE_RECORD_MAIN"  # set by the first process of a lineage to its pid
 SCHEMA = "seedtree.handover"
 
-_armed: dict[str, Any] = {"pid": None, "directory": None, "main": None, "started": 0.0}
+
+@dataclass
+class _Armed:
+    """Where this process hands back to, once armed."""
+
+    pid: int | None = None
+    directory: str = ""
+    main: int | None = None
+    started: float = 0.0
+    warned: bool = False
+
+
+_armed = _Armed()
 
 
 def arm() -> bool:
@@ -37,13 +53,14 @@ def arm() -> bool:
     directory = os.environ.get(ENV_RECORD_DIR)
     if not directory:
         return False
-    if _armed["pid"] is not None:
+    if _armed.pid is not None:
         return True
     main = ENV_RECORD_MAIN not in os.environ
     if main:
         os.environ[ENV_RECORD_MAIN] = str(os.getpid())  # descendants see they are not the main process
-    _armed.update(pid=os.getpid(), directory=directory, main=os.getpid() if main else None, started=time.time())
-    _record_hooks.append(_on_record)
+    _armed.pid, _armed.directory = os.getpid(), directory
+    _armed.main, _armed.started = (os.getpid() if main else None), time.time()
+    STATE.add_record_listener(_on_record)
     atexit.register(_at_exit)
     return True
 
@@ -54,7 +71,7 @@ def _on_record(_name: str, _node: Any) -> None:
 
 def _at_exit() -> None:
     # A forked child inherits this handler; it runs there too, for the child's own file.
-    write(with_environment=os.getpid() == _armed["main"])
+    write(with_environment=os.getpid() == _armed.main)
 
 
 def write(with_environment: bool) -> None:
@@ -64,21 +81,21 @@ def write(with_environment: bool) -> None:
         "schema": SCHEMA,
         "pid": pid,
         "ppid": os.getppid(),
-        "main": pid == _armed["main"],
-        "started": _armed["started"] if pid == _armed["pid"] else time.time(),
+        "main": pid == _armed.main,
+        "started": _armed.started if pid == _armed.pid else time.time(),
         "argv": list(sys.argv),
-        "streams": {name: {"entropy": str(n.entropy), "path": path_to_json(n.path)} for name, n in recorded().items()},
+        "streams": {name: node_to_json(n, check=True) for name, n in recorded().items()},
         "environment": environment() if with_environment else None,
     }
-    target = os.path.join(_armed["directory"], f"streams-{pid}.json")
+    target = os.path.join(_armed.directory, f"streams-{pid}.json")
     tmp = f"{target}.{threading.get_ident()}.tmp"  # one per thread: records may race, never collide
     try:
         with open(tmp, "w") as fh:
             json.dump(payload, fh)
         os.replace(tmp, target)
     except (OSError, TypeError, ValueError) as exc:  # never turn the user's program into a crash
-        if not _armed.get("warned"):  # e.g. a process outliving its `seedtree run`: say it once
-            _armed["warned"] = True
+        if not _armed.warned:  # e.g. a process outliving its `seedtree run`: say it once
+            _armed.warned = True
             print(f"seedtree: could not hand the recorded streams back to `seedtree run`: {exc}", file=sys.stderr)
 
 

@@ -88,22 +88,3 @@ def check_int_keys(keys: object, start_position: int) -> np.ndarray:
             column = where % arr.shape[1] if arr.ndim == 2 else 0
             check_key(bad, start_position + column)  # raises with the standard message
     return arr.astype(np.uint32, copy=False)
-
-
-def path_to_json(path: tuple[Key, ...]) -> list:
-    """A path as JSON values: ints and strs as themselves, bytes as {"bytes": hex}."""
-    return [{"bytes": k.hex()} if isinstance(k, bytes) else k for k in path]
-
-
-def path_from_json(items: object) -> tuple[Key, ...]:
-    """Inverse of ``path_to_json``; every key is validated like any other."""
-    if not isinstance(items, list):
-        raise ValueError(f"a path must be a JSON list, got {type(items).__name__}")
-    keys = []
-    for i, k in enumerate(items):
-        if isinstance(k, dict):
-            if set(k) != {"bytes"} or not isinstance(k["bytes"], str):
-                raise ValueError(f"path key #{i} {k!r} is not a key (expected int, str or {{'bytes': hex}})")
-            k = bytes.fromhex(k["bytes"])
-        keys.append(check_key(k, i))
-    return tuple(keys)

@@ -23,10 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from . import ambient, bindings
-from .manifest import record
-from .seeding import seed_everything
-from .tree import SeedTree
+from ..runtime import ambient
+from ..runtime.capture import capture, restore
+from ..runtime.controllers import REGISTRY
+from ..runtime.manifest import record
+from ..runtime.seeding import seed_everything
+from ..core.tree import SeedTree
 
 TASKS = 24
 SAMPLES = 32
@@ -77,7 +79,7 @@ def _layouts(tree: SeedTree) -> list[tuple[str, Callable[[], str]]]:
     if importlib.util.find_spec("joblib") is not None:
         def joblib_run(backend: str, n_jobs: int) -> Callable[[], str]:
             def go() -> str:
-                from .joblib import parallel_map
+                from ..integrations.joblib import parallel_map
 
                 return digest(parallel_map(simulate, range(TASKS), tree / "tasks", n_jobs=n_jobs, backend=backend))
             return go
@@ -87,7 +89,7 @@ def _layouts(tree: SeedTree) -> list[tuple[str, Callable[[], str]]]:
     if importlib.util.find_spec("torch") is not None:
         def loader_run(num_workers: int) -> Callable[[], str]:
             def go() -> str:
-                from .torch import loader
+                from ..integrations.torch import loader
 
                 batches = loader(NoisyDataset(), tree / "data", batch_size=8, num_workers=num_workers)
                 out = []
@@ -103,7 +105,7 @@ def _layouts(tree: SeedTree) -> list[tuple[str, Callable[[], str]]]:
 
 
 def _plot(tree: SeedTree, path: Path) -> None:
-    from ._optional import require
+    from ..core.optional import require
 
     matplotlib = require("matplotlib", "seedtree demo's plot")
     matplotlib.use("Agg")
@@ -128,7 +130,7 @@ def _plot(tree: SeedTree, path: Path) -> None:
 
 def _independence(tree: SeedTree) -> dict[str, Any] | None:
     try:
-        from .stats import check
+        from ..stats import check
 
         report = check("seedtree", streams=1024, root=tree.entropy)
     except ImportError as exc:  # the battery needs scipy
@@ -175,10 +177,10 @@ def main(out: str = "seedtree-demo", seed: int = 20240607) -> int:
 
     _say("3. Capture and restore every RNG")
     seed_everything(tree)
-    libraries = [b.name for b in bindings.active()]
-    state = bindings.capture()
+    libraries = [c.name for c in REGISTRY.active()]
+    state = capture()
     first = _draw_all()
-    bindings.restore(state)
+    restore(state)
     again = _draw_all()
     _say(f"   seed_everything(root) seeded: {', '.join(libraries)}")
     _say(f"   capture(), draw, restore(), draw again: {_mark(first == again)}\n")

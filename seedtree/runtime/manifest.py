@@ -17,20 +17,18 @@ import platform
 import socket
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .keys import path_from_json, path_to_json
-from .tree import SeedTree
+from ..core.codec import entropy_from_json, node_check, node_from_json, node_to_json, path_to_json
+from ..core.tree import SeedTree
+from .state import STATE
+
+__all__ = ["Manifest", "ManifestError", "environment", "record", "recorded", "version"]
 
 SCHEMA = "seedtree.manifest"
 VERSION = 1
-
-_ledger: dict[str, SeedTree] = {}
-_ledger_lock = threading.Lock()
-_record_hooks: list[Any] = []  # each called as hook(name, node) after a record(); seedtree.handover adds one
 
 
 class ManifestError(ValueError):
@@ -40,16 +38,19 @@ class ManifestError(ValueError):
 def record(name: str, node: SeedTree) -> None:
     """Note that the run derived the stream ``node`` under ``name`` (kept for the manifest).
     Recording the same name again with another node keeps the newest."""
-    with _ledger_lock:
-        _ledger[name] = node
-    for hook in _record_hooks:
-        hook(name, node)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"record() needs a non-empty str name first, got {name!r}")
+    if not isinstance(node, SeedTree):
+        raise TypeError(
+            f"record({name!r}, ...) needs a SeedTree node, got {type(node).__name__} {node!r}; "
+            "record the node itself, e.g. st.record(name, root / 'model')"
+        )
+    STATE.record(name, node)
 
 
 def recorded() -> dict[str, SeedTree]:
     """The streams recorded so far in this process."""
-    with _ledger_lock:
-        return dict(_ledger)
+    return STATE.recorded()
 
 
 def version(dist: str) -> str | None:
@@ -123,14 +124,15 @@ class Manifest:
         return cls(root.root if root.path else root, recorded(), environment(), created, dict(fields))
 
     def to_dict(self) -> dict[str, Any]:
-        def node(n: SeedTree) -> dict[str, Any]:
-            return {"entropy": str(n.entropy), "path": path_to_json(n.path)}
-
+        """The JSON document ``save`` writes. ``checks`` holds a check of every stream's
+        entropy and path (the root's is its ``entropy_hex``), so a damaged entry is caught
+        on loading."""
         return {
             "schema": SCHEMA,
             "version": VERSION,
             "root": {"entropy": str(self.root.entropy), "entropy_hex": hex(self.root.entropy)},
-            "streams": {name: node(n) for name, n in self.streams.items()},
+            "streams": {name: node_to_json(n) for name, n in self.streams.items()},
+            "checks": {"streams": {name: node_check(n) for name, n in self.streams.items()}},
             "environment": self.environment,
             "created": self.created,
             "fields": self.fields,
@@ -160,7 +162,8 @@ class Manifest:
         raw_streams = data.get("streams", {})
         if not isinstance(raw_streams, dict):
             raise ManifestError(f"{source}: 'streams' must be a JSON object mapping names to {{entropy, path}}")
-        streams = {name: _stream(name, entry, source) for name, entry in raw_streams.items()}
+        checks = _stream_checks(data.get("checks"), raw_streams, source)
+        streams = {name: _stream(name, entry, checks.get(name), source) for name, entry in raw_streams.items()}
         environment = data.get("environment", {})
         fields = data.get("fields", {})
         if not isinstance(environment, dict) or not isinstance(fields, dict):
@@ -209,7 +212,7 @@ class Manifest:
         """
         import re
 
-        from ._optional import require
+        from ..core.optional import require
 
         mlflow = require("mlflow", "Manifest.log_to_mlflow()")
         params = {"seedtree.root": str(self.root.entropy)}
@@ -239,20 +242,11 @@ class Manifest:
         return mlflow.active_run().info.run_id
 
 
-def _entropy(value: Any) -> int:
-    # Written as a decimal string; a plain JSON int is accepted too (hand-written files).
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    raise ValueError(f"entropy must be a non-negative decimal string, got {value!r}")
-
-
 def _root(entry: Any, source: str) -> SeedTree:
     if not isinstance(entry, dict) or "entropy" not in entry:
         raise ManifestError(f'{source} has no valid "root" entry (expected {{"entropy": "<decimal string>"}})')
     try:
-        root = SeedTree(_entropy(entry["entropy"]))
+        root = SeedTree(entropy_from_json(entry["entropy"]))
     except ValueError as exc:
         raise ManifestError(f"{source}: the root {exc}") from None
     # Both spellings are written; if they disagree the file was damaged or edited by hand.
@@ -265,10 +259,34 @@ def _root(entry: Any, source: str) -> SeedTree:
     return root
 
 
-def _stream(name: str, entry: Any, source: str) -> SeedTree:
+def _stream_checks(raw: Any, streams: dict[str, Any], source: str) -> dict[str, str]:
+    # Files written by hand may leave "checks" out; written by seedtree, it covers every stream.
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not isinstance(raw.get("streams", {}), dict):
+        raise ManifestError(f"{source}: 'checks' must be an object {{\"streams\": {{name: check}}}}")
+    checks = raw.get("streams", {})
+    for name in streams:
+        if name not in checks:
+            raise ManifestError(f"{source}: stream {name!r} has no check; the file was damaged or edited by hand")
+    for name, value in checks.items():
+        if name not in streams:
+            raise ManifestError(f"{source}: a check names the stream {name!r}, which is missing; the file is damaged")
+        if not isinstance(value, str):
+            raise ManifestError(f"{source}: the check of stream {name!r} must be a string")
+    return checks
+
+
+def _stream(name: str, entry: Any, check: str | None, source: str) -> SeedTree:
     if not isinstance(entry, dict) or "entropy" not in entry or "path" not in entry:
         raise ManifestError(f"{source}: stream {name!r} must be an object with 'entropy' and 'path', got {entry!r}")
     try:
-        return SeedTree(_entropy(entry["entropy"]), path_from_json(entry["path"]))
+        node = node_from_json({"entropy": entry["entropy"], "path": entry["path"]})
     except (TypeError, ValueError) as exc:
         raise ManifestError(f"{source}: stream {name!r} is malformed: {exc}") from None
+    if check is not None and check != node_check(node):
+        raise ManifestError(
+            f"{source}: stream {name!r} is damaged: its entropy or path does not match its check "
+            f"({check!r}); restore the file or record a new run"
+        )
+    return node

@@ -23,9 +23,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from . import runner
+from . import run as runner
 from .compare import Difference, compare, tree_digest
-from .tree import SeedTree
+from ..core.tree import SeedTree
 
 STDOUT = "<stdout>"
 

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import subprocess
 import tempfile
 import threading
@@ -27,9 +28,10 @@ from typing import Any
 
 from .handover import ENV_RECORD_DIR, ENV_RECORD_MAIN
 from .handover import SCHEMA as HANDOVER_SCHEMA
-from .keys import path_from_json
-from .manifest import Manifest, environment
-from .tree import ENV_ENTROPY, SeedTree
+from ..core.codec import CodecError, node_from_json
+from ..runtime.manifest import Manifest, environment
+from ..core.tree import SeedTree
+from ..runtime.seeding import ENV_ENTROPY
 
 HASHSEED = "PYTHONHASHSEED"
 FORWARDED = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name))
@@ -216,8 +218,10 @@ def _merge(reports: list[dict], main_pid: int) -> tuple[dict[str, SeedTree], dic
             child_env = report["environment"]
         for name, entry in (report.get("streams") or {}).items():
             try:
-                node = SeedTree(int(entry["entropy"]), path_from_json(entry["path"]))
-            except (KeyError, TypeError, ValueError):
+                node = node_from_json(entry)
+            except CodecError as exc:  # said, never dropped silently
+                print(f"seedtree run: stream {name!r} reported by pid {report.get('pid')} is damaged ({exc}); "
+                      "it is not in the manifest", file=sys.stderr)
                 continue
             if name in streams and streams[name] != node:
                 name = f"{name}@pid{report.get('pid')}"

@@ -163,7 +163,7 @@ def _npz(a: Path, b: Path) -> str:
 
 
 def _torch(a: Path, b: Path) -> str:
-    from ._optional import require
+    from ..core.optional import require
 
     torch = require("torch", "comparing .pt files")
     try:

@@ -6,24 +6,13 @@ them. For an all-int path, ``node.seed_sequence()`` equals
 ``numpy.random.SeedSequence(entropy, spawn_key=path)`` and ``node.numpy()`` draws exactly
 what NumPy's canonical ``Generator(PCG64(SeedSequence(entropy, spawn_key=path)))`` draws.
 
-Word layout. A node's pool expands into a long sequence of 32-bit words
-(``generate_state``); each consumer reads its own range of it (NumPy's bit generators
-the start, the others from 2**24 on, far past any bit generator's needs), so the
-generators a node makes for different libraries never share seed material:
-
-==================  ===================  ========================================
-words               used by              how
-==================  ===================  ========================================
-[0, n)              NumPy bit generators  exactly SeedSequence.generate_state
-[2**24, +4)         ``random``            ``random.seed(128-bit int)``
-[2**24 + 4, +624)   NumPy's global        whole MT19937 key
-[2**24 + 628, +626) torch CPU             whole MT19937 state + 64-bit initial seed
-[2**25 + 2d, +2)    torch CUDA device d   64-bit Philox seed (``seed_int(64, d)``)
-==================  ===================  ========================================
+The words each library reads are given by ``seedtree.core.layout``; the manifest, the
+process-wide controllers and the command line all build on this value, never the reverse.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import sys
@@ -34,7 +23,8 @@ import numpy as np
 from numpy.random.bit_generator import ISpawnableSeedSequence
 
 from . import mixing
-from ._optional import require
+from .layout import MT_WORDS, WORD_LIMIT, WORDS_CUDA, WORDS_RANDOM, WORDS_TORCH_CPU, torch_cpu_image
+from .optional import require
 from .keys import KEY_LIMIT, Key, check_int_keys, check_key, key_words
 
 if TYPE_CHECKING:
@@ -42,18 +32,8 @@ if TYPE_CHECKING:
 
     import torch as _torch
 
-    from .manifest import Manifest
+    from ..runtime.manifest import Manifest
 
-MT_WORDS = 624
-WORD_LIMIT = 1 << 30  # the period of the expansion's hash constants (see ``words``)
-# The global generators' words are contiguous so that binding all three costs one
-# expansion (per-sample seeding is on the hot path of the DataLoader integration).
-WORDS_RANDOM = 1 << 24
-WORDS_NUMPY_GLOBAL = WORDS_RANDOM + 4
-WORDS_TORCH_CPU = WORDS_NUMPY_GLOBAL + MT_WORDS
-WORDS_GLOBALS_END = WORDS_TORCH_CPU + MT_WORDS + 2
-WORDS_CUDA = 2 << 24
-ENV_ENTROPY = "SEEDTREE_ENTROPY"
 
 BIT_GENERATORS = {
     "PCG64": np.random.PCG64,
@@ -176,19 +156,6 @@ _SEED_REQUEST: dict[type, tuple[int, type]] = {
 }
 
 
-def torch_cpu_state(words: np.ndarray, initial_seed: int) -> np.ndarray:
-    """The byte image of a torch CPU generator whose whole MT19937 state is ``words``.
-
-    Layout of torch's CPUGeneratorImplState (5056 bytes): initial seed u64, left i32,
-    seeded i32, next u64, state u64[624], then cached normals (zeroed: none pending).
-    """
-    image = np.zeros(5056, dtype=np.uint8)
-    image[0:8] = np.frombuffer(int(initial_seed).to_bytes(8, "little"), dtype=np.uint8)
-    image[8:16] = np.frombuffer((1).to_bytes(4, "little") * 2, dtype=np.uint8)  # left, seeded
-    image[24 : 24 + 8 * MT_WORDS].view("<u8")[:] = words
-    return image
-
-
 def _range_keys(keys: range) -> np.ndarray:
     """A range of valid keys as a uint32 array."""
     return np.arange(keys.start, keys.stop, keys.step, dtype=np.int64).astype(np.uint32)
@@ -253,23 +220,22 @@ class SeedTree:
             )
         return cls(int(entropy), tuple(int(k) for k in seed_sequence.spawn_key))
 
+    # Entry points kept on the value for convenience: each forwards to the layer that owns
+    # the concept (the import happens at call time, so this module imports nothing above it).
+
     @classmethod
     def from_env(cls, default: int | None = None) -> SeedTree | None:
         """The root handed over by ``seedtree run`` (env ``SEEDTREE_ENTROPY``); else
-        ``SeedTree(default)`` if a default is given, else None."""
-        value = os.environ.get(ENV_ENTROPY)
-        if value is None or not value.strip():
-            return None if default is None else cls(default)
-        try:
-            entropy = int(value.strip(), 0)
-        except ValueError:
-            raise ValueError(f"{ENV_ENTROPY}={value!r} is not an int; unset it or give decimal/hex entropy") from None
-        return cls(entropy)
+        ``SeedTree(default)`` if a default is given, else None. Same as
+        ``seedtree.runtime.seeding.root_from_env(default)``."""
+        from ..runtime.seeding import root_from_env
+
+        return root_from_env(default)
 
     @classmethod
     def from_manifest(cls, path: str | os.PathLike[str]) -> SeedTree:
-        """Rebuild the root recorded in a manifest file (see ``seedtree.manifest``)."""
-        from .manifest import Manifest
+        """The root recorded in a manifest file: ``seedtree.Manifest.load(path).root``."""
+        from ..runtime.manifest import Manifest
 
         return Manifest.load(path).root
 
@@ -543,27 +509,20 @@ class SeedTree:
         """The byte image a torch CPU generator is given for this node."""
         words = self.words(WORDS_TORCH_CPU, MT_WORDS + 2)
         seed = int(words[MT_WORDS]) | (int(words[MT_WORDS + 1]) << 32)
-        return torch_cpu_state(words[:MT_WORDS], seed)
+        return torch_cpu_image(words[:MT_WORDS], seed)
 
     # -- provenance ---------------------------------------------------------------------
 
     def manifest(self, **fields: Any) -> Manifest:
-        """A provenance manifest for a run rooted here (see ``seedtree.manifest``)."""
-        from .manifest import Manifest
+        """A provenance manifest for a run rooted here: ``seedtree.Manifest.collect(self, **fields)``."""
+        from ..runtime.manifest import Manifest
 
         return Manifest.collect(self, **fields)
 
 
-_unpickled: dict[tuple[int, tuple[Key, ...]], SeedTree] = {}
-
-
+@functools.lru_cache(maxsize=256)
 def _unpickle(entropy: int, path: tuple[Key, ...]) -> SeedTree:
     # Workers unpickle the same tree for task after task (joblib batches, Dask tasks):
     # handing back one shared node keeps its mixing state, so each task pays only for its
     # own key. Nodes are immutable values, so sharing them is safe.
-    node = _unpickled.get((entropy, path))
-    if node is None:
-        if len(_unpickled) >= 256:
-            _unpickled.clear()
-        node = _unpickled[(entropy, path)] = SeedTree(entropy, path)
-    return node
+    return SeedTree(entropy, path)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .keys import path_to_json
-from .manifest import Manifest
+from ..core.codec import path_to_json
+from ..runtime.manifest import Manifest
 
 # Keys that differ between any two runs (when, how long, which process); `diff` lists them
 # apart and they do not count as a difference.

@@ -9,37 +9,23 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from . import ambient, bindings
-from .keys import Key
-from .tree import SeedTree
+from ..core.keys import Key
+from ..core.tree import SeedTree
+from . import ambient, importhook
+from .controllers import REGISTRY
+from .seeding import seed_globals
 
-Kind = Literal["threads", "processes", "inline", "other"]
+__all__ = ["KeyedCall", "run_keyed", "run_keyed_batch"]
 
-_THREAD_ERROR = (
-    "bind_globals=True cannot be used with {what}: threads share the global RNGs of random, "
-    "numpy and torch, so per-task seeding would race and results would depend on scheduling. "
-    "Use seedtree.rng() inside the task (the ambient stream is per-thread and safe), or a "
-    "process backend."
-)
-
-
-def resolve_bind_globals(bind_globals: bool | None, kind: Kind, what: str) -> tuple[str, ...]:
-    """Which libraries' globals a task on this kind of executor should seed: by default
-    those this (parent) process has loaded, for processes and inline runs, and none
-    otherwise; asking for them on threads is an error."""
-    if bind_globals is None:
-        bind_globals = kind in ("processes", "inline")
-    elif bind_globals and kind == "threads":
-        raise ValueError(_THREAD_ERROR.format(what=what))
-    return bindings.loaded_modules() if bind_globals else ()
+Call = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
 def run_keyed(
-    fn: Callable[..., Any], tree: SeedTree, key: Key, args: tuple, kwargs: dict, modules: tuple[str, ...]
+    fn: Callable[..., Any], tree: SeedTree, key: Key, args: tuple[Any, ...], kwargs: dict[str, Any], modules: tuple[str, ...]
 ) -> Any:
     """Call ``fn(*args, **kwargs)`` with ``tree / key`` as the ambient node, and with the
     global RNGs of ``modules`` (e.g. ``("numpy", "random", "torch")``) seeded from it.
@@ -48,22 +34,22 @@ def run_keyed(
     token = ambient.bind(node)
     try:
         if modules:
-            bindings.seed_globals(node, modules)
+            seed_globals(node, modules)
         return fn(*args, **kwargs)
     finally:
         if modules:
-            bindings.disarm_import_hook()
+            importhook.disarm()
         ambient.unbind(token)
 
 
 def run_keyed_batch(
-    tree: SeedTree, keys: list[int], calls: list[tuple[Callable[..., Any], tuple, dict]], modules: tuple[str, ...]
+    tree: SeedTree, keys: list[int], calls: list[Call], modules: tuple[str, ...]
 ) -> list[Any]:
     """``[run_keyed(fn, tree, k, args, kwargs, modules) ...]`` for consecutive work items,
     with the words that seed every item's global RNGs derived in one vectorised call (a
     DataLoader batch, a chunk of a parallel map): the same results, at a fraction of the
     per-item cost."""
-    first = bindings.globals_plan(modules) if modules else None
+    first = REGISTRY.plan(modules) if modules else None
     rows = None
     if first is not None and first.count:
         rows = tree.states(np.asarray(keys, dtype=np.int64), first.count, first.start)
@@ -78,15 +64,15 @@ def run_keyed_batch(
                     if len(sys.modules) != seen:
                         # An earlier item imported something: a library it loaded joins the
                         # plan (its words are not among the precomputed rows).
-                        plan, seen = bindings.globals_plan(modules), len(sys.modules)
+                        plan, seen = REGISTRY.plan(modules), len(sys.modules)
                     plan.seed(node, rows[j] if plan is first and rows is not None else None)
-                    bindings.arm_import_hook(node)
+                    importhook.arm(node)
                 out.append(fn(*args, **kwargs))
             finally:
                 ambient.unbind(token)
     finally:
         if first is not None:
-            bindings.disarm_import_hook()
+            importhook.disarm()
     return out
 
 

@@ -16,9 +16,10 @@ import signal
 import sys
 from typing import NoReturn
 
-from . import __version__
-from .stats import commands as stats_commands
-from .stats.commands import parse_root
+from .. import __version__
+
+from ..stats import commands as stats_commands
+from ..stats.commands import parse_root
 
 
 class UserError(Exception):
@@ -57,8 +58,8 @@ def _command(args: argparse.Namespace) -> list[str]:
 
 
 def _root(args: argparse.Namespace):
-    from .manifest import Manifest, ManifestError
-    from .tree import SeedTree
+    from ..runtime.manifest import Manifest, ManifestError
+    from ..core.tree import SeedTree
 
     if getattr(args, "manifest", None):
         try:
@@ -71,7 +72,7 @@ def _root(args: argparse.Namespace):
 
 
 def _load_manifest(path: str):
-    from .manifest import Manifest, ManifestError
+    from ..runtime.manifest import Manifest, ManifestError
 
     try:
         return Manifest.load(path)
@@ -83,7 +84,7 @@ def _load_manifest(path: str):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import runner
+    from . import run as runner
 
     argv = _command(args)
     root, fresh = _root(args)
@@ -118,7 +119,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from . import runner, verify
+    from . import run as runner
+    from . import verify
 
     argv = _command(args)
     if args.tries < 2:

@@ -1,0 +1,246 @@
+"""Dask integration: keyed task streams and per-worker streams.
+
+    from seedtree.dask import client_map, delayed_map, keyed, worker_plugin
+
+    futures = client_map(client, simulate, params, tree)        # task k bound to tree / k
+    parts = delayed_map(simulate, params, tree)                  # the same, as dask.delayed
+    futures = client.map(keyed(simulate, tree), keys, params)    # any keys you like
+    client.register_plugin(worker_plugin(tree))                  # a stream per worker
+
+Keyed tasks. Task k runs with ``tree / k`` as its ambient node, so ``seedtree.rng()``
+inside it is that task's stream. The stream comes from the task's key, never from the
+worker that runs it, so results are bit-identical on any cluster (one worker process or
+many, threads or processes, the local threaded or synchronous scheduler) and a task that
+Dask retries after losing a worker draws exactly what its first attempt drew. Keyed tasks
+are therefore pure in Dask's sense: the default ``pure=True`` of ``client.map`` is right.
+
+Global RNGs. ``bind_globals=True`` also seeds the global RNGs (python's ``random``,
+NumPy's global, torch) of the libraries the submitting process has imported from the
+task's node (or those listed: ``bind_globals=("numpy", "random")``), so unmodified code
+that calls ``np.random`` becomes deterministic per task. That is only safe when nothing else in the process draws from
+those globals while the task runs, so it is checked where the task runs and refused with
+an error otherwise: allowed on a Dask worker with one thread (``threads_per_worker=1`` or
+``dask worker --nthreads 1``) that has its process to itself, and on the main thread
+(the synchronous and multiprocessing schedulers); refused on multi-threaded workers, on
+workers inside the client's process (``LocalCluster(processes=False)``) and on the
+threaded scheduler. Dask workers run several threads by default, hence the default False.
+
+Per-worker streams. ``worker_plugin(tree)`` gives every worker the node
+``tree / "worker" / str(worker.name)`` (a path from the worker's stable name, never a sum of
+ints): it becomes the worker's ambient default and seeds its global RNGs. Worker names are
+stable across restarts, so a restarted worker starts its stream afresh; which worker runs
+which task is up to the scheduler, so only keyed streams are layout-invariant.
+
+The joblib Dask backend needs nothing from here: ``seedtree.joblib.parallel_map(fn, items,
+tree)`` under ``joblib.parallel_config(backend="dask")`` with a ``distributed.Client``
+active gives the same results as every other backend (ambient stream only: joblib does
+not know Dask's workers are processes, so ``bind_globals`` defaults to off there).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..core.optional import require
+from ..core.keys import Key
+from ..runtime.seeding import bind_process
+from ..runtime.policy import GLOBALS_ERROR, BindGlobals, dask_process_problem, modules_for, shared_globals_problem
+from ..runtime.tasks import run_keyed
+from ..core.tree import SeedTree
+
+if TYPE_CHECKING:
+    from dask.delayed import Delayed
+    from distributed import Client, Future, Worker, WorkerPlugin
+
+__all__ = ["KeyedTask", "client_map", "delayed_map", "keyed", "worker_node", "worker_plugin"]
+
+PLUGIN_NAME = "seedtree-workers"
+
+_DASK_ADVICE = (
+    " On Dask: LocalCluster(processes=True, threads_per_worker=1) or `dask worker --nthreads 1`."
+)
+
+Globals = BindGlobals
+
+
+def _modules(bind_globals: Globals) -> tuple[str, ...]:
+    """The libraries whose global RNGs to seed: True means those this (submitting)
+    process has imported, which the worker then imports too if need be, so a task that
+    imports torch itself is covered; a list names them; False or None, none."""
+    return modules_for(False if bind_globals is None else bind_globals, "other", "a Dask task")
+
+
+class KeyedTask:
+    """``fn`` wrapped so that ``task(key, *args, **kwargs)`` runs ``fn(*args, **kwargs)``
+    with ``tree / key`` as the ambient node, and with the global RNGs of ``modules``
+    seeded from it (see the module docstring for where that is allowed). Make it with
+    ``keyed()``.
+
+    Guarantee: the streams a call sees depend only on ``(tree, key)``, not on the worker,
+    thread or attempt that runs it. It pickles to ``(fn, tree, modules)`` and has a
+    deterministic Dask token, so equal tasks get equal keys.
+    """
+
+    __slots__ = ("fn", "tree", "modules")
+
+    def __init__(self, fn: Callable[..., Any], tree: SeedTree, modules: tuple[str, ...] = ()) -> None:
+        if not callable(fn):
+            raise TypeError(f"keyed() needs a callable, got {type(fn).__name__}")
+        if not isinstance(tree, SeedTree):
+            raise TypeError(f"keyed() needs a SeedTree as its tree, got {type(tree).__name__}; e.g. SeedTree(42)")
+        self.fn = fn
+        self.tree = tree
+        self.modules = tuple(modules)
+
+    def __call__(self, key: Key, /, *args: Any, **kwargs: Any) -> Any:
+        if self.modules:
+            problem = shared_globals_problem()
+            if problem is not None:
+                raise RuntimeError(GLOBALS_ERROR.format(problem=problem) + _DASK_ADVICE)
+        return run_keyed(self.fn, self.tree, key, args, kwargs, self.modules)
+
+    @property
+    def __name__(self) -> str:  # what Dask names the tasks after
+        return "keyed-" + getattr(self.fn, "__name__", type(self.fn).__name__)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The tree unpickles to one shared node per process (see SeedTree.__reduce__), so
+        # each task pays only for hashing its own key.
+        return (KeyedTask, (self.fn, self.tree, self.modules))
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        from dask.base import tokenize
+
+        return ("seedtree.KeyedTask", tokenize(self.fn), str(self.tree.entropy), self.tree.path, self.modules)
+
+    def __repr__(self) -> str:
+        return f"KeyedTask({self.fn!r}, {self.tree!r}, modules={self.modules})"
+
+
+def keyed(fn: Callable[..., Any], tree: SeedTree, *, bind_globals: Globals = False) -> KeyedTask:
+    """``fn`` as a keyed task: the first argument of each call is its key.
+
+        client.map(keyed(fn, tree), range(len(items)), items)
+        dask.delayed(keyed(fn, tree))(k, item)
+
+    Call k sees ``tree / k`` as ``seedtree.rng()``. ``bind_globals=True`` also seeds the
+    global RNGs of the libraries this process has imported (``random``, ``numpy``,
+    ``torch``) from it; a list such as ``("numpy", "random")`` names them instead.
+    """
+    return KeyedTask(fn, tree, _modules(bind_globals))
+
+
+def _items_list(items: Iterable[Any]) -> list[Any]:
+    if isinstance(items, (str, bytes)):
+        raise TypeError("items must be a collection of task inputs, not a single str/bytes")
+    return list(items)
+
+
+def client_map(
+    client: Client,
+    fn: Callable[[Any], Any],
+    items: Iterable[Any],
+    tree: SeedTree,
+    *,
+    bind_globals: Globals = False,
+    start: int = 0,
+    **map_kwargs: Any,
+) -> list[Future]:
+    """``client.map(fn, items)`` with item k run under ``tree / (start + k)``; returns the
+    futures, in input order. ``start`` lets a long job go in batches with the keys it would
+    have had in one map. Other keyword arguments (``retries``, ``workers``, ``pure``...)
+    go to ``client.map``.
+
+    Guarantee: ``client.gather(futures)`` is bit-identical for any cluster layout, and
+    for tasks retried after a worker was lost, given ``fn`` draws only from
+    ``seedtree.rng()`` (or from the global RNGs with ``bind_globals``).
+    """
+    items = _items_list(items)
+    keys = range(start, start + len(items))
+    return client.map(keyed(fn, tree, bind_globals=bind_globals), keys, items, **map_kwargs)
+
+
+def delayed_map(
+    fn: Callable[[Any], Any], items: Iterable[Any], tree: SeedTree, *, bind_globals: Globals = False, start: int = 0
+) -> list[Delayed]:
+    """One ``dask.delayed`` call per item, item k run under ``tree / (start + k)``.
+
+        results = dask.compute(*delayed_map(fn, items, tree))
+
+    Guarantee: the computed results are bit-identical on every scheduler (synchronous,
+    threaded, processes, distributed) and layout.
+    """
+    dask = require("dask", "seedtree.dask.delayed_map")
+    task = dask.delayed(keyed(fn, tree, bind_globals=bind_globals), pure=True)
+    return [task(k, item) for k, item in enumerate(_items_list(items), start)]
+
+
+def worker_node(tree: SeedTree, worker_name: Any) -> SeedTree:
+    """The node of the worker called ``worker_name``: ``tree / "worker" / str(worker_name)``.
+
+    The name is used as text (LocalCluster names workers 0, 1, ...; ``dask worker --name``
+    takes any string), so every distinct name gets its own stream and nothing is added up.
+    """
+    return tree / "worker" / str(worker_name)
+
+
+@functools.cache
+def _plugin_class() -> type[WorkerPlugin]:
+    distributed = require("distributed", "seedtree.dask.worker_plugin")
+
+    class SeedWorkers(distributed.WorkerPlugin):
+        """Gives each worker ``worker_node(tree, worker.name)``: its ambient default, and
+        the seed of the global RNGs of ``modules``. Runs on every worker that exists when
+        it is registered and on every worker that joins or restarts later."""
+
+        idempotent = False
+
+        def __init__(self, tree: SeedTree, modules: tuple[str, ...]) -> None:
+            self.tree = tree
+            self.modules = modules
+            self.name = PLUGIN_NAME
+
+        def setup(self, worker: Worker) -> None:
+            problem = dask_process_problem(worker)
+            if problem is not None:
+                # One process, several workers (or the client): a per-worker default and
+                # per-worker globals cannot exist there.
+                raise RuntimeError(
+                    f"worker_plugin() cannot give each worker a stream of its own: {problem}. "
+                    "Use LocalCluster(processes=True), or keyed tasks (seedtree.dask.keyed), which work anywhere."
+                )
+            node = worker_node(self.tree, worker.name)
+            bind_process(node, self.modules)
+
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (_make_plugin, (self.tree, self.modules))
+
+    SeedWorkers.__module__ = __name__
+    return SeedWorkers
+
+
+def _make_plugin(tree: SeedTree, modules: tuple[str, ...]) -> WorkerPlugin:
+    return _plugin_class()(tree, modules)
+
+
+def worker_plugin(tree: SeedTree, bind_globals: Globals = True) -> WorkerPlugin:
+    """A ``distributed.WorkerPlugin`` giving each worker its own node (see
+    ``worker_node``) as its ambient default. Register it before submitting work:
+    ``client.register_plugin(worker_plugin(tree))``.
+
+    With ``bind_globals`` (default) the worker's global RNGs are seeded from its node when
+    it starts: those of the libraries this process has imported (imported on the worker
+    if need be), or of the modules listed, e.g. ``("numpy", "random", "torch")``.
+
+    Guarantee: distinct worker names get distinct streams, and a worker with the same name
+    gets the same stream on every run (also after a restart). With several threads per
+    worker the draws from those streams interleave by scheduling: use keyed tasks for
+    reproducible results. Refused, with an error at registration, for workers sharing
+    one process (``LocalCluster(processes=False)``).
+    """
+    if not isinstance(tree, SeedTree):
+        raise TypeError(f"worker_plugin() needs a SeedTree, got {type(tree).__name__}; e.g. SeedTree(42)")
+    return _plugin_class()(tree, _modules(bind_globals))

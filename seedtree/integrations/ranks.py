@@ -1,0 +1,60 @@
+"""Rank and device awareness: who am I in a distributed job, and per-device streams."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, NamedTuple
+
+from ..core.optional import require
+from ..core.tree import SeedTree
+
+if TYPE_CHECKING:
+    import torch
+
+
+class RankInfo(NamedTuple):
+    rank: int
+    local_rank: int
+    world_size: int
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={value!r} is not an int; fix or unset it") from None
+    if number < 0:
+        raise ValueError(f"environment variable {name}={number} is negative; fix or unset it")
+    return number
+
+
+def rank_info() -> RankInfo:
+    """Rank, local rank and world size: from ``torch.distributed`` when it is initialised,
+    else from the ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` variables (torchrun, SLURM
+    wrappers and accelerate set them), else a single process ``(0, 0, 1)``."""
+    dist = getattr(sys.modules.get("torch"), "distributed", None)
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        rank, world = dist.get_rank(), dist.get_world_size()
+        return RankInfo(rank, _env_int("LOCAL_RANK", rank), world)
+    rank = _env_int("RANK", 0)
+    world = _env_int("WORLD_SIZE", 1)
+    if rank >= world:
+        raise ValueError(f"RANK={rank} is not below WORLD_SIZE={world}; fix the launcher's environment")
+    return RankInfo(rank, _env_int("LOCAL_RANK", rank), world)
+
+
+def rank_tree(tree: SeedTree, rank: int | None = None) -> SeedTree:
+    """This rank's own node, ``tree / "rank" / rank`` (for streams that must differ per
+    rank, such as dropout). Streams that must agree on every rank, such as model init, use
+    a node without the rank."""
+    return tree / "rank" / (rank_info().rank if rank is None else rank)
+
+
+def cuda_generators(tree: SeedTree) -> list[torch.Generator]:
+    """One generator per visible CUDA device, device d from ``tree / "device" / d``."""
+    torch = require("torch", "seedtree.distributed.cuda_generators")
+    return [(tree / "device" / d).torch(f"cuda:{d}") for d in range(torch.cuda.device_count())]

@@ -1,0 +1,65 @@
+"""Hand-made threads with their own reproducible streams.
+
+The global RNGs of random, numpy and torch are shared by all threads of a process, so
+threads get their randomness from the ambient stream: a ``Thread`` made here runs its
+target with its node bound, and ``seedtree.rng()`` inside it is that node's generator.
+Threads given the same nodes draw the same numbers, however the OS schedules them.
+
+    threads = [seedtree.threads.Thread(tree / i, target=work, args=(chunk,))
+               for i, chunk in enumerate(chunks)]
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ..runtime import ambient
+from ..core.tree import SeedTree
+
+
+class Thread(threading.Thread):
+    """A ``threading.Thread`` whose target runs with ``node`` as the ambient node."""
+
+    def __init__(
+        self,
+        node: SeedTree,
+        target: Callable[..., Any],
+        args: tuple = (),
+        kwargs: dict[str, Any] | None = None,
+        **thread_kwargs: Any,
+    ) -> None:
+        if not isinstance(node, SeedTree):
+            raise TypeError(f"Thread needs a SeedTree node first, got {type(node).__name__}")
+        super().__init__(**thread_kwargs)
+        self.node = node
+        self._call = (target, args, kwargs or {})
+        self.result: Any = None
+
+    def run(self) -> None:
+        target, args, kwargs = self._call
+        with ambient.bound(self.node):
+            self.result = target(*args, **kwargs)
+
+
+def run_threads(target: Callable[..., Any], tree: SeedTree, n: int, *args: Any) -> list[Any]:
+    """Run ``target(i, *args)`` in ``n`` threads, thread i with ``tree / i`` bound; returns
+    the results in index order (exceptions propagate from the first failing thread)."""
+    errors: list[BaseException] = []
+
+    def call(i: int) -> Any:
+        try:
+            return target(i, *args)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller below
+            errors.append(exc)
+            raise
+
+    threads = [Thread(tree / i, target=call, args=(i,), name=f"seedtree-{i}") for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return [t.result for t in threads]

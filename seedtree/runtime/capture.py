@@ -1,0 +1,133 @@
+"""Capture, restore and isolate every RNG state: the registered libraries' global
+generators and the ambient stream.
+
+``restore`` is atomic: it validates every part of the state first and applies nothing
+unless all of it is valid, so a damaged or foreign state raises ``ValueError`` naming
+the part and leaves every generator as it was.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterable
+from contextlib import ContextDecorator
+from typing import Any
+
+from ..core.codec import CodecError, node_from_json, node_to_json
+from ..core.tree import SeedTree
+from . import ambient, importhook
+from .controllers import REGISTRY, LibController
+
+__all__ = ["STATE_FORMAT", "capture", "isolate", "restore"]
+
+STATE_FORMAT = "seedtree.rng-state/1"
+
+
+def capture(names: Iterable[str] | None = None) -> dict[str, Any]:
+    """The states of every active library's global generator and of the ambient stream
+    (only those named, with ``names``)."""
+    wanted = None if names is None else set(names)
+    state: dict[str, Any] = {"format": STATE_FORMAT}
+    for controller in REGISTRY.active():
+        if wanted is None or controller.name in wanted:
+            state[controller.name] = controller.capture()
+    if wanted is None or "ambient" in wanted:
+        saved = ambient.snapshot()
+        state["ambient"] = {
+            "default": _node_json(saved["default"]),
+            "node": _node_json(saved["node"]),
+            "state": saved["state"],
+        }
+    return state
+
+
+def restore(state: dict[str, Any]) -> None:
+    """Put back what ``capture`` returned. Libraries absent from ``state`` are untouched.
+
+    Raises ``ValueError`` naming the first problem (not a captured state, an unknown
+    library, a damaged part) before anything is changed."""
+    steps = _validated(state)
+    for controller, value in steps:
+        controller.restore(value)
+    if "ambient" in state:
+        ambient.restore_snapshot(_validated_ambient(state["ambient"]))
+
+
+def _validated(state: object) -> list[tuple[LibController, Any]]:
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ValueError(f"not a seedtree RNG state (expected a dict with format={STATE_FORMAT!r} from capture())")
+    steps = []
+    for name, value in state.items():
+        if name in ("format", "ambient"):
+            continue
+        controller = REGISTRY.get(name) if isinstance(name, str) else None
+        if controller is None:
+            raise ValueError(f"the state holds {name!r}, which no registered binding handles (no LibController has that name); register one first")
+        if sys.modules.get(controller.module) is None and not REGISTRY.installed(controller.module):
+            continue  # captured where the library was used, restored where it is absent: nothing to put back
+        importlib.import_module(controller.module)
+        try:
+            controller.validate(value)
+            steps.append((controller, value))
+        except ValueError as exc:
+            raise ValueError(f"cannot restore the RNG state: {exc}; pass what seedtree.capture() returned") from None
+    if "ambient" in state:
+        _validated_ambient(state["ambient"])
+    return steps
+
+
+def _validated_ambient(saved: object) -> dict[str, Any]:
+    if not isinstance(saved, dict) or set(saved) != {"default", "node", "state"}:
+        raise ValueError("cannot restore the RNG state: 'ambient' must hold {default, node, state}")
+    try:
+        default = None if saved["default"] is None else node_from_json(saved["default"])
+        node = None if saved["node"] is None else node_from_json(saved["node"])
+    except (CodecError, TypeError, ValueError) as exc:
+        raise ValueError(f"cannot restore the RNG state: the ambient node is damaged ({exc})") from None
+    gen_state = saved["state"]
+    if gen_state is not None:
+        if node is None:
+            raise ValueError("cannot restore the RNG state: the ambient generator state has no node")
+        probe = node.numpy()
+        try:
+            probe.bit_generator.state = gen_state
+        except (TypeError, ValueError, KeyError, OverflowError) as exc:
+            raise ValueError(f"cannot restore the RNG state: the ambient generator state is damaged ({exc})") from None
+    return {"default": default, "node": node, "state": gen_state}
+
+
+def _node_json(node: SeedTree | None) -> dict[str, Any] | None:
+    return None if node is None else node_to_json(node)
+
+
+class isolate(ContextDecorator):
+    """Capture every RNG state on entry and restore it on exit (also on error); works as
+    ``with seedtree.isolate():`` and as ``@seedtree.isolate()`` (re-entrant). A library
+    first imported inside the block is put back to the state it had on import.
+    ``ambient=False`` leaves the ambient stream alone (integrations whose tasks bind their
+    own nodes use it)."""
+
+    def __init__(self, ambient: bool = True) -> None:
+        self._names = None if ambient else list(REGISTRY.all())
+        self._saved: list[dict[str, Any]] = []
+
+    def __enter__(self) -> isolate:
+        self._saved.append(capture(self._names))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        saved = self._saved.pop()
+        # What capture() just returned needs no validation: apply it directly (this runs
+        # once per batch of an in-process DataLoader).
+        for name, value in saved.items():
+            controller = REGISTRY.get(name)
+            if controller is not None:
+                controller.restore(value)
+        if "ambient" in saved:
+            ambient.restore_snapshot(_validated_ambient(saved["ambient"]))
+        for controller in REGISTRY.active():
+            if controller.name not in saved:
+                fresh, value = importhook.fresh_state(controller.name)
+                if fresh:
+                    controller.restore(value)

@@ -1,0 +1,440 @@
+"""RNG-library controllers: one small class per library, registered by class.
+
+Each controller knows how to seed its library's global generator from a node (through
+the widest channel the library offers: whole state words, never one small int), and how
+to capture and restore that state as plain values. ``REGISTRY`` holds one instance per
+registered class, with the caches that make per-sample seeding cheap; ``capture``,
+``restore``, ``isolate`` and ``seed_globals`` just loop over it, so supporting another
+library is writing one subclass and calling ``register``.
+
+Captured states hold only ints, floats, lists, dicts, strings and (for torch) uint8
+tensors: they save with ``torch.save`` and load with ``torch.load(weights_only=True)``,
+and are JSON-serialisable when torch is not in use.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import importlib.util
+import random
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from ..core.layout import MT_WORDS, WORDS_NUMPY_GLOBAL, WORDS_RANDOM, WORDS_TORCH_CPU, torch_cpu_image
+from ..core.tree import SeedTree
+
+__all__ = [
+    "REGISTRY",
+    "LibController",
+    "NumpyGlobal",
+    "Plan",
+    "PythonRandom",
+    "Registry",
+    "TorchCPU",
+    "TorchCUDA",
+    "register",
+    "unregister",
+]
+
+ImportMissing = bool | Iterable[str]
+"""Which registered libraries that are not imported yet to import before seeding: True
+means every installed one, a collection names them, False none."""
+
+
+class LibController(ABC):
+    """One RNG library's global generator. Subclasses set ``name`` (unique) and ``module``
+    (the import name); a controller is used only while its module is imported and
+    ``usable()``.
+
+    ``words = (start, count)`` says which of a node's words the controller seeds from
+    (see ``seedtree.core.layout``); controllers that set it implement ``seed_words``, and
+    seeding many of them costs one expansion of a node's words. Others override ``seed``.
+    """
+
+    name: str = ""
+    module: str = ""
+    words: tuple[int, int] | None = None
+
+    def usable(self) -> bool:
+        """Whether the library's global generator exists right now (e.g. a GPU is there)."""
+        return True
+
+    def seed(self, node: SeedTree) -> None:
+        """Seed the library's global generator from ``node``."""
+        if self.words is None:
+            raise NotImplementedError(f"{type(self).__name__} sets no words: override seed()")
+        self.seed_words(node.words(*self.words))
+
+    def seed_words(self, words: np.ndarray) -> None:
+        """Seed from this controller's ``words`` range of a node."""
+        raise NotImplementedError(f"{type(self).__name__} sets no words: it seeds through seed()")
+
+    @abstractmethod
+    def capture(self) -> Any:
+        """The generator's state as plain values (or a torch tensor)."""
+
+    @abstractmethod
+    def restore(self, state: Any) -> None:
+        """Put back a state that ``capture`` returned."""
+
+    def validate(self, state: Any) -> None:
+        """Check that ``state`` is one ``restore`` accepts, without changing anything;
+        raise ValueError naming the problem otherwise. ``seedtree.restore()`` validates
+        every part of a captured state before it applies any, so a damaged state changes
+        nothing; ``restore`` itself trusts its input (``isolate`` hands back what it captured)."""
+
+
+class PythonRandom(LibController):
+    """Python's ``random`` module, seeded with 128 bits of the node."""
+
+    name = "random"
+    module = "random"
+    words = (WORDS_RANDOM, 4)
+
+    def seed_words(self, words: np.ndarray) -> None:
+        random.seed(int.from_bytes(words.astype("<u4", copy=False).tobytes(), "little"))
+
+    def capture(self) -> dict[str, Any]:
+        version, internal, gauss_next = random.getstate()
+        return {"version": version, "internal": list(internal), "gauss_next": gauss_next}
+
+    def validate(self, state: Any) -> None:
+        if not isinstance(state, dict) or set(state) != {"version", "internal", "gauss_next"}:
+            raise ValueError("random: expected {version, internal, gauss_next} as capture() writes it")
+        internal = state["internal"]
+        if (
+            not isinstance(internal, (list, tuple))
+            or len(internal) != MT_WORDS + 1
+            or not all(isinstance(w, int) and not isinstance(w, bool) and 0 <= w < 2**32 for w in internal[:MT_WORDS])
+            or not isinstance(internal[MT_WORDS], int)
+            or not 0 <= internal[MT_WORDS] <= MT_WORDS
+        ):
+            raise ValueError(f"random: 'internal' must be {MT_WORDS} words below 2**32 and a position 0..{MT_WORDS}")
+        gauss = state["gauss_next"]
+        if state["version"] != 3 or not (gauss is None or isinstance(gauss, float)):
+            raise ValueError("random: 'version' must be 3 and 'gauss_next' a float or None")
+        try:
+            random.Random().setstate((3, tuple(internal), gauss))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(f"random: the state is refused by random.setstate ({exc})") from None
+
+    def restore(self, state: Any) -> None:
+        random.setstate((state["version"], tuple(state["internal"]), state["gauss_next"]))
+
+
+class NumpyGlobal(LibController):
+    """NumPy's legacy global ``RandomState`` (``np.random.rand`` & co.): its whole
+    624-word MT19937 key is written from the node."""
+
+    name = "numpy"
+    module = "numpy"
+    words = (WORDS_NUMPY_GLOBAL, MT_WORDS)
+
+    def __init__(self) -> None:
+        self._fast: bool | None = None  # decided on first use by a self-check
+        self._key: np.ndarray | None = None  # the legacy generator's key, in place
+
+    def seed_words(self, words: np.ndarray) -> None:
+        if self._fast is None:
+            self._fast = self._check_fast_path(words)
+        if self._fast:
+            self._write_key(words)
+        else:
+            np.random.set_state(("MT19937", words, MT_WORDS))
+
+    def _write_key(self, key: np.ndarray) -> None:
+        # set_state copies the key word by word in Python (~35 us). Instead: the legacy
+        # seed() resets the cached Gaussian and sets the position to 624 (~2 us), then the
+        # key is written in place through the bit generator's documented ctypes state address.
+        np.random.seed(0)
+        if self._key is None:
+            address = np.random.mtrand._rand._bit_generator.ctypes.state_address
+            self._key = np.ctypeslib.as_array((ctypes.c_uint32 * MT_WORDS).from_address(address))
+        self._key[:] = key
+
+    def _check_fast_path(self, key: np.ndarray) -> bool:
+        saved = np.random.get_state()
+        try:
+            self._write_key(key)
+            fast_draw = np.random.random_sample(3)
+            np.random.set_state(("MT19937", key, MT_WORDS))
+            ok = bool(np.array_equal(fast_draw, np.random.random_sample(3)))
+        except Exception:
+            ok = False
+        finally:
+            np.random.set_state(saved)
+        return ok
+
+    def capture(self) -> dict[str, Any]:
+        _, key, pos, has_gauss, gauss = np.random.get_state()
+        return {"key": key.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)}
+
+    def validate(self, state: Any) -> None:
+        if not isinstance(state, dict) or set(state) != {"key", "pos", "has_gauss", "gauss"}:
+            raise ValueError("numpy: expected {key, pos, has_gauss, gauss} as capture() writes it")
+        key = state["key"]
+        if not isinstance(key, (list, tuple)) or len(key) != MT_WORDS:
+            raise ValueError(f"numpy: 'key' must be a list of {MT_WORDS} words")
+        if not all(isinstance(w, int) and not isinstance(w, bool) and 0 <= w < 2**32 for w in key):
+            raise ValueError("numpy: every word of 'key' must be an int in [0, 2**32)")
+        pos, has_gauss, gauss = state["pos"], state["has_gauss"], state["gauss"]
+        if isinstance(pos, bool) or not isinstance(pos, int) or not 0 <= pos <= MT_WORDS:
+            raise ValueError(f"numpy: 'pos' must be an int in [0, {MT_WORDS}], got {pos!r}")
+        if has_gauss not in (0, 1) or isinstance(has_gauss, bool) or not isinstance(gauss, (int, float)):
+            raise ValueError("numpy: 'has_gauss' must be 0 or 1 and 'gauss' a number")
+
+    def restore(self, state: Any) -> None:
+        key = np.asarray(state["key"], dtype=np.uint32)
+        np.random.set_state(("MT19937", key, state["pos"], state["has_gauss"], state["gauss"]))
+
+
+class TorchCPU(LibController):
+    """torch's default CPU generator: the whole MT19937 state from the node (torch's
+    ``manual_seed`` keeps only 32 bits)."""
+
+    name = "torch"
+    module = "torch"
+    words = (WORDS_TORCH_CPU, MT_WORDS + 2)
+
+    def __init__(self) -> None:
+        # One state image reused for every seeding (set_state copies it), and the tensor
+        # that shares its memory.
+        self._image: np.ndarray | None = None
+        self._tensor: Any = None
+        self._state_words: np.ndarray | None = None
+        self._seed_words: np.ndarray | None = None
+
+    def seed_words(self, words: np.ndarray) -> None:
+        torch = sys.modules["torch"]
+        if self._image is None or self._state_words is None or self._seed_words is None:
+            self._image = torch_cpu_image(words[:MT_WORDS], 0)
+            self._tensor = torch.from_numpy(self._image)
+            self._state_words = self._image[24 : 24 + 8 * MT_WORDS].view("<u8")
+            self._seed_words = self._image[0:8].view("<u4")
+        np.copyto(self._state_words, words[:MT_WORDS])
+        np.copyto(self._seed_words, words[MT_WORDS:])  # the 64-bit initial seed, low word first
+        torch.default_generator.set_state(self._tensor)
+
+    def capture(self) -> Any:
+        return sys.modules["torch"].get_rng_state()
+
+    def validate(self, state: Any) -> None:
+        torch = sys.modules.get("torch") or importlib.import_module("torch")
+        if not isinstance(state, torch.Tensor):
+            if not isinstance(state, (list, tuple)) or not all(
+                isinstance(b, int) and not isinstance(b, bool) and 0 <= b < 256 for b in state
+            ):
+                raise ValueError("torch: the state must be a uint8 tensor or a list of bytes, as get_rng_state() gives")
+            state = torch.tensor(state, dtype=torch.uint8)
+        if state.dtype != torch.uint8 or state.dim() != 1:
+            raise ValueError(f"torch: the state must be a 1-D uint8 tensor, got {state.dtype} of shape {tuple(state.shape)}")
+        probe = torch.Generator()
+        try:
+            probe.set_state(state)
+        except (RuntimeError, TypeError, ValueError) as exc:
+            raise ValueError(f"torch: the state is refused by torch ({str(exc).splitlines()[0]})") from None
+
+    def restore(self, state: Any) -> None:
+        torch = sys.modules["torch"]
+        if not isinstance(state, torch.Tensor):
+            state = torch.tensor(state, dtype=torch.uint8)
+        torch.set_rng_state(state)
+
+
+class TorchCUDA(LibController):
+    """torch's CUDA generators: device d gets its own 64-bit seed ``node.seed_int(64, d)``
+    (``manual_seed_all`` would give every device the same stream)."""
+
+    name = "torch_cuda"
+    module = "torch"
+
+    def __init__(self) -> None:
+        self._available: bool | None = None  # asked once: it does not change in a process
+
+    def usable(self) -> bool:
+        if self._available is None:
+            torch = sys.modules.get("torch")
+            if torch is None:
+                return False
+            self._available = bool(torch.cuda.is_available())
+        return self._available
+
+    def seed(self, node: SeedTree) -> None:
+        torch = sys.modules["torch"]
+        seeds = [node.seed_int(64, d) for d in range(torch.cuda.device_count())]
+
+        def seed_devices() -> None:
+            for device, seed in enumerate(seeds):
+                torch.cuda.default_generators[device].manual_seed(seed)
+
+        if torch.cuda.is_initialized():
+            seed_devices()
+        else:
+            # Seeding must not create a CUDA context (that breaks fork-based workers);
+            # torch queues the call until CUDA starts, as its own manual_seed_all does.
+            lazy_call = getattr(torch.cuda, "_lazy_call", None)
+            if lazy_call is not None:
+                lazy_call(seed_devices, seed_all=True)
+            else:
+                seed_devices()
+
+    def capture(self) -> Any:
+        torch = sys.modules["torch"]
+        if not torch.cuda.is_initialized():
+            return None
+        return torch.cuda.get_rng_state_all()
+
+    def validate(self, state: Any) -> None:
+        if state is None:
+            return
+        torch = sys.modules.get("torch") or importlib.import_module("torch")
+        if not isinstance(state, (list, tuple)) or not all(isinstance(s, torch.Tensor) for s in state):
+            raise ValueError("torch_cuda: the state must be a list of uint8 tensors, one per device, or None")
+        if len(state) != torch.cuda.device_count():
+            raise ValueError(
+                f"torch_cuda: the state has {len(state)} devices, this process sees {torch.cuda.device_count()}"
+            )
+
+    def restore(self, state: Any) -> None:
+        if state is not None:
+            sys.modules["torch"].cuda.set_rng_state_all(state)
+
+
+class Plan:
+    """How to seed a set of controllers from one node: the span of node words that covers
+    every word-seeded controller (expanded once), and each controller's slice of it.
+    Callers seeding many nodes at once (a DataLoader batch) expand ``(start, count)`` for
+    all of them in one vectorised call and pass each node its row."""
+
+    SPAN_LIMIT = 4096
+    """Most words expanded at once for all word-seeded controllers."""
+
+    def __init__(self, chosen: list[LibController]) -> None:
+        self.controllers = chosen
+        spans = [c.words for c in chosen if c.words is not None]
+        self.start = min((lo for lo, _ in spans), default=0)
+        stop = max((lo + n for lo, n in spans), default=0)
+        if not spans or stop - self.start > self.SPAN_LIMIT:
+            self.start, stop = 0, 0
+        self.count = stop - self.start
+        self.steps: list[tuple[LibController, int, int]] = []
+        for c in chosen:
+            if c.words is not None and self.count:
+                self.steps.append((c, c.words[0] - self.start, c.words[0] - self.start + c.words[1]))
+            else:
+                self.steps.append((c, 0, 0))
+
+    def seed(self, node: SeedTree, words: np.ndarray | None = None) -> list[str]:
+        """Seed every controller from ``node``; ``words`` are the node's words
+        ``start .. start + count`` if the caller has them already."""
+        if words is None and self.count:
+            words = node.words(self.start, self.count)
+        for controller, lo, hi in self.steps:
+            if hi and words is not None:
+                controller.seed_words(words[lo:hi])
+            else:
+                controller.seed(node)
+        return [c.name for c in self.controllers]
+
+
+class Registry:
+    """The registered controllers by name, and the caches built from them (which modules
+    are installed, which registered modules are not imported yet, seeding plans). Any
+    change of the registration empties the caches."""
+
+    def __init__(self) -> None:
+        self._controllers: dict[str, LibController] = {}
+        self._installed: dict[str, bool] = {}
+        self._plans: dict[tuple[LibController, ...], Plan] = {}
+        self._missing_at = -1  # len(sys.modules) when ``_missing`` was computed
+        self._missing: frozenset[str] = frozenset()
+
+    def register(self, controller: LibController) -> LibController:
+        if not isinstance(controller, LibController):
+            raise TypeError(f"register() takes a LibController instance, got {type(controller).__name__}")
+        if not controller.name or not controller.module:
+            raise ValueError("a controller needs a non-empty name and module")
+        self._controllers[controller.name] = controller
+        self._plans.clear()
+        self._missing_at = -1
+        return controller
+
+    def unregister(self, name: str) -> None:
+        del self._controllers[name]
+        self._plans.clear()
+        self._missing_at = -1
+
+    def get(self, name: str) -> LibController | None:
+        return self._controllers.get(name)
+
+    def all(self) -> dict[str, LibController]:
+        """The registered controllers by name (a copy)."""
+        return dict(self._controllers)
+
+    def installed(self, module: str) -> bool:
+        if module not in self._installed:
+            self._installed[module] = importlib.util.find_spec(module) is not None
+        return self._installed[module]
+
+    def loaded_modules(self) -> tuple[str, ...]:
+        """The registered libraries this process has imported (what a worker should seed)."""
+        return tuple(sorted({c.module for c in self._controllers.values() if sys.modules.get(c.module) is not None}))
+
+    def missing_modules(self) -> frozenset[str]:
+        """Registered libraries that are installed but not imported yet (recomputed only
+        after new imports)."""
+        if self._missing_at != len(sys.modules):
+            self._missing_at = len(sys.modules)
+            self._missing = frozenset(
+                c.module
+                for c in self._controllers.values()
+                if sys.modules.get(c.module) is None and self.installed(c.module)
+            )
+        return self._missing
+
+    def active(self, import_missing: ImportMissing = False) -> list[LibController]:
+        """The controllers whose library is loaded and usable. ``import_missing=True``
+        imports every installed registered library first; a collection of module names
+        imports just those."""
+        wanted = None if isinstance(import_missing, bool) else set(import_missing)
+        result = []
+        for controller in self._controllers.values():
+            if sys.modules.get(controller.module) is None:  # never imported, or blocked (None)
+                if wanted is None:
+                    if not (import_missing and self.installed(controller.module)):
+                        continue
+                elif controller.module not in wanted:
+                    continue
+                importlib.import_module(controller.module)
+            if controller.usable():
+                result.append(controller)
+        return result
+
+    def plan(self, import_missing: ImportMissing = False) -> Plan:
+        """The (cached) plan for the controllers ``active(import_missing)`` returns now."""
+        chosen = self.active(import_missing)
+        key = tuple(chosen)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = Plan(chosen)
+        return plan
+
+
+REGISTRY = Registry()
+for _cls in (PythonRandom, NumpyGlobal, TorchCPU, TorchCUDA):
+    REGISTRY.register(_cls())
+
+
+def register(controller: LibController) -> LibController:
+    """Add (or replace, by name) a controller; returns it."""
+    return REGISTRY.register(controller)
+
+
+def unregister(name: str) -> None:
+    """Remove a controller by name (KeyError if absent)."""
+    REGISTRY.unregister(name)

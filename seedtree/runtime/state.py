@@ -1,0 +1,109 @@
+"""The one owner of process-wide state.
+
+Everything seedtree keeps per process lives in the single ``STATE`` object below, with
+the lock it needs: the ambient default (the ``seed_everything`` root), the fork counter,
+the record ledger and its listeners, and the arming of the seed-on-import hook. Other
+modules read and change it only through this object, so there is one place to look when
+asking "what does seedtree remember in this process?".
+
+Fork counter. Several threads may fork at the same moment. Each fork takes its index
+under the lock *before* the fork (``os.register_at_fork(before=...)`` runs in the forking
+thread), and the child reads the index its own forking thread took, so two children can
+never get the same index. Which racing fork gets which index depends on scheduling;
+that the indices are distinct does not.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..core.tree import SeedTree
+
+__all__ = ["STATE", "AmbientSlot", "ProcessState"]
+
+
+class AmbientSlot:
+    """The ambient binding of one context: a node and, once ``rng()`` was called, its generator."""
+
+    __slots__ = ("node", "gen")
+
+    def __init__(self, node: SeedTree) -> None:
+        self.node = node
+        self.gen: np.random.Generator | None = None
+
+
+RecordListener = Callable[[str, SeedTree], None]
+
+
+@dataclass
+class ProcessState:
+    """Process-wide state (see the module docstring). One instance: ``STATE``."""
+
+    ambient_default: AmbientSlot | None = None
+    fork_base: SeedTree | None = None
+    fork_count: int = 0
+    ledger: dict[str, SeedTree] = field(default_factory=dict)
+    record_listeners: list[RecordListener] = field(default_factory=list)
+    hook_node: SeedTree | None = None
+    """The node the seed-on-import hook seeds newly imported libraries from (None: disarmed)."""
+    hook_pending: frozenset[str] = frozenset()
+    """Installed registered libraries not imported yet, which the hook watches for."""
+    hook_fresh: dict[str, object] = field(default_factory=dict)
+    """Controller name -> the library's RNG state just after its first import."""
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    _forking: threading.local = field(default_factory=threading.local)
+
+    # -- fork counter -------------------------------------------------------------------
+
+    def start_fork_base(self, base: SeedTree | None) -> None:
+        """Forked children of this process derive from ``base / "fork" / n`` from now on."""
+        with self.lock:
+            self.fork_base, self.fork_count = base, 0
+
+    def take_fork_index(self) -> None:
+        """Before a fork, in the forking thread: reserve the next index atomically."""
+        with self.lock:
+            self._forking.index = self.fork_count if self.fork_base is not None else None
+            if self.fork_base is not None:
+                self.fork_count += 1
+
+    def child_fork_node(self) -> SeedTree | None:
+        """In a forked child: the node its fork reserved (and it becomes the child's fork
+        base, with a fresh counter), or None when nothing was seeded before the fork."""
+        index = getattr(self._forking, "index", None)
+        base = self.fork_base
+        # The lock may have been held by another thread of the parent at fork time: the
+        # child has only this thread, so it starts with a fresh lock.
+        self.lock = threading.RLock()
+        if base is None or index is None:
+            return None
+        node = base / "fork" / index
+        self.fork_base, self.fork_count = node, 0
+        return node
+
+    # -- record ledger ------------------------------------------------------------------
+
+    def record(self, name: str, node: SeedTree) -> None:
+        with self.lock:
+            self.ledger[name] = node
+            listeners = list(self.record_listeners)
+        for listener in listeners:
+            listener(name, node)
+
+    def recorded(self) -> dict[str, SeedTree]:
+        with self.lock:
+            return dict(self.ledger)
+
+    def add_record_listener(self, listener: RecordListener) -> None:
+        """Call ``listener(name, node)`` after every ``record`` (the ``seedtree run``
+        write-back uses it)."""
+        with self.lock:
+            if listener not in self.record_listeners:
+                self.record_listeners.append(listener)
+
+
+STATE = ProcessState()
