@@ -1,4 +1,6 @@
-"""Rank and device awareness: who am I in a distributed job, and per-device streams."""
+"""Rank and device awareness: who am I in a distributed job, and per-device streams.
+
+Public name: ``seedtree.ranks`` (formerly ``seedtree.distributed``)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,12 @@ if TYPE_CHECKING:
     import torch
 
 
+__all__ = ["RankInfo", "cuda_generators", "rank_info", "rank_tree"]
+
+
 class RankInfo(NamedTuple):
+    """Who this process is in a distributed job."""
+
     rank: int
     local_rank: int
     world_size: int
@@ -40,8 +47,14 @@ def rank_info() -> RankInfo:
     if dist is not None and dist.is_available() and dist.is_initialized():
         rank, world = dist.get_rank(), dist.get_world_size()
         return RankInfo(rank, _env_int("LOCAL_RANK", rank), world)
-    rank = _env_int("RANK", 0)
     world = _env_int("WORLD_SIZE", 1)
+    if world > 1 and not os.environ.get("RANK", "").strip():
+        raise ValueError(
+            f"WORLD_SIZE={world} but RANK is not set, so this process cannot know its rank (LOCAL_RANK is the "
+            "rank on this machine only). Read the rank after torch.distributed is initialised (seedtree's loader "
+            "does so when an epoch starts), or set RANK"
+        )
+    rank = _env_int("RANK", 0)
     if rank >= world:
         raise ValueError(f"RANK={rank} is not below WORLD_SIZE={world}; fix the launcher's environment")
     return RankInfo(rank, _env_int("LOCAL_RANK", rank), world)

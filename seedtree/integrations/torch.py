@@ -12,21 +12,33 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..core.codec import path_to_json
+from ..core.optional import require
+from ..core.shuffle import KeyedPermutation
+from ..core.tree import SeedTree
+from ..runtime.ambient import current
 from ..runtime.capture import isolate
 from ..runtime.controllers import REGISTRY
-from ..core.optional import require
+from ..runtime.seeding import bind_process, seed_globals
+from ..runtime.tasks import run_keyed, run_keyed_batch
 from .ranks import rank_info
-from ..core.codec import path_to_json
-from ..runtime.seeding import bind_process
-from ..runtime.tasks import run_keyed_batch
-from ..core.tree import SeedTree
 
 torch = require("torch", "seedtree.torch")
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_worker_info  # noqa: E402
+import numpy as np  # noqa: E402
+from torch.utils.data import (  # noqa: E402
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    IterableDataset,
+    Sampler,
+    get_worker_info,
+)
 
 RESEED_METHOD = "seedtree_reseed"
 """A dataset (the worker's copy) with a method of this name is called as
@@ -59,12 +71,16 @@ class worker_init_fn:
         rank: int | None = None,
         bind_globals: bool = True,
         reseed_dataset: bool = True,
+        lazy_rank: bool = False,
     ) -> None:
         if not isinstance(tree, SeedTree):
             raise TypeError(f"worker_init_fn needs a SeedTree, got {type(tree).__name__}")
+        if then is not None and not callable(then):
+            raise TypeError(f"worker_init_fn's then= must be callable, got {type(then).__name__}")
         self.tree = tree
         self.then = then
-        self.rank = rank_info().rank if rank is None else rank
+        self.lazy_rank = lazy_rank  # the loader sets the rank when each iteration starts
+        self.rank = 0 if lazy_rank else rank_info().rank if rank is None else rank
         self.bind_globals = bind_globals
         self.reseed_dataset = reseed_dataset
 
@@ -82,14 +98,36 @@ class worker_init_fn:
             self.then(worker_id)
 
 
-class _SampleBound(Dataset):
-    """Wraps a map-style dataset; item ``(epoch, i)`` is ``dataset[i]`` run with
-    ``tree / epoch / i`` bound."""
+Item = tuple[int, int, int]
+"""What the sampler hands a worker for one sample: ``(epoch, index, occurrence)``. The
+epoch travels with the index, so persistent workers (whose dataset copies never see
+``set_epoch``) still bind the right node."""
 
-    def __init__(self, dataset: Any, tree: SeedTree, bind_globals: bool) -> None:
+
+def sample_node(tree: SeedTree, epoch: int, index: int, occurrence: int = 0) -> SeedTree:
+    """The node that sample ``index`` is produced under in ``epoch``: ``tree / epoch / index``
+    for its first occurrence in the epoch, ``tree / epoch / index / k`` for its k-th repeat
+    (a sampler drawing with replacement), so every occurrence has a stream of its own."""
+    node = tree / epoch / index
+    return node / occurrence if occurrence else node
+
+
+class _SampleBound(Dataset):
+    """Wraps a map-style dataset; item ``(epoch, i, k)`` is ``dataset[i]`` produced with
+    ``sample_node(tree, epoch, i, k)`` bound (the global RNGs with ``bind_globals``, and
+    ``seedtree.rng()``), after the dataset's ``seedtree_reseed(node)`` if it has one.
+
+    The binding happens here, in the fetch, because every wrapper a framework puts around
+    the loader (Lightning's re-instantiation, accelerate's ``DataLoaderShard``) still
+    fetches through the dataset. In the main process (``num_workers=0``) the caller's
+    global RNG states are put back after each batch, so the training loop's own
+    randomness (dropout) never follows the data's."""
+
+    def __init__(self, dataset: Any, tree: SeedTree, bind_globals: bool, reseed: bool) -> None:
         self.dataset = dataset
         self.tree = tree
         self.bind_globals = bind_globals
+        self.reseed = reseed
         self._epoch_node: tuple[int, SeedTree] | None = None
 
     def __len__(self) -> int:
@@ -103,19 +141,42 @@ class _SampleBound(Dataset):
             cached = self._epoch_node = (epoch, self.tree / epoch)
         return cached[1]
 
-    def __getitem__(self, item: tuple[int, int]) -> Any:
+    def __getitem__(self, item: Item) -> Any:
         return self.__getitems__([item])[0]
 
-    def __getitems__(self, items: list[tuple[int, int]]) -> list[Any]:
-        # DataLoader fetches a whole batch through this: the words that seed the global
-        # RNGs of every sample in it are derived in one vectorised call.
-        epoch = items[0][0]
-        if any(e != epoch for e, _ in items):
-            return [x for item in items for x in self.__getitems__([item])]
+    def __getitems__(self, items: list[Item]) -> list[Any]:
+        if get_worker_info() is None and self.bind_globals:
+            with isolate(ambient=False):
+                return self._fetch(items)
+        return self._fetch(items)
+
+    def _fetch(self, items: list[Item]) -> list[Any]:
+        try:
+            epochs = {item[0] for item in items}
+            firsts = all(item[2] == 0 for item in items)
+        except (TypeError, IndexError):
+            raise TypeError(
+                "seedtree's loader fetched an item that is not (epoch, index, occurrence): a wrapper replaced "
+                "seedtree's sampler. Keep loader.sampler as seedtree made it (with Lightning, the default "
+                "use_distributed_sampler is fine; do not pass your own sampler to the Trainer)"
+            ) from None
         modules = REGISTRY.loaded_modules() if self.bind_globals else ()
-        indices = [i for _, i in items]
-        return run_keyed_batch(self.epoch_node(epoch), indices, [(self.dataset.__getitem__, (i,), {}) for i in indices],
-                               modules)
+        get = self._get
+        if len(epochs) == 1 and firsts:
+            # The common case: one vectorised derivation seeds every sample of the batch.
+            indices = [i for _, i, _ in items]
+            return run_keyed_batch(self.epoch_node(items[0][0]), indices, [(get, (i,), {}) for i in indices], modules)
+        return [
+            run_keyed(get, self.epoch_node(e) / i, k, (i,), {}, modules)
+            if k
+            else run_keyed(get, self.epoch_node(e), i, (i,), {}, modules)
+            for e, i, k in items
+        ]
+
+    def _get(self, index: int) -> Any:
+        if self.reseed:
+            _reseed_dataset(self.dataset, current())
+        return self.dataset[index]
 
     def __getattr__(self, name: str) -> Any:
         if name == "dataset":  # not set yet (unpickling): no recursion
@@ -123,21 +184,41 @@ class _SampleBound(Dataset):
         return getattr(self.dataset, name)
 
 
-class SeedTreeSampler(Sampler):
-    """Batch sampler and cursor over epochs: yields lists of ``(epoch, index)``.
+def _is_batch_source(source: Any) -> bool:
+    return isinstance(source, BatchSampler) or (
+        hasattr(source, "batch_size") and hasattr(source, "__iter__") and not isinstance(source, Sampler)
+    )
 
-    The order of epoch e is a permutation drawn from ``tree / "order" / e`` (or 0..n-1
-    without shuffling). With ``world_size`` > 1, rank r takes positions r, r + W, r + 2W,
-    ... of that order, so the ranks' shards are disjoint and their union is the whole epoch
-    (shards differ by at most one sample; ``drop_uneven=True`` drops the last n % W samples
-    so every rank gets as many, as DDP needs).
 
-    The cursor (epoch, batches delivered) advances as the loader hands batches to you, not
-    as workers prefetch them, so ``state_dict()`` taken mid-epoch and loaded into a fresh
-    loader resumes with exactly the next batch. A finished epoch moves the cursor to the
-    next epoch; ``set_epoch(e)`` moves it to the start of epoch e. As with any DataLoader,
-    a new iteration after one broken off (``next(iter(loader))`` to peek) starts the epoch
-    over; only ``load_state_dict`` resumes mid-epoch.
+def _shards_itself(source: Any) -> bool:
+    """A sampler that already picks this rank's share (torch's DistributedSampler and
+    look-alikes with ``num_replicas``/``rank``), directly or inside a batch sampler."""
+    inner = getattr(source, "sampler", None) if _is_batch_source(source) else source
+    return isinstance(inner, DistributedSampler) or (hasattr(inner, "num_replicas") and hasattr(inner, "rank"))
+
+
+class SeedTreeSampler(DistributedSampler):
+    """The epoch's order and the cursor over epochs; yields ``(epoch, index, occurrence)``.
+
+    The order of epoch e is, without a ``source``, a keyed permutation of ``range(n)``
+    drawn from ``tree / "order" / e`` and evaluated per position in O(1) memory
+    (``seedtree.core.shuffle``), or ``0..n-1`` without shuffling. With a ``source`` (your
+    sampler or batch sampler) the order is the source's, iterated with its randomness drawn
+    from ``tree / "order" / e``: its ``generator`` is replaced by that node's torch
+    generator, ``set_epoch(e)`` is called if it has one, and the global RNGs are seeded
+    from that node while it runs (then put back). Each occurrence of an index in the epoch
+    is numbered, so a sample drawn twice gets two streams.
+
+    Ranks: with ``world_size`` W > 1 (given, or read from ``seedtree.ranks.rank_info()``
+    when the epoch starts, so a loader made before ``torch.distributed`` is initialised
+    still reads its rank), rank r takes positions r, r + W, ... of the epoch's order
+    (batches r, r + W, ... of a batch source), so the ranks' shards are disjoint and their
+    union is the whole epoch; a source that shards by rank itself is not sharded again.
+    ``drop_uneven=True`` drops the tail so that every rank gets as many.
+
+    It is a ``DistributedSampler`` so that Lightning neither injects its own nor wraps it,
+    and ``set_epoch`` is reachable where Lightning and accelerate call it
+    (``loader.sampler``, ``loader.batch_sampler``, ``loader.batch_sampler.sampler``).
     """
 
     def __init__(
@@ -147,124 +228,379 @@ class SeedTreeSampler(Sampler):
         batch_size: int = 1,
         shuffle: bool = True,
         drop_last: bool = False,
-        rank: int = 0,
-        world_size: int = 1,
+        rank: int | None = None,
+        world_size: int | None = None,
         drop_uneven: bool = False,
+        source: Any = None,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} must be in [0, world_size={world_size})")
+        _check_positive_int("batch_size", batch_size)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"the dataset length must be a non-negative int, got {n!r}")
+        if world_size is None and rank is not None:
+            raise ValueError("give rank together with world_size (or neither: they are read when an epoch starts)")
+        if world_size is not None:
+            _check_positive_int("world_size", world_size)
+            if rank is None or isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+                raise ValueError(f"rank {rank} must be in [0, world_size={world_size})")
+        # Not DistributedSampler.__init__: it would ask torch.distributed for the rank now.
         self.n, self.tree, self.batch_size = n, tree, batch_size
-        self.shuffle, self.drop_last = shuffle, drop_last
-        self.rank, self.world_size, self.drop_uneven = rank, world_size, drop_uneven
+        self.dataset = range(n)
+        self.shuffle, self.drop_last, self.drop_uneven = shuffle, drop_last, drop_uneven
+        self._rank, self._world_size = rank, world_size
+        self.source = source
+        self.seed = 0
         self.epoch = 0
         self.batches_done = 0
+        self.start = 0  # global units (samples, or batches of a batch source) already consumed this epoch
         self._resume = False  # set by load_state_dict: the next iteration continues mid-epoch
+        self._cache: tuple[int, int, Any] | None = None  # (epoch, world_size, the rank's plan)
+        if source is not None and not _is_batch_source(source) and not isinstance(source, Sampler):
+            raise TypeError(
+                f"sampler must be a torch.utils.data.Sampler (got {type(source).__name__}); wrap an index list "
+                "in torch.utils.data.SubsetRandomSampler or write a Sampler"
+            )
+
+    # -- ranks ------------------------------------------------------------------------
+
+    @property
+    def num_replicas(self) -> int:  # type: ignore[override]
+        return self._layout()[1]
+
+    @property
+    def rank(self) -> int:  # type: ignore[override]
+        return self._layout()[0]
+
+    def _layout(self) -> tuple[int, int]:
+        if self._world_size is not None and self._rank is not None:
+            return self._rank, self._world_size
+        info = rank_info()
+        return info.rank, info.world_size
+
+    @property
+    def units(self) -> str:
+        """What the cursor counts: ``"samples"``, or ``"batches"`` with a batch source."""
+        return "batches" if self.source is not None and _is_batch_source(self.source) else "samples"
+
+    # -- the epoch's order --------------------------------------------------------------
+
+    def _source_order(self, epoch: int) -> list[Any]:
+        """The source's whole order for ``epoch``, with its randomness from the tree."""
+        node = self.tree / "order" / epoch
+        source = self.source
+        inner = getattr(source, "sampler", None) if _is_batch_source(source) else source
+        for obj in (source, inner):
+            if obj is None:
+                continue
+            if hasattr(obj, "generator"):
+                obj.generator = node.torch()
+            if hasattr(obj, "seed") and hasattr(obj, "set_epoch"):
+                obj.seed = self.tree.child("order", "seed").seed_int(31)
+            if callable(getattr(obj, "set_epoch", None)):
+                obj.set_epoch(epoch)
+        with isolate(ambient=False):
+            seed_globals(node, REGISTRY.loaded_modules())
+            order = list(source)
+        return order
+
+    def _plan(self, epoch: int) -> tuple[int, int, Any]:
+        """(rank, world size, the epoch's global order or None for the keyed permutation)."""
+        rank, world = self._layout()
+        cached = self._cache
+        if cached is not None and cached[0] == epoch and cached[1] == world:
+            return rank, world, cached[2]
+        order = None
+        if self.source is not None:
+            order = _number_occurrences(self._source_order(epoch), self.units == "batches")
+        elif self.shuffle:
+            order = KeyedPermutation(self.tree / "order" / epoch, self.n)
+        self._cache = (epoch, world, order)
+        return rank, world, order
+
+    def _total(self, order: Any) -> int:
+        return self.n if order is None or isinstance(order, KeyedPermutation) else len(order)
+
+    def _positions(self, rank: int, world: int, total: int, start: int) -> range:
+        """This rank's global positions from ``start`` to the end of the epoch."""
+        if self.source is not None and _shards_itself(self.source):
+            rank, world = 0, 1
+        end = total
+        if self.drop_uneven:
+            end = start + (total - start) - (total - start) % world
+        return range(start + rank, end, world)
 
     def order(self, epoch: int) -> list[int]:
-        """The sample indices this rank visits in ``epoch``, in order."""
-        if self.shuffle:
-            order = (self.tree / "order" / epoch).numpy().permutation(self.n)
-        else:
-            order = range(self.n)
-        usable = self.n - self.n % self.world_size if self.drop_uneven else self.n
-        return [int(i) for i in order[self.rank : usable : self.world_size]]
+        """The sample indices this rank visits in ``epoch``, in order (with a batch source,
+        the batches flattened)."""
+        rank, world, order = self._plan(epoch)
+        items = self._items(order, self._positions(rank, world, self._total(order), 0), epoch)
+        if self.units == "batches":
+            return [i for batch in items for (_, i, _) in batch]
+        return [i for (_, i, _) in items]
+
+    _CHUNK = 1 << 16  # positions evaluated at once: memory stays bounded for any n
+
+    def _items(self, order: Any, positions: range, epoch: int) -> Iterator[Any]:
+        """The items at ``positions``, computed a chunk at a time."""
+        if order is None:
+            return ((epoch, p, 0) for p in positions)
+        if isinstance(order, KeyedPermutation):
+            return self._permuted(order, positions, epoch)
+        if self.units == "batches":
+            return ([(epoch, i, k) for i, k in order[p]] for p in positions)
+        return ((epoch, *order[p]) for p in positions)
+
+    def _permuted(self, order: KeyedPermutation, positions: range, epoch: int) -> Iterator[Item]:
+        for lo in range(0, len(positions), self._CHUNK):
+            part = positions[lo : lo + self._CHUNK]
+            picked = order[np.arange(part.start, part.stop, part.step, dtype=np.int64)]
+            for i in picked.tolist():
+                yield (epoch, i, 0)
+
+    # -- iteration ----------------------------------------------------------------------
+
+    def _begin(self) -> tuple[int, range, Iterator[Any]]:
+        """Start an iteration: from the cursor after ``load_state_dict``, else from the
+        start of the current epoch. Returns the epoch, this rank's remaining positions and
+        the items at them."""
+        if not self._resume:
+            self.batches_done, self.start = 0, 0
+        self._resume = False
+        epoch = self.epoch
+        rank, world, order = self._plan(epoch)
+        positions = self._positions(rank, world, self._total(order), self.start)
+        per_batch = 1 if self.units == "batches" else self.batch_size
+        positions = positions[self.batches_done * per_batch :]  # a resume within the same layout
+        return epoch, positions, self._items(order, positions, epoch)
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        return self._begin()[2]
+
+    def batches(self) -> Iterator[list[Item]]:
+        """This rank's batches of the current epoch, from the cursor."""
+        _, positions, items = self._begin()
+        if self.units == "batches":
+            yield from items
+            return
+        size = self.batch_size
+        stop = len(positions) - len(positions) % size if self.drop_last else len(positions)
+        for _ in range(0, stop, size):
+            yield list(itertools.islice(items, size))
 
     def __len__(self) -> int:
-        usable = self.n - self.n % self.world_size if self.drop_uneven else self.n
-        share = len(range(self.rank, usable, self.world_size))
+        rank, world, order = self._plan(self.epoch)
+        share = len(self._positions(rank, world, self._total(order), 0))
+        if self.units == "batches":
+            return share
+        return share  # samples: what DistributedSampler's len means
+
+    def num_batches(self) -> int:
+        """This rank's number of batches in a whole epoch."""
+        share = len(self)
+        if self.units == "batches":
+            return share
         return share // self.batch_size if self.drop_last else math.ceil(share / self.batch_size)
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        if not self._resume:
-            self.batches_done = 0
-        self._resume = False
-        epoch, start = self.epoch, self.batches_done
-        order = self.order(epoch)
-        for b in range(start, len(self)):
-            yield [(epoch, i) for i in order[b * self.batch_size : (b + 1) * self.batch_size]]
-
     def set_epoch(self, epoch: int) -> None:
-        """Start epoch ``epoch`` from its first batch at the next iteration."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        """Start epoch ``epoch`` from its first batch at the next iteration; a resume loaded
+        for this same epoch (``load_state_dict``) is kept."""
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
             raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
-        self.epoch, self.batches_done, self._resume = epoch, 0, False
+        epoch = int(epoch)
+        if self._resume and epoch == self.epoch:
+            return
+        self.epoch, self.batches_done, self.start, self._resume = epoch, 0, 0, False
 
     def _delivered(self) -> None:
         self.batches_done += 1
-        if self.batches_done >= len(self):
-            self.epoch, self.batches_done = self.epoch + 1, 0
+        if self.batches_done >= self._remaining_batches():
+            self.epoch, self.batches_done, self.start = self.epoch + 1, 0, 0
+
+    def _remaining_batches(self) -> int:
+        rank, world, order = self._plan(self.epoch)
+        share = len(self._positions(rank, world, self._total(order), self.start))
+        if self.units == "batches":
+            return share
+        return share // self.batch_size if self.drop_last else math.ceil(share / self.batch_size)
+
+    # -- state ----------------------------------------------------------------------------
+
+    def consumed(self) -> int:
+        """Global units (samples or batches) of the current epoch consumed by all ranks,
+        assuming they move in step (as DDP's collective steps make them)."""
+        rank, world, _ = self._plan(self.epoch)
+        if self.source is not None and _shards_itself(self.source):
+            world = 1
+        per_batch = 1 if self.units == "batches" else self.batch_size
+        return min(self.start + self.batches_done * per_batch * world, self._total(self._plan(self.epoch)[2]))
 
     def state_dict(self) -> dict[str, Any]:
         """The cursor, plus what it is only valid with (checked on load). Plain ints,
         bools, strings and lists: it saves with JSON or ``torch.save``."""
+        rank, world = self._layout()
         return {
             "epoch": self.epoch,
             "batches_done": self.batches_done,
+            "consumed": self.consumed(),
+            "units": self.units,
+            "source": None if self.source is None else type(self.source).__qualname__,
             "n": self.n,
             "batch_size": self.batch_size,
             "shuffle": self.shuffle,
             "drop_last": self.drop_last,
             "drop_uneven": self.drop_uneven,
-            "rank": self.rank,
-            "world_size": self.world_size,
+            "rank": rank,
+            "world_size": world,
             "entropy": str(self.tree.entropy),
             "path": path_to_json(self.tree.path),
         }
 
-    _MUST_MATCH = ("n", "batch_size", "shuffle", "drop_last", "drop_uneven", "rank", "world_size", "entropy", "path")
+    _MUST_MATCH = ("n", "batch_size", "shuffle", "drop_last", "drop_uneven", "entropy", "path")
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume from ``state_dict()`` at the next iteration; refuses a state from another
-        dataset size, batching, order, sharding or tree, which would silently replay
-        different data."""
+        """Resume from ``state_dict()`` at the next iteration.
+
+        The same layout resumes with exactly the next batch. Another number of ranks
+        (elastic resume) continues from the global position the state records: the union
+        of what the new ranks read is exactly the rest of the epoch. Refuses, naming the
+        field, a state from another dataset size, batching, order, sampler or tree, and a
+        damaged one (wrong types, negative or out-of-range counters)."""
+        if not isinstance(state, dict):
+            raise ValueError(f"a loader state must be the dict state_dict() returned, got {type(state).__name__}")
         mine = self.state_dict()
         for key in self._MUST_MATCH:
             if key not in state:
                 raise ValueError(f"sampler state has no {key!r}: pass what SeedTreeSampler.state_dict() returned")
-            if state[key] != mine[key]:
+            if state[key] != mine[key] or type(state[key]) is not type(mine[key]):
                 raise ValueError(
                     f"sampler state was saved with {key}={state[key]!r} but this loader has {key}={mine[key]!r}; "
-                    "resume with the same dataset, batching, shuffling, ranks and tree"
+                    "resume with the same dataset, batching, shuffling and tree"
                 )
-        self.epoch, self.batches_done, self._resume = int(state["epoch"]), int(state["batches_done"]), True
+        for key in ("epoch", "batches_done"):
+            value = state.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"sampler state {key}={value!r} must be a non-negative int")
+        epoch, done = state["epoch"], state["batches_done"]
+        units = state.get("units", "samples")
+        if units != self.units or state.get("source", mine["source"]) != mine["source"]:
+            raise ValueError(
+                f"sampler state was saved with the sampler {state.get('source')!r} ({units}) but this loader has "
+                f"{mine['source']!r} ({self.units}); resume with the same sampler"
+            )
+        consumed = state.get("consumed")
+        same_layout = (
+            state.get("world_size", mine["world_size"]) == mine["world_size"]
+            and state.get("rank", mine["rank"]) == mine["rank"]
+        )
+        self.epoch = epoch
+        _, world, order = self._plan(epoch)
+        total = self._total(order)
+        if same_layout or consumed is None:
+            self.start, self.batches_done = 0, done
+            if done > self.num_batches():
+                raise ValueError(
+                    f"sampler state batches_done={done} is past the end of epoch {epoch} ({self.num_batches()} batches)"
+                )
+        else:
+            if isinstance(consumed, bool) or not isinstance(consumed, int) or not 0 <= consumed <= total:
+                raise ValueError(f"sampler state consumed={consumed!r} must be an int in [0, {total}]")
+            self.start, self.batches_done = consumed, 0
+        self._resume = True
+
+
+def _number_occurrences(order: list[Any], batches: bool) -> list[Any]:
+    """The order with each index paired with its occurrence number in the epoch (0 for
+    its first appearance), batch by batch for a batch source."""
+    seen: dict[int, int] = {}
+
+    def number(index: Any) -> tuple[int, int]:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"the sampler yielded {index!r}; seedtree's loader needs integer indices")
+        index = int(index)
+        k = seen.get(index, 0)
+        seen[index] = k + 1
+        return index, k
+
+    if batches:
+        return [[number(i) for i in batch] for batch in order]
+    return [number(i) for i in order]
+
+
+class SeedTreeBatchSampler(BatchSampler):
+    """The loader's batch sampler: batches of ``(epoch, index, occurrence)`` from a
+    ``SeedTreeSampler``, advancing its cursor as the loader delivers them. Its
+    ``(sampler, batch_size, drop_last)`` signature is torch's, so frameworks that rebuild
+    a loader (Lightning's predict) can rebuild it; given any other sampler it refuses."""
+
+    def __init__(self, sampler: Any, batch_size: int, drop_last: bool) -> None:
+        if not isinstance(sampler, SeedTreeSampler):
+            raise TypeError(
+                f"seedtree's batch sampler was given a {type(sampler).__name__}: a framework tried to replace "
+                "seedtree's sampler (which already shards by rank and seeds per sample). With Lightning, leave "
+                "use_distributed_sampler at its default and do not wrap the loader's sampler"
+            )
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+        sampler.batch_size, sampler.drop_last = batch_size, drop_last
+
+    def __iter__(self) -> Iterator[list[Item]]:  # type: ignore[override]
+        return self.sampler.batches()
+
+    def __len__(self) -> int:
+        return self.sampler.num_batches()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Same as ``sampler.set_epoch(epoch)`` (accelerate calls it here)."""
+        self.sampler.set_epoch(epoch)
 
 
 class SeedTreeLoader(DataLoader):
-    """The DataLoader ``loader()`` returns. It is a plain DataLoader whose iteration also
-    advances its sampler's cursor as batches are delivered; with ``num_workers=0`` it puts
-    the caller's global RNG states back after each batch (samples are loaded in this very
-    process, and the training loop's own randomness must not follow the data's)."""
+    """The DataLoader ``loader()`` returns: a plain DataLoader whose ``sampler`` is the
+    ``SeedTreeSampler`` (where Lightning calls ``set_epoch``) and whose iteration also
+    advances the sampler's cursor as batches are delivered to you."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        keeper = getattr(self.batch_sampler, "sampler", None)
+        if isinstance(keeper, SeedTreeSampler):
+            # DataLoader put a SequentialSampler here (sampler and batch_sampler exclude each
+            # other); frameworks look for set_epoch and for a DistributedSampler on .sampler.
+            object.__setattr__(self, "sampler", keeper)
+
+    @property
+    def seedtree_sampler(self) -> SeedTreeSampler:
+        keeper = getattr(self.batch_sampler, "sampler", None)
+        while keeper is not None and not isinstance(keeper, SeedTreeSampler):
+            keeper = getattr(keeper, "sampler", None) or getattr(keeper, "batch_sampler", None)
+        if keeper is None:
+            raise TypeError("this loader's batch sampler is not seedtree's: it was replaced by a framework")
+        return keeper
 
     def __iter__(self) -> Iterator[Any]:
-        sampler: SeedTreeSampler = self.batch_sampler
-        iterator = super().__iter__()
-        while True:
-            if self.num_workers == 0 and self.dataset.bind_globals:
-                with isolate(ambient=False):
-                    batch = next(iterator, _END)
-            else:
-                batch = next(iterator, _END)
-            if batch is _END:
-                return
+        sampler = self.seedtree_sampler
+        hook = self.worker_init_fn
+        if isinstance(hook, worker_init_fn) and hook.lazy_rank:
+            hook.rank = sampler.rank  # read now: torch.distributed may start after the loader is made
+        for batch in super().__iter__():
             sampler._delivered()
             yield batch
 
     def set_epoch(self, epoch: int) -> None:
-        """Same as ``loader.batch_sampler.set_epoch(epoch)``."""
-        self.batch_sampler.set_epoch(epoch)
+        """Same as ``loader.sampler.set_epoch(epoch)``."""
+        self.seedtree_sampler.set_epoch(epoch)
 
     def state_dict(self) -> dict[str, Any]:
-        """Same as ``loader.batch_sampler.state_dict()``."""
-        return self.batch_sampler.state_dict()
+        """Same as ``loader.sampler.state_dict()``."""
+        return self.seedtree_sampler.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Same as ``loader.batch_sampler.load_state_dict(state)``."""
-        self.batch_sampler.load_state_dict(state)
+        """Same as ``loader.sampler.load_state_dict(state)``."""
+        self.seedtree_sampler.load_state_dict(state)
 
 
-_END = object()
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def loader(
@@ -278,26 +614,34 @@ def loader(
     rank: int | None = None,
     world_size: int | None = None,
     drop_uneven: bool = False,
+    sampler: Any = None,
+    batch_sampler: Any = None,
+    reseed_dataset: bool = True,
     **dataloader_kwargs: Any,
 ) -> SeedTreeLoader:
     """A real ``torch.utils.data.DataLoader`` over ``dataset`` with per-sample streams.
 
-    While ``dataset[i]`` runs in epoch e, ``seedtree.rng()`` (and, with ``bind_globals``,
-    python ``random``, numpy's global and torch's CPU generator) are bound to
-    ``tree / e / i``. Guarantees: the batches are bit-identical for every ``num_workers``,
+    While sample ``i`` is produced in epoch e, ``seedtree.rng()`` (and, with
+    ``bind_globals``, python ``random``, numpy's global and torch's CPU generator) are bound
+    to ``tree / e / i`` (``tree / e / i / k`` for its k-th repeat in the epoch), and a
+    dataset with a ``seedtree_reseed(node)`` method is called with that node first (to
+    re-key generators it owns, e.g. albumentations' ``Compose.set_random_state``).
+
+    Guarantees: the batches are bit-identical for every ``num_workers``,
     ``persistent_workers`` on or off, and ``prefetch_factor``; epochs differ; the order is
     drawn from ``tree / "order" / e``; ``state_dict()``/``load_state_dict()`` resume
-    mid-epoch with exactly the batches the uninterrupted run would have yielded; with
-    ``rank``/``world_size`` (default: ``seedtree.distributed.rank_info()``) the ranks take
-    disjoint shards whose union is the single-process epoch.
+    mid-epoch with exactly the batches the uninterrupted run would have yielded, also on
+    another number of ranks; with ``rank``/``world_size`` (default: read from
+    ``seedtree.ranks.rank_info()`` when each epoch starts) the ranks take disjoint shards
+    whose union is the single-process epoch. With ``num_workers=0`` the caller's global
+    RNG states are as they were after each batch.
 
-    Generators the dataset owns are not reseeded here (``seedtree_reseed`` is the per-worker
-    hook's protocol; per worker they would depend on the layout): draw from
-    ``seedtree.rng()`` or the globals. A user ``worker_init_fn`` is chained.
-
-    Other keyword arguments go to ``DataLoader`` (``num_workers``, ``collate_fn``,
-    ``pin_memory``, ``persistent_workers``, ``worker_init_fn`` ...). ``sampler`` and
-    ``batch_sampler`` are refused: the order is what this loader derives.
+    ``sampler`` (a torch ``Sampler``: ``WeightedRandomSampler``, ``RandomSampler``,
+    ``DistributedSampler``...) or ``batch_sampler`` (e.g. a length-bucketing batch sampler)
+    replace the built-in shuffle; their randomness is drawn from the tree and the epoch
+    (see ``SeedTreeSampler``). Other keyword arguments go to ``DataLoader``
+    (``num_workers``, ``collate_fn``, ``pin_memory``, ``persistent_workers``,
+    ``worker_init_fn`` (chained) ...).
     """
     if not isinstance(tree, SeedTree):
         raise TypeError(f"loader needs a SeedTree, got {type(tree).__name__}")
@@ -306,24 +650,43 @@ def loader(
             "seedtree.torch.loader needs a map-style dataset (with __getitem__ and __len__); for an "
             "IterableDataset use worker_init_fn(tree) and draw from seedtree.rng()"
         )
-    for refused in ("sampler", "batch_sampler"):
-        if dataloader_kwargs.get(refused) is not None:
-            raise TypeError(f"loader() derives the sample order itself and does not take {refused}=; drop it")
-    if rank is None or world_size is None:
+    _check_positive_int("batch_size", batch_size)
+    if dataloader_kwargs.get("in_order") is False:
+        raise ValueError(
+            "in_order=False delivers batches in the order workers finish them, so the resume cursor would not "
+            "match what you received; seedtree's loader keeps in_order=True (drop the argument)"
+        )
+    for refused in ("shuffle_generator", "generator_per_worker"):
+        dataloader_kwargs.pop(refused, None)
+    if sampler is not None and batch_sampler is not None:
+        raise ValueError("give sampler= or batch_sampler=, not both")
+    source = batch_sampler if batch_sampler is not None else sampler
+    if batch_sampler is not None and not _is_batch_source(batch_sampler):
+        raise TypeError(
+            f"batch_sampler must be a torch BatchSampler or have batch_size and __iter__ (got "
+            f"{type(batch_sampler).__name__})"
+        )
+    if (rank is None) != (world_size is None):
         info = rank_info()
         rank = info.rank if rank is None else rank
         world_size = info.world_size if world_size is None else world_size
-    batch_sampler = SeedTreeSampler(
-        len(dataset), tree, batch_size, shuffle, drop_last, rank, world_size, drop_uneven
+    keeper = SeedTreeSampler(
+        len(dataset), tree, batch_size, shuffle, drop_last, rank, world_size, drop_uneven, source=source
     )
     # A per-worker node would make dataset-owned generators depend on the worker layout:
-    # in this loader, per-sample randomness comes from seedtree.rng() and the globals.
-    init = worker_init_fn(tree / "loader", then=dataloader_kwargs.pop("worker_init_fn", None), rank=rank,
-                          bind_globals=bind_globals, reseed_dataset=False)
+    # in this loader, per-sample randomness comes from the sample's node.
+    init = worker_init_fn(
+        tree / "loader",
+        then=dataloader_kwargs.pop("worker_init_fn", None),
+        rank=rank,
+        bind_globals=bind_globals,
+        reseed_dataset=False,
+        lazy_rank=rank is None,
+    )
     dataloader_kwargs.setdefault("generator", (tree / "loader").torch())
     return SeedTreeLoader(
-        _SampleBound(dataset, tree, bind_globals),
-        batch_sampler=batch_sampler,
+        _SampleBound(dataset, tree, bind_globals, reseed_dataset),
+        batch_sampler=SeedTreeBatchSampler(keeper, batch_size, drop_last),
         worker_init_fn=init,
         **dataloader_kwargs,
     )
