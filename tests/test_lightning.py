@@ -64,9 +64,9 @@ def _trainer(tmp: Path, epochs: int, **kwargs) -> L.Trainer:
                      enable_model_summary=False, default_root_dir=str(tmp), **kwargs)
 
 
-def _fit(tmp: Path, epochs: int = 3, ckpt_path: str | None = None, model: Model | None = None, **kwargs):
-    st.seed_everything(7)
-    model = model or Model()
+def _fit(tmp: Path, epochs: int = 3, ckpt_path: str | None = None, make=Model, **kwargs):
+    st.seed_everything(7)  # before the model is built: its initial weights are part of the run
+    model = make()
     _trainer(tmp, epochs, **kwargs).fit(model, ckpt_path=ckpt_path)
     return model
 
@@ -83,7 +83,7 @@ def _weights(model: Model) -> list[float]:
 @pytest.mark.slow
 @pytest.mark.parametrize(("workers", "persistent"), [(2, False), (2, True)])
 def test_batches_losses_and_weights_do_not_depend_on_workers(tmp_path, reference, workers, persistent):
-    model = _fit(tmp_path, model=Model(workers, persistent))
+    model = _fit(tmp_path, make=lambda: Model(workers, persistent))
     assert model.seen == reference.seen
     assert model.losses == reference.losses  # dropout follows the training loop, not the data
     assert _weights(model) == _weights(reference)
@@ -118,7 +118,7 @@ def test_limit_train_batches_gives_each_epoch_its_own_batches(tmp_path, referenc
 
 
 def test_reloaded_loaders_follow_the_epoch(tmp_path, reference):
-    model = _fit(tmp_path, model=Model(reload=True), reload_dataloaders_every_n_epochs=1)
+    model = _fit(tmp_path, make=lambda: Model(reload=True), reload_dataloaders_every_n_epochs=1)
     assert model.seen == reference.seen
 
 

@@ -486,6 +486,14 @@ class SeedTreeSampler(DistributedSampler):
                 f"sampler state was saved with the sampler {state.get('source')!r} ({units}) but this loader has "
                 f"{mine['source']!r} ({self.units}); resume with the same sampler"
             )
+        saved = (self.epoch, self.batches_done, self.start, self._resume)
+        try:
+            self._load_cursor(state, epoch, done, mine)
+        except BaseException:
+            self.epoch, self.batches_done, self.start, self._resume = saved  # a refused state changes nothing
+            raise
+
+    def _load_cursor(self, state: dict[str, Any], epoch: int, done: int, mine: dict[str, Any]) -> None:
         consumed = state.get("consumed")
         same_layout = (
             state.get("world_size", mine["world_size"]) == mine["world_size"]
