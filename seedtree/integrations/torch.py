@@ -297,8 +297,8 @@ class SeedTreeSampler(DistributedSampler):
                 obj.seed = self.tree.child("order", "seed").seed_int(31)
             if callable(getattr(obj, "set_epoch", None)):
                 obj.set_epoch(epoch)
-        with isolate(ambient=False):
-            seed_globals(node, REGISTRY.loaded_modules())
+        with isolate(ambient=False):  # seeded for the source's own draws, then put back
+            REGISTRY.plan(REGISTRY.loaded_modules()).seed(node)
             order = list(source)
         return order
 
