@@ -24,7 +24,7 @@ from ..core.tree import SeedTree
 from ..runtime.ambient import current
 from ..runtime.capture import isolate
 from ..runtime.controllers import REGISTRY
-from ..runtime.seeding import bind_process, seed_globals
+from ..runtime.seeding import bind_process
 from ..runtime.tasks import run_keyed, run_keyed_batch
 from .ranks import rank_info
 
