@@ -55,7 +55,6 @@ def seed_globals(node: SeedTree, import_missing: ImportMissing = False) -> list[
     return names
 
 
-_hooked = False
 
 
 def as_tree(seed: int | SeedTree | None) -> SeedTree:
@@ -80,15 +79,14 @@ def seed_everything(seed: int | SeedTree | None = None) -> SeedTree:
     at the same moment, each fork still takes its own n (reserved atomically before the
     fork): which child gets which n then depends on scheduling, that they differ does not.
     """
-    global _hooked
     root = as_tree(seed)
     seed_globals(root, import_missing=True)  # validates nothing can fail below before state changes
     ambient.set_default(root)
     manifest.record("seed_everything", root)
     STATE.start_fork_base(root)
-    if not _hooked and hasattr(os, "register_at_fork"):
+    if not STATE.fork_hook_installed and hasattr(os, "register_at_fork"):
         os.register_at_fork(before=STATE.take_fork_index, after_in_child=_after_fork_child)
-        _hooked = True
+        STATE.fork_hook_installed = True
     return root
 
 

@@ -46,6 +46,7 @@ class ProcessState:
     ambient_default: AmbientSlot | None = None
     fork_base: SeedTree | None = None
     fork_count: int = 0
+    fork_hook_installed: bool = False
     ledger: dict[str, SeedTree] = field(default_factory=dict)
     record_listeners: list[RecordListener] = field(default_factory=list)
     hook_node: SeedTree | None = None
