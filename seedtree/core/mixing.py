@@ -220,7 +220,8 @@ def expand_at(pools: list[np.ndarray], start: int, count: int) -> np.ndarray:
     out ^= xor_c
     out *= mul_c
     out ^= out >> XSHIFT
-    return out
+    result: np.ndarray = out
+    return result
 
 @lru_cache(maxsize=64)
 def _expand_constants(start: int, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -249,4 +250,5 @@ def expand(pool: tuple[int, int, int, int], start: int, count: int) -> np.ndarra
     out ^= xor_c
     out *= mul_c
     out ^= out >> XSHIFT
-    return out
+    result: np.ndarray = out
+    return result

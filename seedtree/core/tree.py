@@ -46,11 +46,11 @@ BIT_GENERATORS = {
 _BIG_ENDIAN = sys.byteorder == "big"
 
 
-def _bit_generator_class(bit_generator: str | type) -> type:
+def _bit_generator_class(bit_generator: str | type) -> type[np.random.BitGenerator]:
     if isinstance(bit_generator, type) and issubclass(bit_generator, np.random.BitGenerator):
         return bit_generator
     try:
-        return BIT_GENERATORS[bit_generator]
+        return BIT_GENERATORS[bit_generator]  # type: ignore[index]  # a type that is not a BitGenerator: KeyError
     except (KeyError, TypeError):
         raise ValueError(
             f"unknown bit generator {bit_generator!r}; use one of {sorted(BIT_GENERATORS)} "
@@ -83,8 +83,9 @@ class _NodeSeed(ISpawnableSeedSequence):
     def _node(self) -> SeedTree:
         node = self._node_
         if node is None:
-            key = self._key
-            node = self._node_ = self._parent.child(*key) if isinstance(key, tuple) else self._parent / key
+            key, parent = self._key, self._parent
+            assert parent is not None  # made either from a node or from (parent, key)
+            node = self._node_ = parent.child(*key) if isinstance(key, tuple) else parent / key
         return node
 
     def generate_state(self, n_words: int, dtype: Any = np.uint32) -> np.ndarray:
@@ -110,13 +111,12 @@ class _NodeSeed(ISpawnableSeedSequence):
         return words
 
     def _seed_sequence(self) -> np.random.SeedSequence:
-        try:
-            return self._real
-        except AttributeError:  # made on first use only
-            self._real = self._node.seed_sequence()
-            return self._real
+        real: np.random.SeedSequence | None = getattr(self, "_real", None)
+        if real is None:  # made on first use only
+            real = self._real = self._node.seed_sequence()
+        return real
 
-    def spawn(self, n_children: int) -> list[np.random.SeedSequence]:
+    def spawn(self, n_children: int) -> list[np.random.SeedSequence]:  # type: ignore[override]
         return self._seed_sequence().spawn(n_children)
 
     @property
@@ -137,7 +137,7 @@ class _NodeSeed(ISpawnableSeedSequence):
         real = getattr(self, "_real", None)  # keeps a stateful spawn count, as NumPy's pickles do
         return (_NodeSeed, (self._node,), {"_real": real} if real is not None else None)
 
-    def __setstate__(self, state: dict | None) -> None:
+    def __setstate__(self, state: dict[str, Any] | None) -> None:
         if state:
             self._real = state["_real"]
 
@@ -416,7 +416,7 @@ class SeedTree:
                     check_key(k, len(self._path))  # bools and floats fail here, with the key named
                 return None
             for k in keys:  # plain ints: range-check each, so huge ones are named, not coerced
-                if not 0 <= k < KEY_LIMIT:
+                if not 0 <= int(k) < KEY_LIMIT:  # ints (checked just above)
                     check_key(k, len(self._path))
             keys = np.asarray(keys, dtype=np.int64).reshape(len(keys))
         return check_int_keys(keys, len(self._path))
@@ -447,7 +447,7 @@ class SeedTree:
         arr = self._int_keys(keys)
         if arr is None:
             nodes = [self / key for key in keys]
-            return (np.random.Generator(cls(_NodeSeed(node))) for node in nodes)
+            return (np.random.Generator(cls(_NodeSeed(node))) for node in nodes)  # type: ignore[arg-type]
         return self._generators(cls, arr, n_words, dtype, int(chunk))
 
     def _generators(
@@ -473,11 +473,14 @@ class SeedTree:
     def numpy(self, bit_generator: str | type = "PCG64") -> np.random.Generator:
         """A NumPy Generator for this node; with the default PCG64 it is bit-identical to
         ``np.random.default_rng(node.seed_sequence())``."""
-        return np.random.Generator(_bit_generator_class(bit_generator)(_NodeSeed(self)))
+        # NumPy takes any ISpawnableSeedSequence as a seed; its stubs name only SeedSequence.
+        generator: np.random.Generator = np.random.Generator(_bit_generator_class(bit_generator)(_NodeSeed(self)))  # type: ignore[arg-type]
+        return generator
 
     def bit_generator(self, bit_generator: str | type = "PCG64") -> np.random.BitGenerator:
         """Just the bit generator of ``numpy(bit_generator)``."""
-        return _bit_generator_class(bit_generator)(_NodeSeed(self))
+        made: np.random.BitGenerator = _bit_generator_class(bit_generator)(_NodeSeed(self))  # type: ignore[arg-type]
+        return made
 
     def random(self) -> _random.Random:
         """A ``random.Random`` seeded with 128 bits of this node (never a small int)."""
@@ -503,7 +506,7 @@ class SeedTree:
             gen.set_state(torch.from_numpy(self.torch_cpu_state()))
         else:
             gen.manual_seed(self.seed_int(64, dev.index or 0))
-        return gen
+        return gen  # type: ignore[no-any-return]  # torch is imported lazily, untyped here
 
     def torch_cpu_state(self) -> np.ndarray:
         """The byte image a torch CPU generator is given for this node."""

@@ -75,7 +75,7 @@ class ProcessState:
     def child_fork_node(self) -> SeedTree | None:
         """In a forked child: the node its fork reserved (and it becomes the child's fork
         base, with a fresh counter), or None when nothing was seeded before the fork."""
-        index = getattr(self._forking, "index", None)
+        index: int | None = getattr(self._forking, "index", None)
         base = self.fork_base
         # The lock may have been held by another thread of the parent at fork time: the
         # child has only this thread, so it starts with a fresh lock.
