@@ -23,9 +23,9 @@ import numpy as np
 from numpy.random.bit_generator import ISpawnableSeedSequence
 
 from . import mixing
+from .keys import KEY_LIMIT, Key, check_int_keys, check_key, key_words
 from .layout import MT_WORDS, WORD_LIMIT, WORDS_CUDA, WORDS_RANDOM, WORDS_TORCH_CPU, torch_cpu_image
 from .optional import require
-from .keys import KEY_LIMIT, Key, check_int_keys, check_key, key_words
 
 if TYPE_CHECKING:
     import random as _random
