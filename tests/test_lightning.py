@@ -122,6 +122,16 @@ def test_reloaded_loaders_follow_the_epoch(tmp_path, reference):
     assert model.seen == reference.seen
 
 
+def test_validate_sees_the_loaders_own_batches(tmp_path):
+    class Validator(Model):
+        def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+            self.seen.append(batch[:, 0].tolist())
+
+    model = Validator()
+    _trainer(tmp_path, 1).validate(model, dataloaders=loader(Noisy(), TREE, batch_size=BATCH, shuffle=False))
+    assert [v for batch in model.seen for v in batch] == [float(i) for i in range(N)]
+
+
 def test_predict_keeps_the_per_sample_streams(tmp_path):
     class Predictor(Model):
         def predict_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
@@ -139,11 +149,14 @@ DDP_SCRIPT = textwrap.dedent('''
     import seedtree as st
     from seedtree.torch import loader
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from model import Model, TREE
+    from model import BATCH, Model, Noisy, TREE
 
     out = sys.argv[1]
     st.seed_everything(7)
     model = Model()
+    # Made before the Trainer: under Lightning's launcher this process sees WORLD_SIZE=2 and
+    # no RANK yet; the loader reads its rank when the epoch starts.
+    model._loader = loader(Noisy(), TREE, batch_size=BATCH)
     trainer = L.Trainer(max_epochs=2, accelerator="cpu", devices=2, strategy="ddp", logger=False,
                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
     trainer.fit(model)
