@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import time
 from typing import NoReturn
 
 from .. import __version__
@@ -141,6 +142,19 @@ def _run_datasets(args: argparse.Namespace) -> dict:
     return digests
 
 
+def _check_writable(command: str, option: str, path: str | None) -> None:
+    """Refuse now, not after a long run, an output file that cannot be written."""
+    if path is None:
+        return
+    if os.path.isdir(path):
+        raise UserError(f"seedtree {command}: {option} {path} is a folder; name the file to write")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise UserError(
+            f"seedtree {command}: cannot write {option} {path}: the folder {folder} does not exist or is not writable"
+        )
+
+
 # -- verify ------------------------------------------------------------------------------
 
 
@@ -152,6 +166,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.tries < 2:
         raise UserError(f"seedtree verify: -n must be at least 2 to compare runs, got {args.tries}")
     root, _ = _root(args)
+    _check_writable("verify", "--junit", args.junit)
+    started = time.monotonic()
     try:
         result = verify.verify(
             argv, outputs=args.output or [], tries=args.tries, root=root,
@@ -162,6 +178,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except verify.VerifyError as exc:
         raise UserError(f"seedtree verify: {exc}") from None
     print(result.summary())
+    if args.junit is not None:
+        try:
+            verify.write_junit(result, args.junit, argv, time.monotonic() - started, strict=args.strict)
+        except OSError as exc:
+            raise UserError(f"seedtree verify: cannot write --junit {args.junit}: {exc.strerror or exc}") from None
     if not result.ok:
         return 1
     if args.strict and result.seed_effect is False:
@@ -299,6 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-root-check", action="store_true", help="skip the extra run with a different root")
     p.add_argument("--strict", action="store_true", help="fail (exit 1) when a different root changes nothing")
     p.add_argument("--keep", action="store_true", help="keep the tries' folders and print where they are")
+    p.add_argument(
+        "--junit",
+        metavar="FILE",
+        help="also write the verdict as JUnit XML (one test case per compared output) for CI systems",
+    )
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...", help="the command and its arguments")
     p.set_defaults(func=cmd_verify)
 
