@@ -17,13 +17,15 @@ import numpy as np
 
 import seedtree as st
 
-HERE = Path(__file__).resolve().parent
+# Not resolve(): under `seedtree verify` this file is a symlink in the try's working copy, and
+# resolving it would write the outputs into the real folder instead of the try's own.
+HERE = Path(os.path.abspath(__file__)).parent
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", default=str(HERE / "data" / "train.csv"))
-    parser.add_argument("--out", default=os.path.relpath(HERE / "out"))
+    parser.add_argument("--out", default=str(HERE / "out"))
     parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args()
 

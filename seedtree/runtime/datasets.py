@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 import sys
 import threading
@@ -123,8 +124,11 @@ class DatasetDigest:
         )
 
 
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
 def _is_hex_digest(value: Any) -> bool:
-    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+    return type(value) is str and _HEX64.fullmatch(value) is not None
 
 
 def cache_dir() -> Path:
@@ -175,13 +179,13 @@ def hash_dataset(
     real = os.path.realpath(path)
     if os.path.isfile(real):
         st = os.stat(real)
-        entries = [_Entry(b"", real, "F", st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)]
+        entries = [_Entry(b"", "", real, "F", st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)]
     elif os.path.isdir(real):
         entries = _walk(real, shown, label)
     else:
         raise DatasetError(f"{label}: {shown} is {_kind(os.stat(real).st_mode)}, not a file or folder")
     store = _Cache.load(real) if cache else _Cache(real, {})
-    todo = [e for e in entries if e.kind == "F" and store.get(e) is None]
+    todo = [e for e in entries if e.kind == "F" and not store.lookup(e)]
     total = sum(e.size for e in todo)
     bar = _Progress(label, len(todo), total, progress)
     try:
@@ -189,7 +193,7 @@ def hash_dataset(
     finally:
         bar.close()
     if cache:
-        store.save({e.name for e in entries if e.kind == "F"})
+        store.save({e.rel for e in entries if e.kind == "F"})
     if not entries or entries[0].name:
         return _folder_digest(shown, entries, store, len(todo))
     return DatasetDigest(shown, "file", store.need(entries[0]), 1, 0, entries[0].size, read=len(todo))
@@ -197,20 +201,26 @@ def hash_dataset(
 
 def _folder_digest(shown: str, entries: list[_Entry], store: _Cache, read: int) -> DatasetDigest:
     digest = hashlib.sha256()
+    parts: list[bytes] = []
     files = links = size = 0
     for e in entries:
+        if len(parts) >= 4096:  # hashed in batches: fast, and memory stays flat for huge folders
+            digest.update(b"".join(parts))
+            parts.clear()
         if e.kind == "F":
             files, size = files + 1, size + e.size
-            digest.update(b"F" + e.name + b"\0" + bytes.fromhex(store.need(e)))
+            parts.append(b"F" + e.name + b"\0" + bytes.fromhex(store.need(e)))
         else:
             links += 1
-            digest.update(b"L" + e.name + b"\0" + e.target + b"\0")
+            parts.append(b"L" + e.name + b"\0" + e.target + b"\0")
+    digest.update(b"".join(parts))
     return DatasetDigest(shown, "folder", digest.hexdigest(), files, links, size, read=read)
 
 
 @dataclass
 class _Entry:
     name: bytes  # relative POSIX name, file-system bytes
+    rel: str  # the same name as str (os.fsdecode): the cache's key
     path: str
     kind: str  # "F" regular file, "L" symbolic link
     size: int = 0
@@ -240,9 +250,9 @@ def _walk(root: str, shown: str, label: str) -> list[_Entry]:
     """Every file and link under ``root``, sorted by relative name bytes; folders are entered,
     links never followed, anything else refused."""
     entries: list[_Entry] = []
-    stack: list[tuple[str, bytes]] = [(root, b"")]
+    stack: list[tuple[str, bytes, str]] = [(root, b"", "")]
     while stack:
-        folder, prefix = stack.pop()
+        folder, prefix, prefix_text = stack.pop()
         try:
             with os.scandir(folder) as it:
                 listing = list(it)
@@ -251,14 +261,17 @@ def _walk(root: str, shown: str, label: str) -> list[_Entry]:
             raise DatasetError(f"{label}: cannot read the folder {where}: {exc.strerror or exc}") from None
         for entry in listing:
             name = prefix + os.fsencode(entry.name)
+            rel = prefix_text + entry.name
             try:
                 st = entry.stat(follow_symlinks=False)
                 if stat.S_ISDIR(st.st_mode):
-                    stack.append((entry.path, name + b"/"))
+                    stack.append((entry.path, name + b"/", rel + "/"))
                 elif stat.S_ISREG(st.st_mode):
-                    entries.append(_Entry(name, entry.path, "F", st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+                    entries.append(
+                        _Entry(name, rel, entry.path, "F", st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+                    )
                 elif stat.S_ISLNK(st.st_mode):
-                    entries.append(_Entry(name, entry.path, "L", target=os.fsencode(os.readlink(entry.path))))
+                    entries.append(_Entry(name, rel, entry.path, "L", target=os.fsencode(os.readlink(entry.path))))
                 else:
                     raise DatasetError(
                         f"{label}: {shown}/{os.fsdecode(name)} is {_kind(st.st_mode)}; only regular files and "
@@ -308,7 +321,7 @@ def _read_all(
             if index is None:
                 return
             e = todo[index]
-            display = f"{shown}/{os.fsdecode(e.name)}" if e.name else shown
+            display = f"{shown}/{e.rel}" if e.rel else shown
             try:
                 digest, st, began = _sha256_file(e.path, display, label, e)
             except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, raised there
@@ -361,36 +374,30 @@ class _Cache:
             return cls(root, {})
         return cls(root, data["files"])
 
-    def get(self, e: _Entry) -> str | None:
-        """The cached digest of ``e`` if its entry is well formed, matches its stat, and was
-        not taken within the racy margin of the file's mtime."""
-        row = self.entries.get(os.fsdecode(e.name))
-        if (
-            not isinstance(row, list)
-            or len(row) != 6
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in row[:5])
-            or not _is_hex_digest(row[5])
-        ):
-            return None
-        if row[:4] != e.key() or row[4] - e.mtime_ns < RACY_MARGIN_NS:
-            return None
-        return str(row[5])
+    def lookup(self, e: _Entry) -> bool:
+        """Whether the cache has a digest for ``e`` (then kept for ``need``): its entry is well
+        formed, matches the file's size, mtime, ctime and inode, and was not taken within the
+        racy margin of the file's mtime."""
+        row = self.entries.get(e.rel)
+        if type(row) is not list or len(row) != 6 or row[:4] != e.key():
+            return False
+        hashed_at, digest = row[4], row[5]
+        if type(hashed_at) is not int or hashed_at - e.mtime_ns < RACY_MARGIN_NS or not _is_hex_digest(digest):
+            return False
+        self.fresh[e.name] = digest
+        return True
 
     def put(self, e: _Entry, digest: str, hashed_at: int) -> None:
         with self.lock:
             self.fresh[e.name] = digest
             if hashed_at - e.mtime_ns >= RACY_MARGIN_NS:  # a racy entry is never stored
-                self.entries[os.fsdecode(e.name)] = [*e.key(), hashed_at, digest]
+                self.entries[e.rel] = [*e.key(), hashed_at, digest]
                 self.changed = True
 
     def need(self, e: _Entry) -> str:
-        found = self.fresh.get(e.name) or self.get(e)
-        if found is None:  # cannot happen: every file was either cached or just read
-            raise AssertionError(f"no digest for {e.name!r}")
-        return found
+        return self.fresh[e.name]  # every file was either found in the cache or just read
 
-    def save(self, names: set[bytes]) -> None:
-        keep = {os.fsdecode(n) for n in names}
+    def save(self, keep: set[str]) -> None:
         if set(self.entries) - keep:
             self.entries = {k: v for k, v in self.entries.items() if k in keep}
             self.changed = True
