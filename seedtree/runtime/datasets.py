@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 __all__ = [
     "DatasetDigest",
@@ -150,6 +150,9 @@ def hash_datasets(
             f"datasets must be a mapping of names to paths, e.g. {{'train': 'data/train'}}; "
             f"got {type(datasets).__name__}"
         )
+    for name in datasets:
+        if not isinstance(name, str) or not name:
+            raise DatasetError(f"a dataset name must be a non-empty str, got {name!r}")
     return {name: hash_dataset(path, name=name, progress=progress, cache=cache) for name, path in datasets.items()}
 
 
@@ -179,14 +182,14 @@ def hash_dataset(
     real = os.path.realpath(path)
     if os.path.isfile(real):
         st = os.stat(real)
-        entries = [_Entry(b"", "", real, "F", st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)]
+        entries = [_Entry(b"", "", real, "F", [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino], b"")]
     elif os.path.isdir(real):
         entries = _walk(real, shown, label)
     else:
         raise DatasetError(f"{label}: {shown} is {_kind(os.stat(real).st_mode)}, not a file or folder")
     store = _Cache.load(real) if cache else _Cache(real, {})
     todo = [e for e in entries if e.kind == "F" and not store.lookup(e)]
-    total = sum(e.size for e in todo)
+    total = sum(e.key[0] for e in todo)
     bar = _Progress(label, len(todo), total, progress)
     try:
         _read_all(todo, store, shown, label, workers, bar.advance)
@@ -196,7 +199,7 @@ def hash_dataset(
         store.save({e.rel for e in entries if e.kind == "F"})
     if not entries or entries[0].name:
         return _folder_digest(shown, entries, store, len(todo))
-    return DatasetDigest(shown, "file", store.need(entries[0]), 1, 0, entries[0].size, read=len(todo))
+    return DatasetDigest(shown, "file", store.need(entries[0]), 1, 0, entries[0].key[0], read=len(todo))
 
 
 def _folder_digest(shown: str, entries: list[_Entry], store: _Cache, read: int) -> DatasetDigest:
@@ -208,7 +211,7 @@ def _folder_digest(shown: str, entries: list[_Entry], store: _Cache, read: int) 
             digest.update(b"".join(parts))
             parts.clear()
         if e.kind == "F":
-            files, size = files + 1, size + e.size
+            files, size = files + 1, size + e.key[0]
             parts.append(b"F" + e.name + b"\0" + bytes.fromhex(store.need(e)))
         else:
             links += 1
@@ -217,20 +220,21 @@ def _folder_digest(shown: str, entries: list[_Entry], store: _Cache, read: int) 
     return DatasetDigest(shown, "folder", digest.hexdigest(), files, links, size, read=read)
 
 
-@dataclass
-class _Entry:
+class _Entry(NamedTuple):
+    """A file or link found by the walk. Sorting a list of them sorts by ``name`` (unique)."""
+
     name: bytes  # relative POSIX name, file-system bytes
-    rel: str  # the same name as str (os.fsdecode): the cache's key
+    rel: str  # the same name as str: the cache's key
     path: str
     kind: str  # "F" regular file, "L" symbolic link
-    size: int = 0
-    mtime_ns: int = 0
-    ctime_ns: int = 0
-    ino: int = 0
-    target: bytes = b""
+    key: list[int]  # [size, mtime_ns, ctime_ns, inode] of a file, as the cache keeps them
+    target: bytes  # a link's target
 
-    def key(self) -> list[int]:
-        return [self.size, self.mtime_ns, self.ctime_ns, self.ino]
+
+# A NamedTuple's own constructor is Python code; the walk makes one per file, so it builds them
+# with tuple.__new__ (C), which is most of what keeps a warm re-check fast.
+_new_entry = tuple.__new__
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 
 def _kind(mode: int) -> str:
@@ -260,18 +264,19 @@ def _walk(root: str, shown: str, label: str) -> list[_Entry]:
             where = shown + ("/" + os.fsdecode(prefix.rstrip(b"/")) if prefix else "")
             raise DatasetError(f"{label}: cannot read the folder {where}: {exc.strerror or exc}") from None
         for entry in listing:
-            name = prefix + os.fsencode(entry.name)
             rel = prefix_text + entry.name
+            name = rel.encode(_FS_ENCODING, _FS_ERRORS)
             try:
                 st = entry.stat(follow_symlinks=False)
-                if stat.S_ISDIR(st.st_mode):
+                mode = st.st_mode
+                if stat.S_ISREG(mode):
+                    key = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+                    entries.append(_new_entry(_Entry, (name, rel, entry.path, "F", key, b"")))
+                elif stat.S_ISDIR(mode):
                     stack.append((entry.path, name + b"/", rel + "/"))
-                elif stat.S_ISREG(st.st_mode):
-                    entries.append(
-                        _Entry(name, rel, entry.path, "F", st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-                    )
-                elif stat.S_ISLNK(st.st_mode):
-                    entries.append(_Entry(name, rel, entry.path, "L", target=os.fsencode(os.readlink(entry.path))))
+                elif stat.S_ISLNK(mode):
+                    target = os.fsencode(os.readlink(entry.path))
+                    entries.append(_new_entry(_Entry, (name, rel, entry.path, "L", [], target)))
                 else:
                     raise DatasetError(
                         f"{label}: {shown}/{os.fsdecode(name)} is {_kind(st.st_mode)}; only regular files and "
@@ -279,7 +284,7 @@ def _walk(root: str, shown: str, label: str) -> list[_Entry]:
                     )
             except OSError as exc:
                 raise DatasetError(f"{label}: cannot read {shown}/{os.fsdecode(name)}: {exc.strerror or exc}") from None
-    entries.sort(key=lambda e: e.name)
+    entries.sort()
     return entries
 
 
@@ -294,9 +299,11 @@ def _sha256_file(path: str, display: str, label: str, expect: _Entry | None = No
             after = os.fstat(fh.fileno())
     except OSError as exc:
         raise DatasetError(f"{label}: cannot read {display}: {exc.strerror or exc}") from None
-    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or (
-        expect is not None and (before.st_size, before.st_ino) != (expect.size, expect.ino)
-    ):
+    if (before.st_size, before.st_mtime_ns, before.st_ctime_ns) != (
+        after.st_size,
+        after.st_mtime_ns,
+        after.st_ctime_ns,
+    ) or (expect is not None and (before.st_size, before.st_ino) != (expect.key[0], expect.key[3])):
         raise DatasetError(
             f"{label}: {display} changed while it was being hashed; stop whatever writes to the dataset and try again"
         )
@@ -327,9 +334,8 @@ def _read_all(
             except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, raised there
                 errors.append(exc)
                 return
-            e.size, e.mtime_ns, e.ctime_ns, e.ino = st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
-            store.put(e, digest, began)
-            advance(e.size)
+            store.put(e, [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino], digest, began)
+            advance(st.st_size)
 
     if workers == 1 or len(todo) <= 1:
         work()
@@ -379,19 +385,21 @@ class _Cache:
         formed, matches the file's size, mtime, ctime and inode, and was not taken within the
         racy margin of the file's mtime."""
         row = self.entries.get(e.rel)
-        if type(row) is not list or len(row) != 6 or row[:4] != e.key():
+        if type(row) is not list or len(row) != 6 or row[:4] != e.key:
             return False
         hashed_at, digest = row[4], row[5]
-        if type(hashed_at) is not int or hashed_at - e.mtime_ns < RACY_MARGIN_NS or not _is_hex_digest(digest):
+        if type(hashed_at) is not int or hashed_at - e.key[1] < RACY_MARGIN_NS or not _is_hex_digest(digest):
             return False
         self.fresh[e.name] = digest
         return True
 
-    def put(self, e: _Entry, digest: str, hashed_at: int) -> None:
+    def put(self, e: _Entry, key: list[int], digest: str, hashed_at: int) -> None:
+        """Keep ``digest`` for this run, and in the cache under the file's stat ``key`` as it
+        was read unless the file is racy (modified within the margin before ``hashed_at``)."""
         with self.lock:
             self.fresh[e.name] = digest
-            if hashed_at - e.mtime_ns >= RACY_MARGIN_NS:  # a racy entry is never stored
-                self.entries[e.rel] = [*e.key(), hashed_at, digest]
+            if hashed_at - key[1] >= RACY_MARGIN_NS:  # a racy entry is never stored
+                self.entries[e.rel] = [*key, hashed_at, digest]
                 self.changed = True
 
     def need(self, e: _Entry) -> str:
