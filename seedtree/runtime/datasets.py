@@ -258,11 +258,11 @@ def _walk(root: str, shown: str, label: str) -> list[_Entry]:
     while stack:
         folder, prefix, prefix_text = stack.pop()
         try:
-            with os.scandir(folder) as it:
-                listing = list(it)
+            listing = _list(folder)
         except OSError as exc:
             where = shown + ("/" + os.fsdecode(prefix.rstrip(b"/")) if prefix else "")
             raise DatasetError(f"{label}: cannot read the folder {where}: {exc.strerror or exc}") from None
+        base = folder if folder.endswith(os.sep) else folder + os.sep
         for entry in listing:
             rel = prefix_text + entry.name
             name = rel.encode(_FS_ENCODING, _FS_ERRORS)
@@ -271,12 +271,12 @@ def _walk(root: str, shown: str, label: str) -> list[_Entry]:
                 mode = st.st_mode
                 if stat.S_ISREG(mode):
                     key = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
-                    entries.append(_new_entry(_Entry, (name, rel, entry.path, "F", key, b"")))
+                    entries.append(_new_entry(_Entry, (name, rel, base + entry.name, "F", key, b"")))
                 elif stat.S_ISDIR(mode):
-                    stack.append((entry.path, name + b"/", rel + "/"))
+                    stack.append((base + entry.name, name + b"/", rel + "/"))
                 elif stat.S_ISLNK(mode):
-                    target = os.fsencode(os.readlink(entry.path))
-                    entries.append(_new_entry(_Entry, (name, rel, entry.path, "L", [], target)))
+                    target = os.fsencode(os.readlink(base + entry.name))
+                    entries.append(_new_entry(_Entry, (name, rel, "", "L", [], target)))
                 else:
                     raise DatasetError(
                         f"{label}: {shown}/{os.fsdecode(name)} is {_kind(st.st_mode)}; only regular files and "
@@ -286,6 +286,24 @@ def _walk(root: str, shown: str, label: str) -> list[_Entry]:
                 raise DatasetError(f"{label}: cannot read {shown}/{os.fsdecode(name)}: {exc.strerror or exc}") from None
     entries.sort()
     return entries
+
+
+def _list(folder: str) -> list[os.DirEntry[str]]:
+    """The entries of ``folder``. Listed through an open descriptor where the platform allows,
+    so each entry's stat is ``fstatat`` on its bare name: the kernel does not walk the whole
+    path again for every file, which is most of the time a warm re-check takes."""
+    if os.scandir not in os.supports_fd:
+        with os.scandir(folder) as it:
+            return list(it)
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        with os.scandir(fd) as it:
+            listing = list(it)
+            for entry in listing:  # stat now, while the descriptor is open; DirEntry caches it
+                entry.stat(follow_symlinks=False)
+            return listing
+    finally:
+        os.close(fd)
 
 
 def _sha256_file(path: str, display: str, label: str, expect: _Entry | None = None) -> tuple[str, os.stat_result, int]:
