@@ -342,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("diff", help="what differs between two manifests",
-                       description="Compare two manifests (root, streams, versions, flags, fields). "
+                       description="Compare two manifests: seeds, datasets, code, packages, determinism flags, "
+                                   "hardware, fields; most likely causes of a different result first. "
                                    "Exit 1 when they differ beyond timestamps.")
     p.add_argument("a", metavar="A", help="first manifest")
     p.add_argument("b", metavar="B", help="second manifest")
