@@ -17,8 +17,9 @@ The hash (rule ``seedtree-dataset-1``):
 - Any other kind of entry (a FIFO, a socket, a device) is refused with a ``DatasetError``
   naming it: reading one could block forever or return different bytes each time.
 
-The cache: per dataset (file or folder), one JSON file in ``cache_dir()`` (``$SEEDTREE_CACHE_DIR``, else
-``$XDG_CACHE_HOME/seedtree``, else ``~/.cache/seedtree``) holding, for each file, its size,
+The cache: per dataset (file or folder), one JSON file in ``cache_dir()``
+(``$SEEDTREE_CACHE_DIR``, else ``$XDG_CACHE_HOME/seedtree``, else ``~/.cache/seedtree``)
+holding, for each file, its size,
 ``mtime_ns``, ``ctime_ns``, inode, the time it was hashed and its SHA-256. A file whose four
 stat values still match is not read again. An entry is only trusted when the file's mtime was
 at least ``RACY_MARGIN_NS`` (2 s) older than the moment the file was read (git's "racy git"
@@ -176,9 +177,13 @@ def hash_dataset(
     if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
         raise DatasetError(f"{label}: the path must be a non-empty str or path, got {path!r}")
     shown = Path(path).as_posix()
-    if not os.path.exists(path):
+    try:
+        os.stat(path)
+    except FileNotFoundError:
         problem = "is a broken symbolic link" if os.path.islink(path) else "does not exist"
-        raise DatasetError(f"{label}: {shown} {problem}")
+        raise DatasetError(f"{label}: {shown} {problem}") from None
+    except OSError as exc:  # e.g. a folder above it that may not be entered
+        raise DatasetError(f"{label}: cannot read {shown}: {exc.strerror or exc}") from None
     real = os.path.realpath(path)
     if os.path.isfile(real):
         st = os.stat(real)
