@@ -12,6 +12,9 @@ within 2 s of its hash), in a temporary folder that is deleted at the end. Then,
   threads and with one thread;
 - seedtree warm: ``hash_dataset`` again, every file found unchanged in the cache.
 
+The rows run interleaved, one of each per round, best of the rounds (noise on a shared
+machine only adds time; interleaving spreads the load's drift over every row).
+
 "Cold" means not in seedtree's cache: the files are read once beforehand so that both tools
 read from the page cache; neither pays for the disk, so the comparison is the hashing itself.
 The folder's hash is also recomputed from ``sha256sum``'s own output by the documented rule,
@@ -90,11 +93,7 @@ def main() -> None:
         argv = ["sha256sum", *map(str, paths)]
         subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)  # both tools now read the page cache
 
-        t_sum = best_of(lambda: subprocess.run(argv, check=True, stdout=subprocess.DEVNULL), args.repeats)
         ssl = ["openssl", "dgst", "-sha256", *map(str, paths)] if shutil.which("openssl") else None
-        t_ssl = (
-            best_of(lambda: subprocess.run(ssl, check=True, stdout=subprocess.DEVNULL), args.repeats) if ssl else None
-        )
         expected = rule_digest(data, subprocess.run(argv, check=True, capture_output=True, text=True).stdout)
 
         def cold(workers: int | None) -> None:
@@ -102,15 +101,33 @@ def main() -> None:
             d = hash_dataset(data, workers=workers, progress=False)
             assert d.read == args.files and d.sha256 == expected, (d, expected)
 
-        t_cold = best_of(lambda: cold(None), args.repeats)
-        t_cold_1 = best_of(lambda: cold(1), args.repeats)
-        first = hash_dataset(data, progress=False)  # fills the cache (cold() left it full too)
-
         def warm() -> None:
             d = hash_dataset(data, progress=False)
-            assert d.read == 0 and d.sha256 == first.sha256 == expected, d
+            assert d.read == 0 and d.sha256 == expected, d
 
-        t_warm = best_of(warm, max(20, args.repeats))  # milliseconds each: cheap to repeat
+        rows_fn = {
+            "sha256sum": lambda: subprocess.run(argv, check=True, stdout=subprocess.DEVNULL),
+            "openssl": (lambda: subprocess.run(ssl, check=True, stdout=subprocess.DEVNULL)) if ssl else None,
+            "cold": lambda: cold(None),
+            "cold_1": lambda: cold(1),
+        }
+        # Interleaved (one of each per round, best of the rounds): the machine is shared and its
+        # load drifts; running each tool's repeats back to back would hand the drift to one tool.
+        best = {k: float("inf") for k, fn in rows_fn.items() if fn is not None}
+        for _ in range(args.repeats):
+            for k in [k for k, fn in rows_fn.items() if fn is not None]:
+                t0 = time.perf_counter()
+                rows_fn[k]()  # type: ignore[misc]
+                best[k] = min(best[k], time.perf_counter() - t0)
+                if k.startswith("cold"):  # the cache is full now: time a warm re-check beside it
+                    best["warm"] = min(best.get("warm", float("inf")), best_of(warm, 5))
+        t_sum, t_ssl, t_cold, t_cold_1, t_warm = (
+            best["sha256sum"],
+            best.get("openssl"),
+            best["cold"],
+            best["cold_1"],
+            best["warm"],
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     load_end = os.getloadavg()
