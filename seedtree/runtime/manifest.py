@@ -134,10 +134,10 @@ def _gpus() -> dict[str, Any] | None:
     """GPU names, count and driver. torch's view when torch is imported and has already
     initialised CUDA (asking torch otherwise could initialise CUDA, which breaks a later
     fork); else ``nvidia-smi`` when it is installed (3 s timeout); else None."""
-    torch = sys.modules.get("torch")
+    cuda = getattr(sys.modules.get("torch"), "cuda", None)
     driver = _nvidia_driver()
-    if torch is not None and torch.cuda.is_initialized():
-        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    if cuda is not None and cuda.is_initialized():
+        names = [cuda.get_device_name(i) for i in range(cuda.device_count())]
         return {"source": "torch", "count": len(names), "names": names, "driver": driver}
     smi = shutil.which("nvidia-smi")
     if smi is None:
@@ -186,7 +186,10 @@ def hardware() -> dict[str, Any]:
 
 
 def environment() -> dict[str, Any]:
-    """Facts about this process that bear on reproducibility."""
+    """Facts about this process that bear on reproducibility: interpreter, platform, host,
+    key library versions, determinism variables and torch flags (torch only when already
+    imported), ``git`` (``_git_commit``), ``hardware`` (``hardware()``) and ``packages``
+    (``packages()``: every installed distribution)."""
     env: dict[str, Any] = {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
