@@ -455,6 +455,10 @@ def test_run_dataset_usage_errors(tmp_path: Path) -> None:
         (["--dataset", "t=missing"], "seedtree run: dataset 't': missing does not exist"),
         (["--dataset", "data"], "seedtree run: --dataset 'data' is not NAME=PATH, e.g. --dataset train=data/train"),
         (["--allow-data-change"], "seedtree run: --allow-data-change only applies when replaying (--manifest FILE)"),
+        (
+            ["--field", "datasets=v3"],
+            "seedtree run: the field name 'datasets' is reserved: name the data with --dataset NAME=PATH",
+        ),
     ]
     for args, message in cases:
         proc = seedtree_cli("run", "--seed", "1", *args, "--", sys.executable, "-c", MARK, "marks", cwd=tmp_path)

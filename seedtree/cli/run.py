@@ -152,6 +152,8 @@ def run(
     fields = dict(fields or {})
     if "run" in fields:
         raise ValueError("the field name 'run' is reserved for what seedtree run records; pick another")
+    if "datasets" in fields:  # Manifest.collect takes datasets= as the data to hash
+        raise ValueError("the field name 'datasets' is reserved: name the data with --dataset NAME=PATH")
     json.dumps(fields)
     env = child_environment(root)
     handback = tempfile.mkdtemp(prefix="seedtree-run-") if record is not None else None
