@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import time
 from typing import NoReturn
 
 from .. import __version__
@@ -99,10 +100,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
             raise UserError(f"seedtree run: cannot write --record {args.record}: the folder {folder} "
                             "does not exist or is not writable")
+    datasets = _run_datasets(args)
     if fresh and args.record is None:
         print(f"seedtree run: root entropy {root.entropy} (replay with --seed {root.entropy})", file=sys.stderr)
     try:
-        result = runner.run(argv, root, record=args.record, fields=fields)
+        result = runner.run(argv, root, record=args.record, fields=fields, datasets=datasets)
     except runner.CommandNotFound as exc:
         raise UserError(f"seedtree run: {exc}", exc.status) from None
     except ValueError as exc:
@@ -113,6 +115,44 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.die_by_signal = -result.returncode
         return 128 - result.returncode
     return result.returncode
+
+
+def _run_datasets(args: argparse.Namespace) -> dict:
+    """Hash ``--dataset`` and, on a replay, the manifest's datasets before the command starts;
+    a changed dataset stops the run (exit 2) unless ``--allow-data-change``."""
+    from ..runtime.datasets import DatasetError
+    from . import run as runner
+
+    if args.allow_data_change and not args.manifest:
+        raise UserError("seedtree run: --allow-data-change only applies when replaying (--manifest FILE)")
+    try:
+        named = runner.parse_datasets(args.dataset or [])
+        recorded = _load_manifest(args.manifest).datasets if args.manifest else {}
+        progress = True if args.progress else None
+        digests = runner.check_datasets(named, recorded, allow_change=args.allow_data_change, progress=progress)
+    except DatasetError as exc:
+        raise UserError(f"seedtree run: {exc}") from None
+    for name, digest in digests.items():
+        if digest.previous is not None:
+            print(
+                f"seedtree run: dataset {name!r} changed (sha256 {digest.previous} recorded, {digest.sha256} now); "
+                "running anyway (--allow-data-change), the new manifest records both",
+                file=sys.stderr,
+            )
+    return digests
+
+
+def _check_writable(command: str, option: str, path: str | None) -> None:
+    """Refuse now, not after a long run, an output file that cannot be written."""
+    if path is None:
+        return
+    if os.path.isdir(path):
+        raise UserError(f"seedtree {command}: {option} {path} is a folder; name the file to write")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise UserError(
+            f"seedtree {command}: cannot write {option} {path}: the folder {folder} does not exist or is not writable"
+        )
 
 
 # -- verify ------------------------------------------------------------------------------
@@ -126,6 +166,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.tries < 2:
         raise UserError(f"seedtree verify: -n must be at least 2 to compare runs, got {args.tries}")
     root, _ = _root(args)
+    _check_writable("verify", "--junit", args.junit)
+    started = time.monotonic()
     try:
         result = verify.verify(
             argv, outputs=args.output or [], tries=args.tries, root=root,
@@ -136,6 +178,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except verify.VerifyError as exc:
         raise UserError(f"seedtree verify: {exc}") from None
     print(result.summary())
+    if args.junit is not None:
+        try:
+            verify.write_junit(result, args.junit, argv, time.monotonic() - started, strict=args.strict)
+        except OSError as exc:
+            raise UserError(f"seedtree verify: cannot write --junit {args.junit}: {exc.strerror or exc}") from None
     if not result.ok:
         return 1
     if args.strict and result.seed_effect is False:
@@ -209,6 +256,10 @@ _EPILOG_RUN = """\
 examples:
   seedtree run --seed 42 --record seeds.json -- python train.py --epochs 3
   seedtree run --manifest seeds.json -- python train.py --epochs 3   # replay that root
+  seedtree run --seed 42 --dataset train=data/train --record seeds.json -- python train.py
+
+A replay (--manifest) re-hashes the datasets the manifest recorded and refuses (exit 2)
+when one changed, naming it and both hashes; --allow-data-change runs anyway.
 
 The command gets SEEDTREE_ENTROPY (read by seedtree.seed_everything() and
 SeedTree.from_env()) and PYTHONHASHSEED derived from the root, unless you set it.
@@ -239,6 +290,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", metavar="FILE", help="write the run's manifest (JSON) here")
     p.add_argument("--field", type=_field, action="append", metavar="KEY=VALUE",
                    help="extra manifest field (VALUE parsed as JSON when it is JSON); repeatable")
+    p.add_argument(
+        "--dataset",
+        action="append",
+        metavar="NAME=PATH",
+        help="record the content hash of this file or folder under NAME; on a replay, give a "
+        "recorded dataset's new place; repeatable",
+    )
+    p.add_argument(
+        "--allow-data-change",
+        action="store_true",
+        help="on a replay, run even if a recorded dataset changed (the manifest records both hashes)",
+    )
+    p.add_argument(
+        "--progress",
+        action="store_true",
+        help="show a progress bar while hashing datasets even when stderr is not a terminal",
+    )
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...", help="the command and its arguments")
     p.set_defaults(func=cmd_run)
 
@@ -252,6 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-root-check", action="store_true", help="skip the extra run with a different root")
     p.add_argument("--strict", action="store_true", help="fail (exit 1) when a different root changes nothing")
     p.add_argument("--keep", action="store_true", help="keep the tries' folders and print where they are")
+    p.add_argument(
+        "--junit",
+        metavar="FILE",
+        help="also write the verdict as JUnit XML (one test case per compared output) for CI systems",
+    )
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...", help="the command and its arguments")
     p.set_defaults(func=cmd_verify)
 
@@ -269,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("diff", help="what differs between two manifests",
-                       description="Compare two manifests (root, streams, versions, flags, fields). "
+                       description="Compare two manifests: seeds, datasets, code, packages, determinism flags, "
+                                   "hardware, fields; most likely causes of a different result first. "
                                    "Exit 1 when they differ beyond timestamps.")
     p.add_argument("a", metavar="A", help="first manifest")
     p.add_argument("b", metavar="B", help="second manifest")

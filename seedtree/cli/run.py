@@ -29,6 +29,7 @@ from typing import Any
 from .handover import ENV_RECORD_DIR, ENV_RECORD_MAIN
 from .handover import SCHEMA as HANDOVER_SCHEMA
 from ..core.codec import CodecError, node_from_json
+from ..runtime.datasets import DatasetDigest, DatasetError, hash_dataset
 from ..runtime.manifest import Manifest, environment
 from ..core.tree import SeedTree
 from ..runtime.seeding import ENV_ENTROPY
@@ -142,13 +143,17 @@ def run(
     record: str | os.PathLike[str] | None = None,
     fields: Mapping[str, Any] | None = None,
     cwd: str | os.PathLike[str] | None = None,
+    datasets: Mapping[str, DatasetDigest] | None = None,
 ) -> RunResult:
     """Run ``argv`` with ``root`` handed over; wait, forwarding signals; build the manifest
-    (root, command, exit status, times, environment, the streams the command recorded) and
-    save it to ``record`` when given. Raises ``CommandNotFound`` if it cannot start."""
+    (root, command, exit status, times, environment, the streams the command recorded, the
+    ``datasets`` hashed before it started: see ``check_datasets``) and save it to ``record``
+    when given. Raises ``CommandNotFound`` if it cannot start."""
     fields = dict(fields or {})
     if "run" in fields:
         raise ValueError("the field name 'run' is reserved for what seedtree run records; pick another")
+    if "datasets" in fields:  # Manifest.collect takes datasets= as the data to hash
+        raise ValueError("the field name 'datasets' is reserved: name the data with --dataset NAME=PATH")
     json.dumps(fields)
     env = child_environment(root)
     handback = tempfile.mkdtemp(prefix="seedtree-run-") if record is not None else None
@@ -182,7 +187,10 @@ def run(
         "processes_reported": len(reports),
     }
     manifest = dataclasses.replace(
-        Manifest.collect(root, run=info, **fields), streams=streams, environment=child_env
+        Manifest.collect(root, run=info, **fields),
+        streams=streams,
+        environment=child_env,
+        datasets=dict(datasets or {}),
     )
     if record is not None:
         manifest.save(record)
@@ -235,3 +243,63 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"SIG{number}"
+
+
+# -- datasets: hashed before the command starts, checked against a replayed manifest -------
+
+
+class DataChanged(DatasetError):
+    """A dataset's content differs from what the replayed manifest recorded."""
+
+
+def parse_datasets(specs: Sequence[str]) -> dict[str, str]:
+    """``["train=data/train", ...]`` as ``{name: path}``; DatasetError for a spec that is not
+    NAME=PATH or a name given twice."""
+    named: dict[str, str] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise DatasetError(f"--dataset {spec!r} is not NAME=PATH, e.g. --dataset train=data/train")
+        if name in named:
+            raise DatasetError(
+                f"--dataset {name} is given twice ({named[name]} and {path}); give each dataset one name"
+            )
+        named[name] = path
+    return named
+
+
+def check_datasets(
+    named: Mapping[str, str],
+    recorded: Mapping[str, DatasetDigest] | None = None,
+    allow_change: bool = False,
+    progress: bool | None = None,
+) -> dict[str, DatasetDigest]:
+    """Hash the datasets of a run: those ``named`` now and, on a replay, those the manifest
+    ``recorded`` (at their recorded path, unless ``named`` gives the name a new one). A
+    recorded dataset whose hash changed raises ``DataChanged`` naming it and both hashes,
+    unless ``allow_change``: then its entry keeps the recorded hash as ``previous``.
+    DatasetError for data that cannot be hashed."""
+    recorded = recorded or {}
+    paths = {name: entry.path for name, entry in recorded.items()}
+    paths.update(named)
+    digests = {}
+    for name, path in paths.items():
+        try:
+            digest = hash_dataset(path, name=name, progress=progress)
+        except DatasetError as exc:
+            if name in recorded and name not in named:
+                raise DatasetError(
+                    f"{exc} (recorded by the manifest; give its place now with --dataset {name}=PATH)"
+                ) from None
+            raise
+        before = recorded.get(name)
+        if before is not None and before.sha256 != digest.sha256:
+            if not allow_change:
+                raise DataChanged(
+                    f"dataset {name!r} at {path} changed since the manifest was recorded: sha256 {before.sha256} "
+                    f"recorded, {digest.sha256} now ({before.files} -> {digest.files} files, {before.bytes} -> "
+                    f"{digest.bytes} bytes); restore the data, or run anyway with --allow-data-change"
+                )
+            digest = dataclasses.replace(digest, previous=before.sha256)
+        digests[name] = digest
+    return digests

@@ -212,3 +212,87 @@ def verify(
 def _other(root: SeedTree) -> SeedTree:
     """A root unrelated to ``root`` yet fixed by it (so verify's own runs are replayable)."""
     return SeedTree((root / "seedtree-verify" / "other-root").seed_int(128))
+
+
+# -- JUnit XML report (``seedtree verify --junit report.xml``) -----------------------------
+
+# XML 1.0 cannot hold most control characters, even escaped; a stderr tail may contain them.
+_NOT_XML = dict.fromkeys(c for c in range(32) if c not in (9, 10, 13))
+
+
+def _xml_text(text: str) -> str:
+    return text.translate(_NOT_XML).encode("utf-8", "replace").decode("utf-8")
+
+
+def _owner(name: str, outputs: Sequence[str]) -> str | None:
+    """The output a difference's file name belongs to (the longest output that contains it)."""
+    owners = [o for o in outputs if name == o or name.startswith(o.rstrip("/") + "/")]
+    return max(owners, key=len) if owners else None
+
+
+def junit_xml(result: VerifyResult, argv: Sequence[str], seconds: float = 0.0, strict: bool = False) -> bytes:
+    """The verdict as JUnit XML, one ``testcase`` per compared output (``<stdout>`` when the
+    command's stdout was compared): a ``failure`` carrying the output's first difference (all
+    of them in its text), an ``error`` on every output when a try failed or wrote nothing
+    there (the outputs were not compared). When the run with a different root took place, a
+    further test case ``different root changes the outputs`` fails under ``strict`` when it
+    did not (else it passes with the warning in its ``system-out``)."""
+    import xml.etree.ElementTree as ET
+
+    command = " ".join(argv)
+    suite = ET.Element("testsuite", name="seedtree verify", timestamp=_now_iso(), time=f"{seconds:.3f}")
+    cases: list[ET.Element] = []
+    for output in result.outputs:
+        case = ET.Element("testcase", classname="seedtree.verify", name=output, time="0")
+        if result.failures:
+            error = ET.SubElement(case, "error", type="RunFailed", message=_xml_text(result.failures[0].split("\n")[0]))
+            error.text = _xml_text("\n".join(result.failures))
+        else:
+            mine = [d for d in result.mismatches if _owner(d.name.split(" (")[0], result.outputs) == output]
+            if mine:
+                failure = ET.SubElement(case, "failure", type="NotReproducible", message=_xml_text(str(mine[0])))
+                failure.text = _xml_text("\n".join(str(d) for d in mine))
+            elif output in result.digests:
+                ET.SubElement(case, "system-out").text = f"sha256 {result.digests[output]}"
+        cases.append(case)
+    if result.seed_effect is not None:
+        case = ET.Element("testcase", classname="seedtree.verify", name="different root changes the outputs", time="0")
+        if result.seed_effect is False:
+            warning = "a different root gave identical outputs: the seed is not reaching the code"
+            if strict:
+                ET.SubElement(case, "failure", type="SeedIgnored", message=warning)
+            else:
+                ET.SubElement(case, "system-out").text = "WARNING: " + warning
+        cases.append(case)
+    props = ET.SubElement(suite, "properties")  # the schema puts properties before the test cases
+    ET.SubElement(props, "property", name="command", value=_xml_text(command))
+    ET.SubElement(props, "property", name="root", value=str(result.tries[0].root.entropy) if result.tries else "")
+    suite.extend(cases)
+    suite.set("tests", str(len(cases)))
+    suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))
+    suite.set("errors", str(sum(1 for c in cases if c.find("error") is not None)))
+    suite.set("skipped", "0")
+    suites = ET.Element("testsuites", name="seedtree verify", tests=suite.get("tests", "0"))
+    suites.set("failures", suite.get("failures", "0"))
+    suites.set("errors", suite.get("errors", "0"))
+    suites.set("time", suite.get("time", "0"))
+    suites.append(suite)
+    ET.indent(suites)
+    return ET.tostring(suites, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def _now_iso() -> str:
+    import datetime as _dt
+
+    return _dt.datetime.now(_dt.UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+def write_junit(
+    result: VerifyResult, path: str | os.PathLike[str], argv: Sequence[str], seconds: float = 0.0, strict: bool = False
+) -> Path:
+    """Write ``junit_xml(...)`` to ``path`` atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(junit_xml(result, argv, seconds, strict))
+    os.replace(tmp, path)
+    return path

@@ -1,31 +1,41 @@
 """Provenance: what a run seeded, with what, where; saved as JSON, never pickle.
 
 A manifest holds the full root entropy (as a decimal string: JSON numbers lose bits past
-2**53 in many readers), the named streams the run derived, library versions, determinism
-flags, host, git commit and free-form user fields. Loading checks the schema and every
-field, so a corrupt, truncated or foreign file raises ``ManifestError`` with the reason,
-never a half-built tree.
+2**53 in many readers), the named streams the run derived, the content hashes of named
+datasets (``seedtree.runtime.datasets``), the environment (every installed distribution and
+its version, determinism flags, CPU and GPUs, host, git commit with a dirty flag and a hash of
+the uncommitted diff) and free-form user fields. Loading checks the schema and every field,
+so a corrupt, truncated or foreign file raises ``ManifestError`` with the reason, never a
+half-built tree.
+
+``datasets`` is an optional key added within version 1: a seedtree that predates it reads
+such a file and ignores it (it never checked data).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
+import hashlib
 import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..core.codec import entropy_from_json, node_check, node_from_json, node_to_json, path_to_json
 from ..core.tree import SeedTree
+from .datasets import DatasetDigest, hash_datasets
 from .state import STATE
 
-__all__ = ["Manifest", "ManifestError", "environment", "record", "recorded", "version"]
+__all__ = ["Manifest", "ManifestError", "environment", "hardware", "packages", "record", "recorded", "version"]
 
 SCHEMA = "seedtree.manifest"
 VERSION = 1
@@ -61,24 +71,125 @@ def version(dist: str) -> str | None:
         return None
 
 
-def _git_commit(cwd: str | None = None) -> dict[str, Any] | None:
+def _git(args: list[str], cwd: str | None) -> subprocess.CompletedProcess[bytes] | None:
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=False
-        )
-        if head.returncode != 0:
-            return None
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd, capture_output=True, text=True, timeout=5, check=False,
-        )
-        return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=5, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
 
 
+def _git_commit(cwd: str | None = None) -> dict[str, Any] | None:
+    """The commit checked out in ``cwd``, whether tracked files differ from it (``dirty``),
+    the SHA-256 of ``git diff HEAD`` (binary changes included; None when clean) and how many
+    untracked, not ignored files there are (new code that no commit holds)."""
+    head = _git(["rev-parse", "HEAD"], cwd)
+    if head is None or head.returncode != 0:
+        return None
+    diff = _git(["diff", "HEAD", "--no-ext-diff", "--no-textconv", "--no-color", "--binary"], cwd)
+    untracked = _git(["ls-files", "--others", "--exclude-standard", "-z"], cwd)
+    patch = diff.stdout if diff is not None and diff.returncode == 0 else None
+    return {
+        "commit": head.stdout.decode().strip(),
+        "dirty": None if patch is None else bool(patch),
+        "diff_sha256": hashlib.sha256(patch).hexdigest() if patch else None,
+        "untracked": untracked.stdout.count(b"\0") if untracked is not None and untracked.returncode == 0 else None,
+    }
+
+
+def packages() -> dict[str, str]:
+    """Every installed distribution visible to this interpreter and its version, sorted by
+    name. Where one name is installed twice on ``sys.path``, the first (the one imported) wins."""
+    found: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name and name not in found:
+            found[name] = dist.version
+    return dict(sorted(found.items(), key=lambda kv: kv[0].lower()))
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Hardware", "cpu model") and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    if sys.platform == "darwin":
+        try:
+            out = subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=2, check=False
+            )
+            if out.returncode == 0 and out.stdout.strip():
+                return out.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return platform.processor() or None
+
+
+@functools.lru_cache(maxsize=1)
+def _gpus() -> dict[str, Any] | None:
+    """GPU names, count and driver. torch's view when torch is imported and has already
+    initialised CUDA (asking torch otherwise could initialise CUDA, which breaks a later
+    fork); else ``nvidia-smi`` when it is installed (3 s timeout); else None."""
+    cuda = getattr(sys.modules.get("torch"), "cuda", None)
+    driver = _nvidia_driver()
+    if cuda is not None and cuda.is_initialized():
+        names = [cuda.get_device_name(i) for i in range(cuda.device_count())]
+        return {"source": "torch", "count": len(names), "names": names, "driver": driver}
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=name,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=3,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    rows = [line.rsplit(",", 1) for line in out.stdout.splitlines() if "," in line]
+    if out.returncode != 0 or not rows:
+        return None
+    names = [name.strip() for name, _ in rows]
+    return {"source": "nvidia-smi", "count": len(names), "names": names, "driver": rows[0][1].strip() or driver}
+
+
+def _nvidia_driver() -> str | None:
+    try:
+        with open("/proc/driver/nvidia/version", encoding="utf-8", errors="replace") as fh:
+            words = fh.readline().split()
+    except OSError:
+        return None
+    # "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar ..."
+    return next((w for w in words if w[:1].isdigit() and "." in w), None)
+
+
+def hardware() -> dict[str, Any]:
+    """The machine: architecture, CPU model, logical CPUs and those this process may use,
+    GPUs (see ``_gpus``) and ``CUDA_VISIBLE_DEVICES``. The CPU model and GPUs are read once
+    per process."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    gpus = _gpus()
+    return {
+        "machine": platform.machine(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_usable": usable,
+        "gpus": None if gpus is None else {**gpus, "names": list(gpus["names"])},
+        "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
+
+
 def environment() -> dict[str, Any]:
-    """Facts about this process that bear on reproducibility."""
+    """Facts about this process that bear on reproducibility: interpreter, platform, host,
+    key library versions, determinism variables and torch flags (torch only when already
+    imported), ``git`` (``_git_commit``), ``hardware`` (``hardware()``) and ``packages``
+    (``packages()``: every installed distribution)."""
     env: dict[str, Any] = {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
@@ -98,45 +209,56 @@ def environment() -> dict[str, Any]:
         env["deterministic_algorithms"] = torch.are_deterministic_algorithms_enabled()
         env["cudnn_deterministic"] = torch.backends.cudnn.deterministic
         env["cudnn_benchmark"] = torch.backends.cudnn.benchmark
+    env["hardware"] = hardware()
+    env["packages"] = packages()
     return env
 
 
 @dataclass(frozen=True)
 class Manifest:
     """A provenance record. ``root`` rebuilds the run's tree; ``streams`` maps names to
-    the nodes the run recorded; ``fields`` holds the user's own entries."""
+    the nodes the run recorded; ``fields`` holds the user's own entries; ``datasets`` maps
+    names to the content hashes of the data the run read."""
 
     root: SeedTree
     streams: dict[str, SeedTree] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     fields: dict[str, Any] = field(default_factory=dict)
+    datasets: dict[str, DatasetDigest] = field(default_factory=dict)
 
     @classmethod
-    def collect(cls, root: SeedTree, **fields: Any) -> Manifest:
-        """A manifest of this process now: ``root``, the recorded streams, the environment."""
+    def collect(
+        cls, root: SeedTree, *, datasets: Mapping[str, str | os.PathLike[str]] | None = None, **fields: Any
+    ) -> Manifest:
+        """A manifest of this process now: ``root``, the recorded streams, the environment,
+        and the content hash of each ``datasets`` entry (``name: path`` of a file or folder;
+        see ``seedtree.runtime.datasets.hash_dataset``). A dataset that cannot be hashed
+        raises ValueError (``DatasetError``) naming it and the file."""
         for name, value in fields.items():  # user fields must be JSON values; fail here, not at save time
             try:
                 json.dumps(value)
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"manifest field {name!r} is not a JSON value ({exc}); convert it first") from None
+        digests = hash_datasets(datasets) if datasets is not None else {}
         created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-        return cls(root.root if root.path else root, recorded(), environment(), created, dict(fields))
+        return cls(root.root if root.path else root, recorded(), environment(), created, dict(fields), digests)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document ``save`` writes. ``checks`` holds a check of every stream's
         entropy and path (the root's is its ``entropy_hex``), so a damaged entry is caught
         on loading."""
-        return {
+        data: dict[str, Any] = {
             "schema": SCHEMA,
             "version": VERSION,
             "root": {"entropy": str(self.root.entropy), "entropy_hex": hex(self.root.entropy)},
             "streams": {name: node_to_json(n) for name, n in self.streams.items()},
             "checks": {"streams": {name: node_check(n) for name, n in self.streams.items()}},
-            "environment": self.environment,
-            "created": self.created,
-            "fields": self.fields,
         }
+        if self.datasets:
+            data["datasets"] = {name: d.to_json() for name, d in self.datasets.items()}
+        data.update({"environment": self.environment, "created": self.created, "fields": self.fields})
+        return data
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the manifest as JSON (atomically: a crash never leaves half a file)."""
@@ -150,7 +272,7 @@ class Manifest:
     def from_dict(cls, data: Any, source: str = "manifest") -> Manifest:
         """Validate and rebuild; raises ManifestError naming the first problem."""
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-            raise ManifestError(f"{source} is not a seedtree manifest (no \"schema\": \"{SCHEMA}\")")
+            raise ManifestError(f'{source} is not a seedtree manifest (no "schema": "{SCHEMA}")')
         version = data.get("version")
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise ManifestError(f"{source} has an invalid version {version!r} (expected an int >= 1)")
@@ -171,7 +293,7 @@ class Manifest:
         created = data.get("created", "")
         if not isinstance(created, str):
             raise ManifestError(f"{source}: 'created' must be a timestamp string, got {created!r}")
-        return cls(root, streams, environment, created, fields)
+        return cls(root, streams, environment, created, fields, _datasets(data.get("datasets", {}), source))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Manifest:
@@ -257,6 +379,18 @@ def _root(entry: Any, source: str) -> SeedTree:
             "the file is corrupt: restore it or record a new run"
         )
     return root
+
+
+def _datasets(raw: Any, source: str) -> dict[str, DatasetDigest]:
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{source}: 'datasets' must be a JSON object mapping names to dataset hashes")
+    datasets = {}
+    for name, entry in raw.items():
+        try:
+            datasets[name] = DatasetDigest.from_json(entry)
+        except ValueError as exc:
+            raise ManifestError(f"{source}: dataset {name!r} {exc}; the file is damaged or edited by hand") from None
+    return datasets
 
 
 def _stream_checks(raw: Any, streams: dict[str, Any], source: str) -> dict[str, str]:
