@@ -160,7 +160,9 @@ def test_ray_data_rows_do_not_depend_on_batch_size_or_concurrency(session: None)
     tree = st.SeedTree(21) / "data"
     ds = ray.data.range(40)
     small = ds.map_batches(keyed_batches(add_noise, tree), batch_size=7).take_all()
-    wide = ds.repartition(4).map_batches(keyed_batches(add_noise, tree), batch_size=16, concurrency=2).take_all()
+    wide = ds.repartition(4).map_batches(keyed_batches(add_noise, tree), batch_size=16,
+        compute=ray.data.TaskPoolStrategy(size=2),
+    ).take_all()
     noise = {row["id"]: row["noise"] for row in small}
     assert noise == {row["id"]: row["noise"] for row in wide}
     assert noise == {i: (tree / i).numpy().normal() for i in range(40)}
