@@ -37,7 +37,9 @@ def test_every_page_is_in_the_navigation() -> None:
 
 
 def _reference_targets() -> list[str]:
-    return [t for page in (DOCS / "reference").glob("*.md") for t in re.findall(r"^::: ([\w.]+)", page.read_text(), re.M)]
+    return [
+        t for page in (DOCS / "reference").glob("*.md") for t in re.findall(r"^::: ([\w.]+)", page.read_text(), re.M)
+    ]
 
 
 def _resolve(dotted: str) -> Any:
@@ -74,5 +76,7 @@ def _documented(target: str) -> list[tuple[str, Any]]:
 def test_everything_in_the_api_reference_has_a_docstring() -> None:
     targets = _reference_targets()
     assert "seedtree.integrations.ray" in targets and "seedtree.core.tree.SeedTree" in targets
-    missing = sorted(name for t in targets for name, value in _documented(t) if not (inspect.getdoc(value) or "").strip())
+    missing = sorted(
+        name for t in targets for name, value in _documented(t) if not (inspect.getdoc(value) or "").strip()
+    )
     assert not missing, f"public names without a docstring: {missing}"

@@ -50,6 +50,20 @@ def test_missing_ray_says_what_to_install() -> None:
     assert "seedtree.ray" in proc.stdout and "seedtree[ray]" in proc.stdout
 
 
+def test_keyed_map_without_a_running_ray_says_so() -> None:
+    pytest.importorskip("ray")
+    proc = _run("""
+        import seedtree as st
+        from seedtree.ray import keyed_map
+        try:
+            keyed_map(abs, range(3), st.SeedTree(1))
+        except RuntimeError as err:
+            print(err)
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert "ray.init()" in proc.stdout
+
+
 ray = pytest.importorskip("ray")
 from seedtree.joblib import parallel_map  # noqa: E402
 from seedtree.ray import actor_nodes, bind_actor, keyed_batches, keyed_map  # noqa: E402
@@ -160,9 +174,15 @@ def test_ray_data_rows_do_not_depend_on_batch_size_or_concurrency(session: None)
     tree = st.SeedTree(21) / "data"
     ds = ray.data.range(40)
     small = ds.map_batches(keyed_batches(add_noise, tree), batch_size=7).take_all()
-    wide = ds.repartition(4).map_batches(keyed_batches(add_noise, tree), batch_size=16,
-        compute=ray.data.TaskPoolStrategy(size=2),
-    ).take_all()
+    wide = (
+        ds.repartition(4)
+        .map_batches(
+            keyed_batches(add_noise, tree),
+            batch_size=16,
+            compute=ray.data.TaskPoolStrategy(size=2),
+        )
+        .take_all()
+    )
     noise = {row["id"]: row["noise"] for row in small}
     assert noise == {row["id"]: row["noise"] for row in wide}
     assert noise == {i: (tree / i).numpy().normal() for i in range(40)}

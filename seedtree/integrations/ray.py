@@ -103,6 +103,8 @@ def keyed_map(
         raise TypeError("items must be a collection of task inputs, not a single str/bytes")
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    if not ray.is_initialized():
+        raise RuntimeError("keyed_map needs a running Ray: call ray.init() (or ray.init(address=...)) first")
     modules = modules_for(bind_globals, "processes", "Ray tasks")
     items = list(items)
     if not items:
