@@ -111,8 +111,9 @@ def keyed_map(
         return []
     size = chunk_size or _chunk_size(len(items))
     task = _remote_chunk.options(**remote_options) if remote_options else _remote_chunk
+    fn_ref = ray.put(fn)  # shipped once, not with every chunk (Ray resolves it before the call)
     refs = [
-        task.remote(tree, list(range(lo, min(lo + size, len(items)))), fn, items[lo : lo + size], modules)
+        task.remote(tree, list(range(lo, min(lo + size, len(items)))), fn_ref, items[lo : lo + size], modules)
         for lo in range(0, len(items), size)
     ]
     return [result for part in ray.get(refs) for result in part]
