@@ -7,7 +7,7 @@
 
 Keyed tasks. ``keyed_map`` runs ``fn(item)`` as Ray tasks with item k bound to ``tree / k``
 (``seedtree.rng()`` is that item's stream) and returns the results in order. Items travel
-in chunks of consecutive items, several per CPU; each chunk runs exactly what
+in chunks of consecutive items (up to 16, at least 16 chunks per CPU); each chunk runs exactly what
 ``seedtree.joblib.parallel_map`` runs in a loky worker (``runtime.tasks.run_keyed_batch``),
 so the results are bit-identical to ``parallel_map`` with any backend and ``n_jobs``, and
 to any chunk size. A task that Ray retries after its worker process died (``max_retries``,
@@ -58,7 +58,7 @@ ray = require("ray", "seedtree.ray")
 
 __all__ = ["actor_nodes", "bind_actor", "keyed_batches", "keyed_map"]
 
-_MAX_CHUNK = 64
+_MAX_CHUNK = 16  # a Ray task costs about a millisecond; longer chunks leave workers idle at the end
 
 
 def _keyed_chunk(
@@ -75,9 +75,9 @@ _remote_chunk = ray.remote(_keyed_chunk)
 
 
 def _chunk_size(n_items: int) -> int:
-    """A few chunks per CPU of the cluster, so the last ones finish close together."""
+    """At least 16 chunks per CPU of the cluster, so the last ones finish close together."""
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    return max(1, min(_MAX_CHUNK, n_items // (4 * cpus)))
+    return max(1, min(_MAX_CHUNK, n_items // (16 * cpus)))
 
 
 def keyed_map(
