@@ -6,7 +6,7 @@ worker, rank, device) or on how many of them there are. See README.md.
 
 Layers (each imports only those listed after it): ``cli`` → integrations (``seedtree.torch``,
 ``seedtree.joblib``, ``seedtree.pool``, ``seedtree.threads``, ``seedtree.dask``,
-``seedtree.ranks``, ``seedtree.audit``; in ``seedtree/integrations/``) → ``runtime`` →
+``seedtree.ranks``, ``seedtree.ray``, ``seedtree.audit``; in ``seedtree/integrations/``) → ``runtime`` →
 ``core``. ``stats`` builds on ``core`` alone.
 """
 

@@ -4,15 +4,14 @@ A node's pool expands into 2**30 distinct 32-bit words (``SeedTree.words``). Eac
 reads its own range, so the generators a node makes for different libraries never share
 seed material. This table is the contract: a stream recorded today is rebuilt from it.
 
-==================  ===================  ========================================
-words               used by              how
-==================  ===================  ========================================
-[0, n)              NumPy bit generators  exactly SeedSequence.generate_state
-[2**24, +4)         ``random``            ``random.seed(128-bit int)``
-[2**24 + 4, +624)   NumPy's global        whole MT19937 key
-[2**24 + 628, +626) torch CPU             whole MT19937 state + 64-bit initial seed
-[2**25 + k*n, +n)   ``seed_int(32n, k)``  CUDA device d takes ``seed_int(64, d)``
-==================  ===================  ========================================
+| words | used by | how |
+| --- | --- | --- |
+| `[0, n)` | NumPy bit generators | exactly `SeedSequence.generate_state` |
+| `[2**24, +4)` | `random` | `random.seed(128-bit int)` |
+| `[2**24 + 4, +624)` | NumPy's global | whole MT19937 key |
+| `[2**24 + 628, +626)` | torch CPU | whole MT19937 state + 64-bit initial seed |
+| `[2**24 + 1254, +16)` | JAX keys | key data of `jax(impl)`: its first n words |
+| `[2**25 + k*n, +n)` | `seed_int(32n, k)` | CUDA device d takes `seed_int(64, d)` |
 
 The three global generators' ranges are contiguous, so seeding all of them costs one
 expansion (per-sample seeding is on the hot path of the DataLoader integration). The
@@ -27,6 +26,8 @@ import numpy as np
 __all__ = [
     "MT_WORDS",
     "WORDS_CUDA",
+    "WORDS_JAX",
+    "JAX_WORDS",
     "WORDS_NUMPY_GLOBAL",
     "WORDS_RANDOM",
     "WORDS_TORCH_CPU",
@@ -42,6 +43,9 @@ WORD_LIMIT = 1 << 30
 WORDS_RANDOM = 1 << 24
 WORDS_NUMPY_GLOBAL = WORDS_RANDOM + 4
 WORDS_TORCH_CPU = WORDS_NUMPY_GLOBAL + MT_WORDS
+WORDS_JAX = WORDS_TORCH_CPU + MT_WORDS + 2
+JAX_WORDS = 16
+"""Words reserved for JAX key data (the largest key of JAX's PRNG implementations is 4 words)."""
 WORDS_CUDA = 2 << 24
 
 TORCH_CPU_IMAGE_BYTES = 5056

@@ -24,12 +24,22 @@ from numpy.random.bit_generator import ISpawnableSeedSequence
 
 from . import mixing
 from .keys import KEY_LIMIT, Key, check_int_keys, check_key, key_words
-from .layout import MT_WORDS, WORD_LIMIT, WORDS_CUDA, WORDS_RANDOM, WORDS_TORCH_CPU, torch_cpu_image
+from .layout import (
+    JAX_WORDS,
+    MT_WORDS,
+    WORD_LIMIT,
+    WORDS_CUDA,
+    WORDS_JAX,
+    WORDS_RANDOM,
+    WORDS_TORCH_CPU,
+    torch_cpu_image,
+)
 from .optional import require
 
 if TYPE_CHECKING:
     import random as _random
 
+    import jax as _jax
     import torch as _torch
 
     from ..runtime.manifest import Manifest
@@ -482,6 +492,32 @@ class SeedTree:
         made: np.random.BitGenerator = _bit_generator_class(bit_generator)(_NodeSeed(self))  # type: ignore[arg-type]
         return made
 
+    def random_state(self) -> np.random.RandomState:
+        """A legacy ``numpy.random.RandomState`` over MT19937 seeded from this node's whole
+        SeedSequence (624 words, never a 32-bit int): what scikit-learn's ``random_state``
+        takes. For an int path it equals
+        ``RandomState(MT19937(SeedSequence(entropy, spawn_key=path)))``, bit for bit."""
+        return np.random.RandomState(self.bit_generator("MT19937"))
+
+    def jax(self, impl: str | None = None) -> _jax.Array:
+        """A typed JAX key (``jax.random.wrap_key_data``) for this node; ``impl`` names a JAX
+        PRNG implementation, ``"threefry2x32"`` when None (whatever JAX's configured default).
+
+        The key data are the node's words ``layout.WORDS_JAX`` onwards, as many as the
+        implementation takes (2 for threefry2x32, 4 for ``"rbg"`` and ``"unsafe_rbg"``): a
+        function of ``(entropy, path)`` and ``impl`` only, never a 32-bit ``PRNGKey(int)``.
+        ``tree.states(keys, n, start=WORDS_JAX)`` derives the key data of many children
+        at once."""
+        jax = require("jax", "SeedTree.jax()")
+        impl = "threefry2x32" if impl is None else impl
+        if not isinstance(impl, str):
+            raise TypeError(f"impl must be a JAX PRNG implementation name such as 'rbg', got {type(impl).__name__}")
+        shape = _jax_key_shape(impl)
+        size = int(np.prod(shape))
+        if size > JAX_WORDS:
+            raise ValueError(f"the JAX PRNG {impl!r} takes {size} key words; seedtree reserves {JAX_WORDS} per node")
+        return jax.random.wrap_key_data(self.words(WORDS_JAX, size).reshape(shape), impl=impl)
+
     def random(self) -> _random.Random:
         """A ``random.Random`` seeded with 128 bits of this node (never a small int)."""
         import random
@@ -521,6 +557,20 @@ class SeedTree:
         from ..runtime.manifest import Manifest
 
         return Manifest.collect(self, **fields)
+
+
+@functools.cache
+def _jax_key_shape(impl: str) -> tuple[int, ...]:
+    """The key-data shape of a JAX PRNG implementation, read from JAX (abstractly: no
+    computation runs); an unknown name or non-uint32 key data is refused."""
+    jax = require("jax", "SeedTree.jax()")
+    try:
+        data = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0, impl=impl)))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"{impl!r} is not a JAX PRNG implementation: {exc}") from None
+    if data.dtype != np.uint32:
+        raise ValueError(f"the JAX PRNG {impl!r} has {data.dtype} key data; seedtree fills uint32 key words only")
+    return tuple(data.shape)
 
 
 @functools.lru_cache(maxsize=256)

@@ -47,9 +47,11 @@ class AuditReport:
 
     @property
     def ok(self) -> bool:
+        """True when no draw was seen twice and at least two workers answered."""
         return not self.duplicates and self.workers >= 2
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON-able values."""
         return {"target": self.target, "ok": self.ok, "workers": self.workers, "draws": self.draws,
                 "duplicates": self.duplicates}
 

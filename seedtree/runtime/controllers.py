@@ -355,6 +355,7 @@ class Registry:
         self._missing: frozenset[str] = frozenset()
 
     def register(self, controller: LibController) -> LibController:
+        """Add (or replace, by name) a controller; returns it."""
         if not isinstance(controller, LibController):
             raise TypeError(f"register() takes a LibController instance, got {type(controller).__name__}")
         if not controller.name or not controller.module:
@@ -365,11 +366,13 @@ class Registry:
         return controller
 
     def unregister(self, name: str) -> None:
+        """Remove the controller registered under ``name``."""
         del self._controllers[name]
         self._plans.clear()
         self._missing_at = -1
 
     def get(self, name: str) -> LibController | None:
+        """The controller registered under ``name``, or None."""
         return self._controllers.get(name)
 
     def all(self) -> dict[str, LibController]:
@@ -377,6 +380,7 @@ class Registry:
         return dict(self._controllers)
 
     def installed(self, module: str) -> bool:
+        """Whether ``module`` can be imported here (looked up once, then remembered)."""
         if module not in self._installed:
             self._installed[module] = importlib.util.find_spec(module) is not None
         return self._installed[module]
