@@ -264,10 +264,12 @@ class SeedTreeSampler(DistributedSampler):
 
     @property
     def num_replicas(self) -> int:  # type: ignore[override]
+        """The number of ranks: as given, else read from ``rank_info()`` now."""
         return self._layout()[1]
 
     @property
     def rank(self) -> int:  # type: ignore[override]
+        """This process's rank: as given, else read from ``rank_info()`` now."""
         return self._layout()[0]
 
     def _layout(self) -> tuple[int, int]:
@@ -577,6 +579,8 @@ class SeedTreeLoader(DataLoader):
 
     @property
     def seedtree_sampler(self) -> SeedTreeSampler:
+        """The ``SeedTreeSampler`` behind this loader (found through any batch sampler
+        wrapper a framework put around seedtree's)."""
         keeper = getattr(self.batch_sampler, "sampler", None)
         while keeper is not None and not isinstance(keeper, SeedTreeSampler):
             keeper = getattr(keeper, "sampler", None) or getattr(keeper, "batch_sampler", None)
