@@ -279,7 +279,7 @@ def loader(
     world_size: int | None = None,
     drop_uneven: bool = False,
     **dataloader_kwargs: Any,
-) -> SeedTreeLoader:
+) -> SeedTreeLoader | streaming.StreamLoader:
     """A real ``torch.utils.data.DataLoader`` over ``dataset`` with per-sample streams.
 
     While ``dataset[i]`` runs in epoch e, ``seedtree.rng()`` (and, with ``bind_globals``,
@@ -299,12 +299,16 @@ def loader(
     ``pin_memory``, ``persistent_workers``, ``worker_init_fn`` ...). ``sampler`` and
     ``batch_sampler`` are refused: the order is what this loader derives.
     """
+    if isinstance(dataset, (IterableDataset, streaming.ShardedStream)) or streaming.is_hf_iterable(dataset):
+        return streaming.stream_loader(dataset, tree, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                                       bind_globals=bind_globals, rank=rank, world_size=world_size,
+                                       drop_uneven=drop_uneven, **dataloader_kwargs)
     if not isinstance(tree, SeedTree):
         raise TypeError(f"loader needs a SeedTree, got {type(tree).__name__}")
-    if isinstance(dataset, IterableDataset) or not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
+    if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
         raise TypeError(
-            "seedtree.torch.loader needs a map-style dataset (with __getitem__ and __len__); for an "
-            "IterableDataset use worker_init_fn(tree) and draw from seedtree.rng()"
+            "seedtree.torch.loader needs a map-style dataset (with __getitem__ and __len__), a ShardedStream "
+            "or an HF datasets.IterableDataset"
         )
     for refused in ("sampler", "batch_sampler"):
         if dataloader_kwargs.get(refused) is not None:
@@ -327,3 +331,7 @@ def loader(
         worker_init_fn=init,
         **dataloader_kwargs,
     )
+
+
+from . import streaming  # noqa: E402  (after worker_init_fn, which streaming uses)
+from .streaming import ShardedStream  # noqa: E402,F401
