@@ -493,15 +493,14 @@ class StreamLoader(DataLoader):
 
     def __iter__(self) -> Iterator[Any]:
         cursor, dataset = self.cursor, self.dataset
-        if self._limit_epoch is not None and self._limit_epoch != cursor.epoch:
-            self._limit = self._rank_batches(cursor.epoch)
+        limit = self._rank_batches(cursor.epoch) if self.drop_uneven else None
         cursor.begin()
         delivered = sum(int(s["batches"]) for s in cursor.progress.values())
         iterator = super().__iter__()
         cursor.broken_off()
         isolating = self.num_workers == 0 and dataset.bind_globals
         while True:
-            if self._limit is not None and delivered >= self._limit:
+            if limit is not None and delivered >= limit:
                 cursor.finished()
                 return
             if isolating:
@@ -518,12 +517,9 @@ class StreamLoader(DataLoader):
             delivered += 1
             yield item.batch
 
-    # drop_uneven: the batch count of this rank in an epoch, computed from lengths
-    _limit: int | None = None
-    _limit_epoch: int | None = None
+    drop_uneven = False  # set by stream_loader: every rank stops at the fewest batches any rank has
 
     def _rank_batches(self, epoch: int) -> int:
-        self._limit_epoch = epoch
         return min(self.batches_of(epoch, r) for r in range(self.dataset.world_size))
 
     def batches_of(self, epoch: int, rank: int) -> int:
@@ -541,9 +537,7 @@ class StreamLoader(DataLoader):
 
     def __len__(self) -> int:
         epoch = self.cursor.epoch
-        if self._limit is not None:
-            return self._rank_batches(epoch) if self._limit_epoch != epoch else self._limit
-        return self.batches_of(epoch, self.dataset.rank)
+        return self._rank_batches(epoch) if self.drop_uneven else self.batches_of(epoch, self.dataset.rank)
 
     def set_epoch(self, epoch: int) -> None:
         """Same as ``loader.sampler.set_epoch(epoch)``."""
@@ -723,8 +717,7 @@ def stream_loader(
     # callers (Lightning: loader.sampler) must find, and workers ignore what it yields.
     object.__setattr__(dl, "sampler", cursor)
     object.__setattr__(dl, "cursor", cursor)
-    if drop_uneven:
-        object.__setattr__(dl, "_limit", dl._rank_batches(0))
+    object.__setattr__(dl, "drop_uneven", drop_uneven)
     return dl
 
 
