@@ -93,15 +93,26 @@ def test_shuffle_buffer_changes_the_order_never_the_samples(shards, reference, b
 @pytest.mark.parametrize(("cut", "before", "after"), [(1, 0, 2), (6, 2, 4), (13, 4, 1), (9, 2, 0)])
 def test_resume_mid_epoch_on_any_dividing_layout(shards, reference, buffered, buffer, cut, before, after):
     want = buffered if buffer else reference
-    dl = loader(stream_of(shards, shuffle_buffer=buffer), TREE, batch_size=BATCH, num_workers=before, prefetch_factor=4 if before else None)
+    dl = loader(
+        stream_of(shards, shuffle_buffer=buffer),
+        TREE,
+        batch_size=BATCH,
+        num_workers=before,
+        prefetch_factor=4 if before else None,
+    )
     it = iter(dl)
     first = [next(it) for _ in range(cut)]
     state = json.loads(json.dumps(dl.state_dict()))  # plain JSON, nothing lost
     del it
     if buffer and cut > 1:
         assert any(lane and lane["buffer"] for lane in state["lanes"]), "the buffer is part of the state"
-    resumed = loader(stream_of(shards, shuffle_buffer=buffer), TREE, batch_size=BATCH, num_workers=after,
-                     persistent_workers=after > 0)
+    resumed = loader(
+        stream_of(shards, shuffle_buffer=buffer),
+        TREE,
+        batch_size=BATCH,
+        num_workers=after,
+        persistent_workers=after > 0,
+    )
     resumed.load_state_dict(state)
     assert torch.equal(torch.cat(first + list(resumed)), want[0])
     assert torch.equal(torch.cat(list(resumed)), want[1]), "after the resumed epoch the next one follows"
@@ -169,7 +180,9 @@ def test_reader_owned_generators_are_reseeded_per_sample(shards):
 def test_in_process_ranks_take_their_lanes_and_interleave_to_the_single_process_epoch(tmp_path):
     even = write_jsonl_shards(tmp_path, [4] * 8)
     single = epochs(stream_of(even), 1)[0]
-    ranks = [list(loader(stream_of(even), TREE, batch_size=BATCH, rank=r, world_size=2, num_workers=1)) for r in range(2)]
+    ranks = [
+        list(loader(stream_of(even), TREE, batch_size=BATCH, rank=r, world_size=2, num_workers=1)) for r in range(2)
+    ]
     interleaved = [b for pair in zip(*ranks, strict=True) for b in pair]
     assert torch.equal(torch.cat(interleaved), single)
 
@@ -241,7 +254,9 @@ def test_hf_iterable_dataset_layout_invariant_and_keyed():
     ds = datasets.Dataset.from_dict({"id": list(range(23))}).to_iterable_dataset(num_shards=5).map(_noisy)
     ref = list(loader(ds, TREE, batch_size=3))
     got = list(loader(ds, TREE, batch_size=3, num_workers=2))
-    assert all(torch.equal(a["id"], b["id"]) and torch.equal(a["noise"], b["noise"]) for a, b in zip(got, ref, strict=True))
+    assert all(
+        torch.equal(a["id"], b["id"]) and torch.equal(a["noise"], b["noise"]) for a, b in zip(got, ref, strict=True)
+    )
     assert sorted(torch.cat([b["id"] for b in ref]).tolist()) == list(range(23))
     gen = datasets.IterableDataset.from_generator(_generate, gen_kwargs={"shards": list(range(6))})
     ids = torch.cat([b["id"] for b in loader(gen, TREE, batch_size=4, num_workers=2)]).tolist()
@@ -251,7 +266,10 @@ def test_hf_iterable_dataset_layout_invariant_and_keyed():
     first = [next(it)["id"] for _ in range(2)]
     resumed = loader(gen, TREE, batch_size=4, num_workers=2)
     resumed.load_state_dict(dl.state_dict())
-    assert torch.cat(first + [b["id"] for b in resumed]).tolist() == torch.cat([b["id"] for b in loader(gen, TREE, batch_size=4)]).tolist()
+    assert (
+        torch.cat(first + [b["id"] for b in resumed]).tolist()
+        == torch.cat([b["id"] for b in loader(gen, TREE, batch_size=4)]).tolist()
+    )
     with pytest.raises(ValueError, match="shuffled with its own seed"):
         loader(gen.shuffle(seed=0), TREE)
 
@@ -269,7 +287,9 @@ def test_bad_input_one_clear_line_each(shards, tmp_path):
     with pytest.raises(ValueError, match="exceeds the stream's 4 lanes"):
         loader(stream_of(shards), TREE, num_workers=4, world_size=2, rank=0)
     with pytest.raises(TypeError, match="cannot be pickled for spawned workers"):
-        loader(ShardedStream(shards, lambda path: read_jsonl(path)), TREE, num_workers=1, multiprocessing_context="spawn")
+        loader(
+            ShardedStream(shards, lambda path: read_jsonl(path)), TREE, num_workers=1, multiprocessing_context="spawn"
+        )
 
     def broken(path: str, start: int = 0):
         for sample in read_jsonl(path, start):
@@ -277,7 +297,9 @@ def test_bad_input_one_clear_line_each(shards, tmp_path):
                 raise OSError("disk on fire")
             yield sample
 
-    with pytest.raises(StreamReadError, match=r"shard-003.jsonl' \(shard #3\) at position 2 failed: OSError: disk on fire"):
+    with pytest.raises(
+        StreamReadError, match=r"shard-003.jsonl' \(shard #3\) at position 2 failed: OSError: disk on fire"
+    ):
         list(loader(ShardedStream(shards, broken, lanes=4), TREE, batch_size=BATCH))
     with pytest.raises(ValueError, match="yielded 5 samples but lengths says 6"):
         list(loader(stream_of(shards, lengths=[6] + LENGTHS[1:]), TREE, batch_size=BATCH))

@@ -110,7 +110,7 @@ class ShardedStream:
         if isinstance(shards, (str, bytes)) or not isinstance(shards, Sequence):
             raise TypeError(f"ShardedStream needs a list of shards, got {type(shards).__name__}")
         if len(shards) == 0:
-            raise ValueError("ShardedStream got an empty shard list: pass at least one shard (check the glob that made it)")
+            raise ValueError("ShardedStream got an empty shard list: pass at least one shard (check the glob)")
         if not callable(read):
             raise TypeError(f"ShardedStream needs read(shard) -> iterable of samples, got {type(read).__name__}")
         if transform is not None and not callable(transform):
@@ -232,7 +232,7 @@ class _ShardReader:
         if self.finished:
             return []
         start = self._p = self.pos
-        calls = [(self._one, (), {})] * n
+        calls: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = [(self._one, (), {})] * n
         got = run_keyed_batch(self.node, list(range(start, start + n)), calls, self.modules)
         out = []
         for p, sample in enumerate(got, start):
@@ -270,19 +270,33 @@ class _Lane:
 
     CHUNK = 32  # samples read per vectorised binding call
 
-    def __init__(self, stream: ShardedStream, epoch_node: SeedTree, buffer_node: SeedTree, shards: list[int],
-                 batch_size: int, drop_last: bool, buffer: int, modules: tuple[str, ...],
-                 state: dict[str, Any] | None) -> None:
+    def __init__(
+        self,
+        stream: ShardedStream,
+        epoch_node: SeedTree,
+        buffer_node: SeedTree,
+        shards: list[int],
+        batch_size: int,
+        drop_last: bool,
+        buffer: int,
+        modules: tuple[str, ...],
+        state: dict[str, Any] | None,
+    ) -> None:
         self.stream, self.epoch_node, self.shards = stream, epoch_node, shards
         self.batch_size, self.drop_last, self.buffer_size, self.modules = batch_size, drop_last, buffer, modules
         state = _fresh_lane_state() if state is None else state
-        self.m, self.batches, self.draws, self.done = int(state["shard"]), int(state["batches"]), int(state["draws"]), bool(state["done"])
+        self.m, self.batches, self.draws, self.done = (
+            int(state["shard"]),
+            int(state["batches"]),
+            int(state["draws"]),
+            bool(state["done"]),
+        )
         self.reader: _ShardReader | None = None
         self.pending: deque[tuple[int, int, int, Any]] = deque()  # (m, shard, position, sample)
         self.next_pos = int(state["position"])
         self.gen = buffer_node.numpy() if buffer else None
         if self.gen is not None and self.draws:
-            self.gen.bit_generator.advance(self.draws)
+            self.gen.bit_generator.advance(self.draws)  # type: ignore[attr-defined]  # PCG64 has it
         self.buf: list[tuple[int, int, Any]] = self._rebuild(state["buffer"]) if len(state["buffer"]) else []
 
     def _rebuild(self, pairs: Any) -> list[tuple[int, int, Any]]:
@@ -304,7 +318,9 @@ class _Lane:
             if self.m >= len(self.shards):
                 return None
             if self.reader is None:
-                self.reader = _ShardReader(self.stream, self.epoch_node, self.shards[self.m], self.next_pos, self.modules)
+                self.reader = _ShardReader(
+                    self.stream, self.epoch_node, self.shards[self.m], self.next_pos, self.modules
+                )
             got = self.reader.take(min(self.CHUNK, self.batch_size))
             self.pending.extend((self.m, self.reader.s, p, x) for p, x in got)
             if self.reader.finished:
@@ -337,7 +353,7 @@ class _Lane:
         """The lane's next batch of samples, or None when it has run out."""
         if self.done:
             return None
-        items = []
+        items: list[Any] = []
         while len(items) < self.batch_size:
             item = self._next_output()
             if item is None:
@@ -429,9 +445,21 @@ class StreamCursor(Sampler):
 class _StreamDataset(IterableDataset):
     """The worker-side dataset: runs the lanes of its consumer for the cursor's epoch."""
 
-    def __init__(self, stream: ShardedStream, tree: SeedTree, cursor: StreamCursor, *, batch_size: int,
-                 drop_last: bool, shuffle: bool, bind_globals: bool, collate_fn: Callable[[list[Any]], Any],
-                 rank: int, world_size: int, num_workers: int) -> None:
+    def __init__(
+        self,
+        stream: ShardedStream,
+        tree: SeedTree,
+        cursor: StreamCursor,
+        *,
+        batch_size: int,
+        drop_last: bool,
+        shuffle: bool,
+        bind_globals: bool,
+        collate_fn: Callable[[list[Any]], Any],
+        rank: int,
+        world_size: int,
+        num_workers: int,
+    ) -> None:
         self.stream, self.tree, self.cursor = stream, tree, cursor
         self.batch_size, self.drop_last, self.shuffle = batch_size, drop_last, shuffle
         self.bind_globals, self.collate_fn = bind_globals, collate_fn
@@ -463,8 +491,17 @@ class _StreamDataset(IterableDataset):
         shards = self.lane_shards(epoch)
         mine = lanes_of(consumer, consumers, active)
         lanes = [
-            _Lane(stream, epoch_node, self.tree / "buffer" / epoch / lane, shards[lane], self.batch_size,
-                  self.drop_last, stream.shuffle_buffer if self.shuffle else 0, modules, states.get(lane))
+            _Lane(
+                stream,
+                epoch_node,
+                self.tree / "buffer" / epoch / lane,
+                shards[lane],
+                self.batch_size,
+                self.drop_last,
+                stream.shuffle_buffer if self.shuffle else 0,
+                modules,
+                states.get(lane),
+            )
             for lane in mine
         ]
         rank_lanes = [states[lane] for lane in lanes_of(self.rank, self.world_size, active) if lane in states]
@@ -476,7 +513,7 @@ class _StreamDataset(IterableDataset):
                 batch = None
                 if lane is not None and lane.batches <= round_:
                     batch = lane.next_batch()
-                if batch is not None:
+                if lane is not None and batch is not None:
                     yield _Emitted(self.collate_fn(batch), mine[i], lane.state())
                 elif pad:
                     yield _SKIP
@@ -491,8 +528,12 @@ class StreamLoader(DataLoader):
 
     cursor: StreamCursor
 
-    def __iter__(self) -> Iterator[Any]:
-        cursor, dataset = self.cursor, self.dataset
+    @property
+    def _stream_ds(self) -> _StreamDataset:
+        return self.dataset  # type: ignore[return-value]  # always a _StreamDataset here
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]  # a generator, as SeedTreeLoader
+        cursor, dataset = self.cursor, self._stream_ds
         limit = self._rank_batches(cursor.epoch) if self.drop_uneven else None
         cursor.begin()
         delivered = sum(int(s["batches"]) for s in cursor.progress.values())
@@ -508,7 +549,7 @@ class StreamLoader(DataLoader):
                     item = next(iterator, _END)
             else:
                 item = next(iterator, _END)
-            if item is _END:
+            if not isinstance(item, _Emitted):  # the end
                 cursor.finished()
                 return
             if item.lane < 0:
@@ -520,11 +561,11 @@ class StreamLoader(DataLoader):
     drop_uneven = False  # set by stream_loader: every rank stops at the fewest batches any rank has
 
     def _rank_batches(self, epoch: int) -> int:
-        return min(self.batches_of(epoch, r) for r in range(self.dataset.world_size))
+        return min(self.batches_of(epoch, r) for r in range(self._stream_ds.world_size))
 
     def batches_of(self, epoch: int, rank: int) -> int:
         """Batches rank ``rank`` gets in ``epoch`` (needs the stream's ``lengths``)."""
-        ds = self.dataset
+        ds = self._stream_ds
         lengths = ds.stream.lengths
         if lengths is None:
             raise TypeError("the stream has no lengths: pass ShardedStream(..., lengths=[samples per shard])")
@@ -537,7 +578,7 @@ class StreamLoader(DataLoader):
 
     def __len__(self) -> int:
         epoch = self.cursor.epoch
-        return self._rank_batches(epoch) if self.drop_uneven else self.batches_of(epoch, self.dataset.rank)
+        return self._rank_batches(epoch) if self.drop_uneven else self.batches_of(epoch, self._stream_ds.rank)
 
     def set_epoch(self, epoch: int) -> None:
         """Same as ``loader.sampler.set_epoch(epoch)``."""
@@ -548,7 +589,7 @@ class StreamLoader(DataLoader):
         (as (shard, position) pairs) and batch count; other ranks' lanes are None (merge the
         ranks' states with ``merge_stream_states`` to resume on another layout). Plain ints,
         bools, strings and lists: it saves with JSON or ``torch.save(weights_only=True)``."""
-        ds, cursor = self.dataset, self.cursor
+        ds, cursor = self._stream_ds, self.cursor
         active = min(ds.stream.lanes, len(ds.stream.shards))
         lanes: list[dict[str, Any] | None] = [None] * ds.stream.lanes
         for lane in lanes_of(ds.rank, ds.world_size, ds.stream.lanes):
@@ -560,7 +601,7 @@ class StreamLoader(DataLoader):
         return {"format": STREAM_STATE_FORMAT, "epoch": cursor.epoch, "lanes": lanes, **self._identity()}
 
     def _identity(self) -> dict[str, Any]:
-        ds = self.dataset
+        ds = self._stream_ds
         return {
             "n_shards": len(ds.stream.shards),
             "n_lanes": ds.stream.lanes,
@@ -579,14 +620,14 @@ class StreamLoader(DataLoader):
         if isinstance(state, (list, tuple)):
             state = merge_stream_states(list(state))
         if not isinstance(state, dict) or state.get("format") != STREAM_STATE_FORMAT:
-            raise ValueError(f"not a stream state (expected a dict with format={STREAM_STATE_FORMAT!r} from state_dict())")
+            raise ValueError(f"not a stream state (expected format={STREAM_STATE_FORMAT!r} from state_dict())")
         for key, mine in self._identity().items():
             if state.get(key) != mine:
                 raise ValueError(
                     f"stream state was saved with {key}={state.get(key)!r} but this loader has {key}={mine!r}; "
                     "resume with the same shards, lanes, batching, shuffling and tree"
                 )
-        ds = self.dataset
+        ds = self._stream_ds
         resume = {}
         for lane in lanes_of(ds.rank, ds.world_size, ds.stream.lanes):
             saved = state["lanes"][lane]
@@ -603,6 +644,19 @@ class StreamLoader(DataLoader):
             self._iterator = None  # workers started earlier hold no resume state: start fresh ones
 
 
+_IDENTITY_KEYS = (
+    "format",
+    "n_shards",
+    "n_lanes",
+    "batch_size",
+    "shuffle",
+    "shuffle_buffer",
+    "drop_last",
+    "entropy",
+    "path",
+)
+
+
 def merge_stream_states(states: list[dict[str, Any]]) -> dict[str, Any]:
     """One state from every rank's ``state_dict()``: each lane's position from the rank that
     ran it. A rank whose lanes had all finished (its state already at the next epoch) counts
@@ -612,18 +666,18 @@ def merge_stream_states(states: list[dict[str, Any]]) -> dict[str, Any]:
     epoch = min(int(s["epoch"]) for s in states)
     merged = dict(states[0], epoch=epoch, lanes=[None] * len(states[0]["lanes"]))
     for s in states:
-        if any(s.get(k) != states[0].get(k) for k in ("format", "n_shards", "n_lanes", "batch_size", "shuffle",
-                                                        "shuffle_buffer", "drop_last", "entropy", "path")):
-            raise ValueError("these stream states come from different streams, batching or trees; merge one run's states")
+        if any(s.get(k) != states[0].get(k) for k in _IDENTITY_KEYS):
+            raise ValueError("these stream states come from different streams, batching or trees; merge one run's")
         later = int(s["epoch"]) - epoch
+        apart = f"stream states from epochs {epoch} and {s['epoch']} cannot be merged: save them at the same step"
         if later not in (0, 1):
-            raise ValueError(f"stream states from epochs {epoch} and {s['epoch']} cannot be merged: save them at the same step")
+            raise ValueError(apart)
         for lane, saved in enumerate(s["lanes"]):
             if saved is None:
                 continue
             if later:
                 if saved["batches"] or saved["shard"] or saved["position"]:
-                    raise ValueError(f"stream states from epochs {epoch} and {s['epoch']} cannot be merged: save them at the same step")
+                    raise ValueError(apart)
                 saved = dict(saved, done=True)
             merged["lanes"][lane] = saved
     return merged
@@ -665,8 +719,13 @@ def stream_loader(
     if isinstance(dataset, ShardedStream):
         stream = dataset
         if overrides:
-            stream = ShardedStream(stream.shards, stream.read, transform=stream.transform, lengths=stream.lengths,
-                                   **{"lanes": stream.lanes, "shuffle_buffer": stream.shuffle_buffer, **overrides})
+            stream = ShardedStream(
+                stream.shards,
+                stream.read,
+                transform=stream.transform,
+                lengths=stream.lengths,
+                **{"lanes": stream.lanes, "shuffle_buffer": stream.shuffle_buffer, **overrides},
+            )
     elif is_hf_iterable(dataset):
         stream = ShardedStream.from_hf(dataset, **overrides)
     else:
@@ -699,18 +758,36 @@ def stream_loader(
             "pass ShardedStream(..., lengths=[...])"
         )
     context = dataloader_kwargs.get("multiprocessing_context")
-    if num_workers > 0 and (context == "spawn" or getattr(context, "_name", None) == "spawn"
-                            or (context is None and torch.multiprocessing.get_start_method(allow_none=True) == "spawn")):
+    if num_workers > 0 and (
+        context == "spawn"
+        or getattr(context, "_name", None) == "spawn"
+        or (context is None and torch.multiprocessing.get_start_method(allow_none=True) == "spawn")
+    ):
         _check_picklable(stream)
     from .torch import worker_init_fn  # the map-style module re-exports this one: import at call time
 
     cursor = StreamCursor(stream.lanes)
     collate = dataloader_kwargs.pop("collate_fn", None) or default_collate
-    worker_ds = _StreamDataset(stream, tree, cursor, batch_size=batch_size, drop_last=drop_last, shuffle=shuffle,
-                               bind_globals=bind_globals, collate_fn=collate, rank=rank, world_size=world_size,
-                               num_workers=num_workers)
-    init = worker_init_fn(tree / "loader", then=dataloader_kwargs.pop("worker_init_fn", None), rank=rank,
-                          bind_globals=bind_globals, reseed_dataset=False)
+    worker_ds = _StreamDataset(
+        stream,
+        tree,
+        cursor,
+        batch_size=batch_size,
+        drop_last=drop_last,
+        shuffle=shuffle,
+        bind_globals=bind_globals,
+        collate_fn=collate,
+        rank=rank,
+        world_size=world_size,
+        num_workers=num_workers,
+    )
+    init = worker_init_fn(
+        tree / "loader",
+        then=dataloader_kwargs.pop("worker_init_fn", None),
+        rank=rank,
+        bind_globals=bind_globals,
+        reseed_dataset=False,
+    )
     dataloader_kwargs.setdefault("generator", (tree / "loader").torch())
     dl = StreamLoader(worker_ds, batch_size=None, collate_fn=_as_is, worker_init_fn=init, **dataloader_kwargs)
     # DataLoader refuses a sampler for an IterableDataset; the cursor is what set_epoch
@@ -727,6 +804,7 @@ def _check_picklable(stream: ShardedStream) -> None:
             pickle.dumps(obj)
         except Exception as exc:  # noqa: BLE001 - any pickling failure means the same thing here
             raise TypeError(
-                f"the stream's {name} ({obj!r:.60}) cannot be pickled for spawned workers ({type(exc).__name__}: {exc}); "
+                f"the stream's {name} ({obj!r:.60}) cannot be pickled for spawned workers "
+                f"({type(exc).__name__}: {exc}); "
                 "define it at module level (no lambda or local function), or use num_workers=0"
             ) from None

@@ -300,9 +300,18 @@ def loader(
     ``batch_sampler`` are refused: the order is what this loader derives.
     """
     if isinstance(dataset, (IterableDataset, streaming.ShardedStream)) or streaming.is_hf_iterable(dataset):
-        return streaming.stream_loader(dataset, tree, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                                       bind_globals=bind_globals, rank=rank, world_size=world_size,
-                                       drop_uneven=drop_uneven, **dataloader_kwargs)
+        return streaming.stream_loader(
+            dataset,
+            tree,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            bind_globals=bind_globals,
+            rank=rank,
+            world_size=world_size,
+            drop_uneven=drop_uneven,
+            **dataloader_kwargs,
+        )
     if not isinstance(tree, SeedTree):
         raise TypeError(f"loader needs a SeedTree, got {type(tree).__name__}")
     if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
