@@ -297,7 +297,13 @@ class _Lane:
         self.gen = buffer_node.numpy() if buffer else None
         if self.gen is not None and self.draws:
             self.gen.bit_generator.advance(self.draws)  # type: ignore[attr-defined]  # PCG64 has it
-        self.buf: list[tuple[int, int, Any]] = self._rebuild(state["buffer"]) if len(state["buffer"]) else []
+        # The buffer: samples, and beside them their (shard, position) keys kept as an
+        # array, so that describing the buffer after every batch costs one copy.
+        saved = self._rebuild(state["buffer"]) if len(state["buffer"]) else []
+        self.buf: list[Any] = [x for _, _, x in saved]
+        self.keys = np.zeros((buffer, 2), dtype=np.int64)
+        if saved:
+            self.keys[: len(saved)] = [(s, p) for s, p, _ in saved]
 
     def _rebuild(self, pairs: Any) -> list[tuple[int, int, Any]]:
         """Re-read the samples the buffer held, each under its own node: bit-identical."""
@@ -331,22 +337,26 @@ class _Lane:
     def _next_output(self) -> tuple[int, int, Any] | None:
         if self.gen is None:
             return self._next_input()
-        while len(self.buf) < self.buffer_size:
+        buf, keys = self.buf, self.keys
+        while len(buf) < self.buffer_size:
             item = self._next_input()
             if item is None:
                 break
-            self.buf.append(item)
-        if not self.buf:
+            keys[len(buf)] = item[:2]
+            buf.append(item[2])
+        if not buf:
             return None
         incoming = self._next_input()
-        j = int(self.gen.random() * len(self.buf))  # one 64-bit draw per pick: resume advances by draws
+        j = int(self.gen.random() * len(buf))  # one 64-bit draw per pick: resume advances by draws
         self.draws += 1
-        out = self.buf[j]
+        out = (int(keys[j, 0]), int(keys[j, 1]), buf[j])
         if incoming is not None:
-            self.buf[j] = incoming
+            keys[j] = incoming[:2]
+            buf[j] = incoming[2]
         else:
-            self.buf[j] = self.buf[-1]
-            self.buf.pop()
+            keys[j] = keys[len(buf) - 1]
+            buf[j] = buf[-1]
+            buf.pop()
         return out
 
     def next_batch(self) -> list[Any] | None:
@@ -374,7 +384,7 @@ class _Lane:
         return {
             "shard": m,
             "position": position,
-            "buffer": np.array([(s, p) for s, p, _ in self.buf], dtype=np.int64).reshape(-1, 2),
+            "buffer": self.keys[: len(self.buf)].copy(),
             "draws": self.draws,
             "batches": self.batches,
             "done": self.done,

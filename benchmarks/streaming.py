@@ -1,0 +1,165 @@
+"""Streaming loader overhead, side by side with what users do today.
+
+A DataLoader epoch over JSONL shards (default 16 shards, 48 000 samples) with the same light
+numpy augmentation as ``workers.py`` (~60 us per sample), batches of 64, 2 persistent workers:
+
+- plain ``DataLoader`` over an ``IterableDataset`` that splits its shards among workers
+  (``get_worker_info``), no seeding hook;
+- the same with seedtree's per-worker hook ``worker_init_fn(tree)`` (what seedtree offered
+  for streams before: its streams depend on the number of workers);
+- ``seedtree.torch.loader(ShardedStream(...))`` with the globals bound per sample, ambient
+  only, and with a 1 000-sample shuffle buffer.
+
+Also the per-sample cost alone, in-process (``num_workers=0``), over an in-memory reader with
+no augmentation, against iterating the same reader bare. Overhead is reported in worker
+time per sample (the epoch's extra wall time x 2 workers / samples), the number
+``workers.py`` reports for the map-style loader.
+
+    python benchmarks/streaming.py [--samples 48000] [--repeats 3]
+Prints a table and writes benchmarks/results/streaming.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _timing import best_of
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+import seedtree as st
+from seedtree.torch import ShardedStream, loader, worker_init_fn
+
+RESULTS = Path(__file__).parent / "results"
+SHARDS = 16
+
+
+def read_jsonl(path: str, start: int = 0):
+    with open(path) as f:
+        for j, line in enumerate(f):
+            if j >= start:
+                yield json.loads(line)
+
+
+def augment(sample: dict) -> float:
+    x = np.random.rand(48, 48)
+    x = np.flip(x, axis=int(np.random.randint(2))) + np.random.normal(0.0, 0.1, x.shape)
+    return float(x.mean()) + sample["id"]
+
+
+class WorkerSplitJsonl(IterableDataset):
+    """What a user writes today: each worker reads every num_workers-th shard."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths = paths
+
+    def __iter__(self):
+        info = get_worker_info()
+        mine = self.paths if info is None else self.paths[info.id :: info.num_workers]
+        for path in mine:
+            for sample in read_jsonl(path):
+                yield augment(sample)
+
+
+def count_reader(n: int, start: int = 0):
+    yield from range(start, n)
+
+
+def write_shards(folder: str, samples: int) -> list[str]:
+    paths, per = [], samples // SHARDS
+    for i in range(SHARDS):
+        path = os.path.join(folder, f"shard-{i:02d}.jsonl")
+        with open(path, "w") as f:
+            f.writelines(json.dumps({"id": i * per + j, "text": "x" * 40}) + "\n" for j in range(per))
+        paths.append(path)
+    return paths
+
+
+def epoch(dl) -> int:
+    return sum(1 for _ in dl)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=48_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    t0 = time.perf_counter()
+    load_start = os.getloadavg()[0]
+    tree = st.SeedTree(2024)
+    kw = dict(batch_size=64, num_workers=2, persistent_workers=True)
+    with tempfile.TemporaryDirectory() as folder:
+        paths = write_shards(folder, args.samples)
+        n = SHARDS * (args.samples // SHARDS)
+        variants = {
+            "plain DataLoader, workers split shards": DataLoader(WorkerSplitJsonl(paths), **kw),
+            "same + seedtree worker_init_fn": DataLoader(
+                WorkerSplitJsonl(paths), worker_init_fn=worker_init_fn(tree), generator=tree.torch(), **kw
+            ),
+            "seedtree loader(ShardedStream), globals": loader(ShardedStream(paths, read_jsonl, transform=augment), tree, **kw),
+            "seedtree loader(ShardedStream), ambient only": loader(
+                ShardedStream(paths, read_jsonl, transform=augment), tree, bind_globals=False, **kw
+            ),
+            "seedtree loader, globals + shuffle_buffer=1000": loader(
+                ShardedStream(paths, read_jsonl, transform=augment, shuffle_buffer=1000), tree, **kw
+            ),
+        }
+        rows = {}
+        for name, dl in variants.items():
+            epoch(dl)  # warm-up: start the persistent workers
+            rows[name] = best_of(lambda dl=dl: epoch(dl), args.repeats)
+    base = rows["plain DataLoader, workers split shards"]
+    overhead = {k: (v - base) / n * 1e6 * 2 for k, v in rows.items()}  # 2 workers share the work
+
+    m = 50_000
+    per_shard = m // SHARDS
+    bare = best_of(lambda: [x for s in range(SHARDS) for x in count_reader(per_shard)], args.repeats) / m * 1e6
+    alone = {}
+    for name, bind in (("globals (random+numpy+torch) + ambient", True), ("ambient only", False)):
+        dl = loader(ShardedStream([per_shard] * SHARDS, count_reader), tree, batch_size=64, bind_globals=bind)
+        epoch(dl)
+        alone[name] = best_of(lambda dl=dl: epoch(dl), args.repeats) / m * 1e6 - bare
+    result = {
+        "samples": n,
+        "shards": SHARDS,
+        "epoch_seconds": rows,
+        "overhead_us_per_sample": overhead,
+        "per_sample_alone_us": alone,
+        "map_style_loader_for_comparison_us": _map_style(),
+        "load_average": [load_start, os.getloadavg()[0]],
+        "seconds": time.perf_counter() - t0,
+    }
+    print(f"\nDataLoader epoch, {n} samples in {SHARDS} JSONL shards, 2 workers (best of {args.repeats})")
+    print(f"{'variant':50s} {'epoch s':>9s} {'overhead us/sample':>19s}")
+    for name, secs in rows.items():
+        print(f"{name:50s} {secs:9.3f} {overhead[name]:19.1f}")
+    print("\nper-sample cost alone (in-process, no augmentation, batches of 64)")
+    for name, us in alone.items():
+        print(f"{name:50s} {us:8.2f} us")
+    print(f"map-style loader (results/workers.json): {result['map_style_loader_for_comparison_us']}")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "streaming.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {RESULTS / 'streaming.json'} in {result['seconds']:.0f} s")
+
+
+def _map_style() -> dict:
+    """The map-style loader's numbers from the last workers.py run, for the side-by-side."""
+    path = RESULTS / "workers.json"
+    if not path.exists():
+        return {}
+    dl = json.loads(path.read_text())["dataloader"]
+    return {
+        "overhead_us_per_sample (globals)": dl["overhead_us_per_sample"]["seedtree loader (globals)"],
+        "binding_alone_us (globals)": dl["binding_alone_us"]["globals (random+numpy+torch) + ambient"],
+    }
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main()
