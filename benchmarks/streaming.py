@@ -10,8 +10,8 @@ numpy augmentation as ``workers.py`` (~60 us per sample), batches of 64, 2 persi
 - ``seedtree.torch.loader(ShardedStream(...))`` with the globals bound per sample, ambient
   only, and with a 1 000-sample shuffle buffer.
 
-Also the per-sample cost alone, in-process (``num_workers=0``), over an in-memory reader with
-no augmentation, against iterating the same reader bare. Overhead is reported in worker
+Also the whole per-sample cost in-process (``num_workers=0``, no augmentation): the map-style
+loader over a trivial dataset beside the stream loader over a trivial in-memory reader. Overhead is reported in worker
 time per sample (the epoch's extra wall time x 2 workers / samples), the number
 ``workers.py`` reports for the map-style loader.
 
@@ -81,14 +81,35 @@ def write_shards(folder: str, samples: int) -> list[str]:
     return paths
 
 
+class Trivial:
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
 def epoch(dl) -> int:
     return sum(1 for _ in dl)
+
+
+def interleaved_best(variants: dict, repeats: int) -> dict[str, float]:
+    """Best-of-``repeats`` epoch time of each variant, the variants taking turns within each
+    repeat, so that a change in the shared machine's load falls on all of them alike."""
+    best = dict.fromkeys(variants, float("inf"))
+    for _ in range(repeats):
+        for name, dl in variants.items():
+            best[name] = min(best[name], best_of(lambda dl=dl: epoch(dl), 1))
+    return best
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=48_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     t0 = time.perf_counter()
     load_start = os.getloadavg()[0]
@@ -102,7 +123,9 @@ def main() -> None:
             "same + seedtree worker_init_fn": DataLoader(
                 WorkerSplitJsonl(paths), worker_init_fn=worker_init_fn(tree), generator=tree.torch(), **kw
             ),
-            "seedtree loader(ShardedStream), globals": loader(ShardedStream(paths, read_jsonl, transform=augment), tree, **kw),
+            "seedtree loader(ShardedStream), globals": loader(
+                ShardedStream(paths, read_jsonl, transform=augment), tree, **kw
+            ),
             "seedtree loader(ShardedStream), ambient only": loader(
                 ShardedStream(paths, read_jsonl, transform=augment), tree, bind_globals=False, **kw
             ),
@@ -110,28 +133,33 @@ def main() -> None:
                 ShardedStream(paths, read_jsonl, transform=augment, shuffle_buffer=1000), tree, **kw
             ),
         }
-        rows = {}
-        for name, dl in variants.items():
+        for dl in variants.values():
             epoch(dl)  # warm-up: start the persistent workers
-            rows[name] = best_of(lambda dl=dl: epoch(dl), args.repeats)
+        rows = interleaved_best(variants, args.repeats)
     base = rows["plain DataLoader, workers split shards"]
     overhead = {k: (v - base) / n * 1e6 * 2 for k, v in rows.items()}  # 2 workers share the work
 
+    # In-process, no augmentation: the whole per-sample cost of each loader (binding, the
+    # DataLoader's own machinery, restoring the caller's globals after each batch), the
+    # map-style loader over a trivial dataset beside the stream over a trivial reader.
     m = 50_000
     per_shard = m // SHARDS
-    bare = best_of(lambda: [x for s in range(SHARDS) for x in count_reader(per_shard)], args.repeats) / m * 1e6
-    alone = {}
-    for name, bind in (("globals (random+numpy+torch) + ambient", True), ("ambient only", False)):
-        dl = loader(ShardedStream([per_shard] * SHARDS, count_reader), tree, batch_size=64, bind_globals=bind)
+    in_process = {}
+    for bind in (True, False):
+        kind = "globals" if bind else "ambient only"
+        in_process[f"map-style loader, {kind}"] = loader(Trivial(m), tree, batch_size=64, bind_globals=bind)
+        in_process[f"stream loader, {kind}"] = loader(
+            ShardedStream([per_shard] * SHARDS, count_reader), tree, batch_size=64, bind_globals=bind
+        )
+    for dl in in_process.values():
         epoch(dl)
-        alone[name] = best_of(lambda dl=dl: epoch(dl), args.repeats) / m * 1e6 - bare
+    alone = {k: v / m * 1e6 for k, v in interleaved_best(in_process, args.repeats).items()}
     result = {
         "samples": n,
         "shards": SHARDS,
         "epoch_seconds": rows,
         "overhead_us_per_sample": overhead,
-        "per_sample_alone_us": alone,
-        "map_style_loader_for_comparison_us": _map_style(),
+        "in_process_us_per_sample": alone,
         "load_average": [load_start, os.getloadavg()[0]],
         "seconds": time.perf_counter() - t0,
     }
@@ -139,25 +167,12 @@ def main() -> None:
     print(f"{'variant':50s} {'epoch s':>9s} {'overhead us/sample':>19s}")
     for name, secs in rows.items():
         print(f"{name:50s} {secs:9.3f} {overhead[name]:19.1f}")
-    print("\nper-sample cost alone (in-process, no augmentation, batches of 64)")
+    print("\nper sample, in-process (num_workers=0), no augmentation, batches of 64")
     for name, us in alone.items():
         print(f"{name:50s} {us:8.2f} us")
-    print(f"map-style loader (results/workers.json): {result['map_style_loader_for_comparison_us']}")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "streaming.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {RESULTS / 'streaming.json'} in {result['seconds']:.0f} s")
-
-
-def _map_style() -> dict:
-    """The map-style loader's numbers from the last workers.py run, for the side-by-side."""
-    path = RESULTS / "workers.json"
-    if not path.exists():
-        return {}
-    dl = json.loads(path.read_text())["dataloader"]
-    return {
-        "overhead_us_per_sample (globals)": dl["overhead_us_per_sample"]["seedtree loader (globals)"],
-        "binding_alone_us (globals)": dl["binding_alone_us"]["globals (random+numpy+torch) + ambient"],
-    }
 
 
 if __name__ == "__main__":

@@ -81,7 +81,9 @@ def _accepts_start(read: Callable[..., Any]) -> bool:
 
 class ShardedStream:
     """A stream described by its shards and a reader: ``read(shard)`` yields the samples of
-    one shard, in the same order every time.
+    one shard, in the same order every time (whatever it draws at random is drawn per
+    sample, under that sample's node; a reader that shuffles a shard with its own seed at
+    open would break the guarantees).
 
     ``read(shard, start=p)`` (a reader with a ``start`` parameter) must yield the samples
     from position ``p`` on: resuming mid-shard then seeks. A reader without ``start`` is
@@ -718,7 +720,9 @@ def stream_loader(
     shard order is drawn from ``tree / "order" / e``, the shuffle buffer of lane l from
     ``tree / "buffer" / e / l``; ``state_dict()``/``load_state_dict()`` resume mid-epoch
     exactly. ``drop_uneven`` (needs the stream's ``lengths``) cuts every rank to the batch
-    count of the rank with the fewest, dropping the last batches of the others.
+    count of the rank with the fewest, dropping the last batches of the others. Each
+    (epoch, shard, position) is read once per epoch (a shard listed twice has two indices),
+    so no sample's stream is ever used twice.
 
     ``lanes=`` and ``shuffle_buffer=`` override the stream's. ``collate_fn`` runs in the
     workers on each lane batch. ``sampler`` and ``batch_sampler`` are refused.
