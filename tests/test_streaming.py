@@ -240,7 +240,8 @@ def test_spawned_workers_identical(shards, reference):
 
 
 def _noisy(example: dict) -> dict:
-    example["noise"] = float(np.random.rand()) + st.rng().random()
+    example["noise"] = float(np.random.rand())
+    example["key"] = st.rng().random()
     return example
 
 
@@ -250,15 +251,31 @@ def _generate(shards: list[int]):
             yield {"id": 1000 * s + j}
 
 
+def test_hf_streaming_json_files(shards, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    ds = datasets.load_dataset("json", data_files=shards, split="train", streaming=True)
+    assert ds.num_shards == len(shards)
+    ref = torch.cat([b["id"] for b in loader(ds, TREE, batch_size=BATCH)])
+    got = torch.cat([b["id"] for b in loader(ds, TREE, batch_size=BATCH, num_workers=2)])
+    assert torch.equal(ref, got) and sorted(ref.tolist()) == all_ids()
+
+
 def test_hf_iterable_dataset_layout_invariant_and_keyed():
     datasets = pytest.importorskip("datasets")
-    ds = datasets.Dataset.from_dict({"id": list(range(23))}).to_iterable_dataset(num_shards=5).map(_noisy)
+    plain = datasets.Dataset.from_dict({"id": list(range(23))}).to_iterable_dataset(num_shards=5)
+    ds = plain.map(_noisy)
     ref = list(loader(ds, TREE, batch_size=3))
     got = list(loader(ds, TREE, batch_size=3, num_workers=2))
     assert all(
         torch.equal(a["id"], b["id"]) and torch.equal(a["noise"], b["noise"]) for a, b in zip(got, ref, strict=True)
     )
     assert sorted(torch.cat([b["id"] for b in ref]).tolist()) == list(range(23))
+    where = {ex["id"]: (s, p) for s in range(5) for p, ex in enumerate(plain.shard(5, s))}
+    ids, keys = torch.cat([b["id"] for b in ref]).tolist(), torch.cat([b["key"] for b in ref]).tolist()
+    for ident, key in zip(ids, keys, strict=True):
+        shard, position = where[ident]
+        assert key == (TREE / 0 / "shard" / shard / position).numpy().random()
     gen = datasets.IterableDataset.from_generator(_generate, gen_kwargs={"shards": list(range(6))})
     ids = torch.cat([b["id"] for b in loader(gen, TREE, batch_size=4, num_workers=2)]).tolist()
     assert sorted(ids) == sorted(1000 * s + j for s in range(6) for j in range(s % 4 + 1))
