@@ -347,3 +347,34 @@ def test_lanes_deal_shards_and_consumers_own_lanes():
     assert [len(d) for d in dealt] == [3, 2, 2, 2]
     assert _lane_shards(9, 4, TREE, 1, True) != dealt
     assert lanes_of(1, 2, 8) == [1, 3, 5, 7]
+
+
+@pytest.mark.slow
+def test_lightning_fit_sees_the_reference_epochs(shards, reference):
+    lightning = pytest.importorskip("lightning")
+
+    class Recorder(lightning.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.seen: list[torch.Tensor] = []
+
+        def training_step(self, batch, _):
+            self.seen.append(batch.clone())
+            return self.w * batch[:, 1].float().sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    model = Recorder()
+    dl = loader(stream_of(shards), TREE, batch_size=BATCH, num_workers=2, persistent_workers=True)
+    trainer = lightning.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, dl)
+    assert torch.equal(torch.cat(model.seen), torch.cat(reference))
