@@ -10,10 +10,11 @@ fixed number of *lanes* L: lane l reads shards ``order[l], order[l + L], ...`` o
 other, optionally through a shuffle buffer drawn from ``tree / "buffer" / e / l``, and cuts
 its output into batches of its own. The epoch's batch sequence is fixed: round k holds batch
 k of lane 0, of lane 1, ... of lane L-1 (lanes that have run out are skipped). Consumer c of
-C (``rank + world_size * worker``) runs lanes c, c + C, ...; because torch's DataLoader takes
-one item from each worker in turn, and every consumer emits the same number of items per
-round (an empty marker stands in for a lane that has run out, and is dropped by the loader),
-the delivered batches are bit-identical for every C dividing L.
+C (``rank + world_size * worker``) runs lanes c, c + C, ... and emits, per round, slot i =
+lane c + C * i; torch's DataLoader takes one item from each worker in turn, so as long as
+every worker of a rank emits the same number of items per round (an empty marker stands in
+for a lane it lacks or that has run out, and the loader drops it), a rank's batches come in
+lane order whatever its number of workers. Rank r's batches are those of lanes r, r + W, ...
 
 Nothing here is imported by ``seedtree.integrations.torch`` except through ``loader()``,
 which hands iterable datasets and ``ShardedStream`` to ``stream_loader``.
@@ -92,8 +93,9 @@ class ShardedStream:
     The reader and the transform may own generators: ``seedtree_reseed(node)`` is called on
     them before each sample with that sample's node.
 
-    ``lanes`` (default 16) fixes the layouts that give bit-identical batches: every
-    ``num_workers * world_size`` dividing it. ``shuffle_buffer`` (0: off) mixes each lane's
+    ``lanes`` (default 16) is the number of shards read side by side; it bounds
+    ``num_workers * world_size`` and fixes the order of the epoch's batches (a world size
+    dividing it interleaves back to the single-process order). ``shuffle_buffer`` (0: off) mixes each lane's
     samples through a buffer of that size. ``lengths`` (optional, samples per shard) enables
     ``len(loader)`` and ``drop_uneven``; a shard that yields another count is an error.
     Everything here must pickle for spawned workers.
@@ -627,7 +629,7 @@ class StreamLoader(DataLoader):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue exactly where ``state`` stood, at the next iteration, with this or any
-        layout dividing the lane count. Refuses a state from another stream, batching,
+        other number of workers and ranks. Refuses a state from another stream, batching,
         shuffling or tree, and one that lacks a lane this rank runs (merge the ranks' states)."""
         if isinstance(state, (list, tuple)):
             state = merge_stream_states(list(state))
@@ -712,11 +714,12 @@ def stream_loader(
 
     Guarantees: sample p of shard s in epoch e is read (and transformed) with
     ``seedtree.rng()`` and, with ``bind_globals``, python ``random``, numpy's global and torch
-    bound to ``tree / e / "shard" / s / p``; the batches are bit-identical for every
-    ``num_workers * world_size`` dividing the stream's lanes (rank r's batches are those of
-    lanes r, r + world_size, ...; the ranks' batches interleaved in rank order are the
-    single-process sequence while every lane still has batches); for other layouts every
-    epoch holds the same batches with the same per-sample randomness in another order. The
+    bound to ``tree / e / "shard" / s / p``; a rank's batches are bit-identical for every
+    ``num_workers``, persistent or not; rank r gets exactly the batches of lanes r,
+    r + world_size, ..., and when ``world_size`` divides the lanes in use (the lane count,
+    or the shard count if smaller) the ranks' batches interleaved in rank order are the
+    single-process sequence while every lane still has batches; otherwise every epoch holds
+    the same batches with the same per-sample randomness in another order. The
     shard order is drawn from ``tree / "order" / e``, the shuffle buffer of lane l from
     ``tree / "buffer" / e / l``; ``state_dict()``/``load_state_dict()`` resume mid-epoch
     exactly. ``drop_uneven`` (needs the stream's ``lengths``) cuts every rank to the batch
