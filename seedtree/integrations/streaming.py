@@ -190,7 +190,14 @@ class HFShards:
         # .iter() rather than iter(): inside a DataLoader worker HF's __iter__ would split
         # the (single) shard among the workers itself.
         for batch in part.iter(batch_size=1):
-            yield {k: v[0] for k, v in batch.items()} if isinstance(batch, dict) else batch
+            yield _first_row(batch)
+
+
+def _first_row(batch: Any) -> Any:
+    """Row 0 of a one-row HF batch (a dict of columns, struct columns nested as dicts)."""
+    if isinstance(batch, dict):
+        return {k: _first_row(v) for k, v in batch.items()}
+    return batch[0]
 
 
 def _reseed(obj: Any, node: SeedTree) -> None:
