@@ -754,8 +754,9 @@ def stream_loader(
         stream = ShardedStream.from_hf(dataset, **overrides)
     else:
         raise TypeError(
-            f"seedtree.torch.loader cannot key the samples of a plain {type(dataset).__name__} (an IterableDataset "
-            "without shards) by shard and position; describe it as ShardedStream(shards, read), or use "
+            f"seedtree.torch.loader takes a map-style dataset, a ShardedStream or an HF datasets.IterableDataset; "
+            f"a plain {type(dataset).__name__} (an IterableDataset without shards) cannot be keyed by shard and "
+            "position: describe it as ShardedStream(shards, read), or use "
             "DataLoader(..., worker_init_fn=seedtree.torch.worker_init_fn(tree))"
         )
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
