@@ -226,6 +226,21 @@ def test_merged_rank_states_resume_on_one_process(shards, reference):
     assert len(rows) == len(buffered_epoch)
 
 
+def test_merging_a_rank_that_finished_its_epoch_with_one_still_in_it(shards):
+    dls = [loader(stream_of(shards), TREE, batch_size=BATCH, rank=r, world_size=2) for r in range(2)]
+    done = list(dls[0])  # rank 0 finished: its cursor is at the start of epoch 1
+    it = iter(dls[1])
+    seen = [next(it) for _ in range(2)]
+    states = [d.state_dict() for d in dls]
+    rest_of_rank1 = list(it)
+    assert states[0]["epoch"] == 1 and states[1]["epoch"] == 0
+    lone = loader(stream_of(shards), TREE, batch_size=BATCH)
+    states[1] = json.loads(json.dumps(states[1]))
+    lone.load_state_dict(states)
+    assert torch.equal(torch.cat(list(lone)), torch.cat(rest_of_rank1)), "only rank 1's rest remains"
+    assert len(done) and len(seen) == 2
+
+
 @pytest.mark.slow
 def test_two_gloo_ranks_stream_their_lanes(tmp_path, shards, reference):
     entropy = TREE.entropy
@@ -321,10 +336,13 @@ def test_bad_input_one_clear_line_each(shards, tmp_path):
                 raise OSError("disk on fire")
             yield sample
 
+    before = (random.getstate(), np.random.get_state()[1].tolist(), torch.get_rng_state())
     with pytest.raises(
         StreamReadError, match=r"shard-003.jsonl' \(shard #3\) at position 2 failed: OSError: disk on fire"
     ):
         list(loader(ShardedStream(shards, broken, lanes=4), TREE, batch_size=BATCH))
+    after = (random.getstate(), np.random.get_state()[1].tolist(), torch.get_rng_state())
+    assert before[:2] == after[:2] and torch.equal(before[2], after[2]), "a failed read leaves the globals alone"
     with pytest.raises(ValueError, match="yielded 5 samples but lengths says 6"):
         list(loader(stream_of(shards, lengths=[6] + LENGTHS[1:]), TREE, batch_size=BATCH))
     state = loader(stream_of(shards), TREE, batch_size=BATCH).state_dict()
