@@ -353,7 +353,9 @@ def test_bad_input_one_clear_line_each(shards, tmp_path):
 @pytest.mark.slow
 def test_reader_error_in_a_worker_names_shard_and_position(shards):
     failing = ShardedStream(shards, read_jsonl, transform=_fails_on_7001, lanes=4)
-    with pytest.raises(StreamReadError, match=r"shard #7\) at position 1 failed: KeyError"):
+    with pytest.raises(
+        StreamReadError, match=r"transforming the sample of shard .* \(shard #7\) at position 1 failed: KeyError"
+    ):
         list(loader(failing, TREE, batch_size=BATCH, num_workers=2))
 
 

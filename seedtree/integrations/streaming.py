@@ -226,15 +226,17 @@ class _ShardReader:
         _reseed(stream.read, node)
         if stream.transform is not None:
             _reseed(stream.transform, node)
+        step = "reading"
         try:
             if self.iterator is None:
                 self.iterator = stream.open(self.s, p)
             sample = next(self.iterator, _END)
             if sample is not _END and stream.transform is not None:
+                step = "transforming the sample of"
                 sample = stream.transform(sample)
         except Exception as exc:
             raise StreamReadError(
-                f"reading shard {stream.shards[self.s]!r} (shard #{self.s}) at position {p} failed: "
+                f"{step} shard {stream.shards[self.s]!r} (shard #{self.s}) at position {p} failed: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         return sample
