@@ -785,11 +785,10 @@ def stream_loader(
             "pass ShardedStream(..., lengths=[...])"
         )
     context = dataloader_kwargs.get("multiprocessing_context")
-    if num_workers > 0 and (
-        context == "spawn"
-        or getattr(context, "_name", None) == "spawn"
-        or (context is None and torch.multiprocessing.get_start_method(allow_none=True) == "spawn")
-    ):
+    method = context if isinstance(context, str) or context is None else getattr(context, "_name", None)
+    if method is None:
+        method = torch.multiprocessing.get_start_method(allow_none=True)
+    if num_workers > 0 and method in ("spawn", "forkserver"):  # workers get a pickled copy
         _check_picklable(stream)
     from .torch import worker_init_fn  # the map-style module re-exports this one: import at call time
 
