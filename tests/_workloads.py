@@ -62,3 +62,55 @@ def gloo_rank_epoch(rank: int, world_size: int, init_file: str, out_dir: str, en
         torch.save(torch.cat(list(dl)), f"{out_dir}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
+
+
+def write_jsonl_shards(folder, lengths: list[int]) -> list[str]:
+    """JSONL shards of the given lengths; sample j of shard i is ``{"id": 1000 * i + j}``."""
+    import json
+    import os
+
+    paths = []
+    for i, n in enumerate(lengths):
+        path = os.path.join(str(folder), f"shard-{i:03d}.jsonl")
+        with open(path, "w") as f:
+            f.writelines(json.dumps({"id": 1000 * i + j}) + "\n" for j in range(n))
+        paths.append(path)
+    return paths
+
+
+def read_jsonl(path: str, start: int = 0):
+    """A seekable reader (the ``start`` protocol): the samples of one JSONL shard from ``start``."""
+    import json
+
+    with open(path) as f:
+        for j, line in enumerate(f):
+            if j >= start:
+                yield json.loads(line)
+
+
+def read_jsonl_no_seek(path: str):
+    return read_jsonl(path)
+
+
+def mixed_transform(sample: dict):
+    """Per-sample augmentation drawing from every RNG a user's code might call."""
+    import torch
+
+    values = [float(sample["id"]), random.random(), float(np.random.rand()), torch.rand(1).item(), st.rng().random()]
+    return torch.tensor(values, dtype=torch.float64)
+
+
+def gloo_rank_stream(rank: int, world_size: int, init_file: str, out_dir: str, entropy: int, shards: list[str]) -> None:
+    """One torch.distributed rank: loads an epoch of a sharded stream, saves what it saw."""
+    import torch
+    import torch.distributed as dist
+
+    from seedtree.torch import ShardedStream, loader
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        stream = ShardedStream(shards, read_jsonl, transform=mixed_transform, lanes=4)
+        dl = loader(stream, st.SeedTree(entropy), batch_size=2, num_workers=2)  # rank from dist
+        torch.save(torch.cat(list(dl)), f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()

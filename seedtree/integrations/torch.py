@@ -630,7 +630,7 @@ def loader(
     batch_sampler: Any = None,
     reseed_dataset: bool = True,
     **dataloader_kwargs: Any,
-) -> SeedTreeLoader:
+) -> SeedTreeLoader | streaming.StreamLoader:
     """A real ``torch.utils.data.DataLoader`` over ``dataset`` with per-sample streams.
 
     While sample ``i`` is produced in epoch e, ``seedtree.rng()`` (and, with
@@ -655,12 +655,25 @@ def loader(
     (``num_workers``, ``collate_fn``, ``pin_memory``, ``persistent_workers``,
     ``worker_init_fn`` (chained) ...).
     """
+    if isinstance(dataset, (IterableDataset, streaming.ShardedStream)) or streaming.is_hf_iterable(dataset):
+        return streaming.stream_loader(
+            dataset,
+            tree,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            bind_globals=bind_globals,
+            rank=rank,
+            world_size=world_size,
+            drop_uneven=drop_uneven,
+            **dataloader_kwargs,
+        )
     if not isinstance(tree, SeedTree):
         raise TypeError(f"loader needs a SeedTree, got {type(tree).__name__}")
-    if isinstance(dataset, IterableDataset) or not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
+    if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
         raise TypeError(
-            "seedtree.torch.loader needs a map-style dataset (with __getitem__ and __len__); for an "
-            "IterableDataset use worker_init_fn(tree) and draw from seedtree.rng()"
+            "seedtree.torch.loader needs a map-style dataset (with __getitem__ and __len__), a ShardedStream "
+            "or an HF datasets.IterableDataset"
         )
     _check_positive_int("batch_size", batch_size)
     if dataloader_kwargs.get("in_order") is False:
@@ -702,3 +715,7 @@ def loader(
         worker_init_fn=init,
         **dataloader_kwargs,
     )
+
+
+from . import streaming  # noqa: E402  (after worker_init_fn, which streaming uses)
+from .streaming import ShardedStream  # noqa: E402,F401

@@ -1,0 +1,836 @@
+"""Streaming data for the torch DataLoader: per-sample, layout-invariant, resumable randomness.
+
+Samples read from a stream (JSONL or Parquet files read in order, tar shards, an HF
+``datasets.IterableDataset``) are keyed by *what* they are, never by which worker read them:
+sample ``p`` of shard ``s`` in epoch ``e`` is read and transformed with the global RNGs and
+``seedtree.rng()`` bound to ``tree / e / "shard" / s / p``.
+
+The layout. An epoch deals its shards (in an order drawn from ``tree / "order" / e``) to a
+fixed number of *lanes* L: lane l reads shards ``order[l], order[l + L], ...`` one after the
+other, optionally through a shuffle buffer drawn from ``tree / "buffer" / e / l``, and cuts
+its output into batches of its own. The epoch's batch sequence is fixed: round k holds batch
+k of lane 0, of lane 1, ... of lane L-1 (lanes that have run out are skipped). Consumer c of
+C (``rank + world_size * worker``) runs lanes c, c + C, ... and emits, per round, slot i =
+lane c + C * i; torch's DataLoader takes one item from each worker in turn, so as long as
+every worker of a rank emits the same number of items per round (an empty marker stands in
+for a lane it lacks or that has run out, and the loader drops it), a rank's batches come in
+lane order whatever its number of workers. Rank r's batches are those of lanes r, r + W, ...
+
+Nothing here is imported by ``seedtree.integrations.torch`` except through ``loader()``,
+which hands iterable datasets and ``ShardedStream`` to ``stream_loader``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import math
+import pickle
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..core.codec import path_to_json
+from ..core.optional import require
+from ..core.tree import SeedTree
+from ..runtime import ambient
+from ..runtime.capture import isolate
+from ..runtime.controllers import REGISTRY
+from ..runtime.tasks import run_keyed_batch
+from .ranks import rank_info
+
+torch = require("torch", "seedtree.torch")
+from torch.utils.data import DataLoader, IterableDataset, Sampler, get_worker_info  # noqa: E402
+from torch.utils.data._utils.collate import default_collate  # noqa: E402
+
+__all__ = [
+    "DEFAULT_LANES",
+    "STREAM_STATE_FORMAT",
+    "HFShards",
+    "ShardedStream",
+    "StreamCursor",
+    "StreamLoader",
+    "StreamReadError",
+    "merge_stream_states",
+    "stream_loader",
+]
+
+DEFAULT_LANES = 16
+"""Lanes when none are given: every ``num_workers * world_size`` in 1, 2, 4, 8, 16 gives
+bit-identical batches."""
+
+STREAM_STATE_FORMAT = "seedtree.stream-state/1"
+
+RESEED_METHOD = "seedtree_reseed"
+
+
+class StreamReadError(RuntimeError):
+    """A reader or transform raised while producing one sample; the message names the
+    shard, its index and the position."""
+
+
+def _accepts_start(read: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(read).parameters
+    except (TypeError, ValueError):
+        return False
+    return "start" in params
+
+
+class ShardedStream:
+    """A stream described by its shards and a reader: ``read(shard)`` yields the samples of
+    one shard, in the same order every time (whatever it draws at random is drawn per
+    sample, under that sample's node; a reader that shuffles a shard with its own seed at
+    open would break the guarantees).
+
+    ``read(shard, start=p)`` (a reader with a ``start`` parameter) must yield the samples
+    from position ``p`` on: resuming mid-shard then seeks. A reader without ``start`` is
+    skipped forward by reading and dropping samples (only the shard being resumed, from its
+    start). ``transform(sample)`` runs right after the read, under the same per-sample node.
+    The reader and the transform may own generators: ``seedtree_reseed(node)`` is called on
+    them before each sample with that sample's node.
+
+    ``lanes`` (default 16) is the number of shards read side by side; it bounds
+    ``num_workers * world_size`` and fixes the order of the epoch's batches (a world size
+    dividing it interleaves back to the single-process order). ``shuffle_buffer`` (0: off) mixes each lane's
+    samples through a buffer of that size. ``lengths`` (optional, samples per shard) enables
+    ``len(loader)`` and ``drop_uneven``; a shard that yields another count is an error.
+    Everything here must pickle for spawned workers.
+    """
+
+    def __init__(
+        self,
+        shards: Sequence[Any],
+        read: Callable[..., Iterable[Any]],
+        *,
+        transform: Callable[[Any], Any] | None = None,
+        lanes: int = DEFAULT_LANES,
+        shuffle_buffer: int = 0,
+        lengths: Sequence[int] | None = None,
+    ) -> None:
+        if isinstance(shards, (str, bytes)) or not isinstance(shards, Sequence):
+            raise TypeError(f"ShardedStream needs a list of shards, got {type(shards).__name__}")
+        if len(shards) == 0:
+            raise ValueError("ShardedStream got an empty shard list: pass at least one shard (check the glob)")
+        if not callable(read):
+            raise TypeError(f"ShardedStream needs read(shard) -> iterable of samples, got {type(read).__name__}")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable, got {type(transform).__name__}")
+        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
+            raise ValueError(f"lanes must be a positive int, got {lanes!r}")
+        if isinstance(shuffle_buffer, bool) or not isinstance(shuffle_buffer, int) or shuffle_buffer < 0:
+            raise ValueError(f"shuffle_buffer must be a non-negative int, got {shuffle_buffer!r}")
+        if lengths is not None:
+            lengths = [int(n) for n in lengths]
+            if len(lengths) != len(shards) or any(n < 0 for n in lengths):
+                raise ValueError(f"lengths must give a non-negative sample count for each of the {len(shards)} shards")
+        self.shards = list(shards)
+        self.read = read
+        self.transform = transform
+        self.lanes = lanes
+        self.shuffle_buffer = shuffle_buffer
+        self.lengths = lengths
+        self.seekable = _accepts_start(read)
+
+    @classmethod
+    def from_hf(cls, dataset: Any, **kwargs: Any) -> ShardedStream:
+        """A stream over the shards (data sources) of an HF ``datasets.IterableDataset``."""
+        reader = HFShards(dataset)
+        return cls(list(range(reader.num_shards)), reader, **kwargs)
+
+    def open(self, shard: int, start: int) -> Iterator[Any]:
+        """The samples of shard number ``shard`` from position ``start`` on."""
+        if self.seekable:
+            return iter(self.read(self.shards[shard], start=start))
+        return itertools.islice(iter(self.read(self.shards[shard])), start, None)
+
+    def __repr__(self) -> str:
+        return f"ShardedStream({len(self.shards)} shards, lanes={self.lanes}, shuffle_buffer={self.shuffle_buffer})"
+
+
+def is_hf_iterable(dataset: object) -> bool:
+    """Whether ``dataset`` is an HF ``datasets.IterableDataset`` (without importing datasets)."""
+    module = sys.modules.get("datasets")
+    cls = getattr(module, "IterableDataset", None)
+    return cls is not None and isinstance(dataset, cls)
+
+
+class HFShards:
+    """Reader over an HF ``datasets.IterableDataset``: ``reader(i, start=p)`` yields the
+    examples of its data source i from position p (HF's ``skip``, which reads and drops
+    the examples before p). Examples come one at a time, formatted as the dataset's format
+    says, so a ``.map`` function runs under each example's own node."""
+
+    def __init__(self, dataset: Any) -> None:
+        if not is_hf_iterable(dataset):
+            raise TypeError(f"HFShards needs a datasets.IterableDataset, got {type(dataset).__name__}")
+        node = getattr(dataset, "_ex_iterable", None)
+        while node is not None:
+            if type(node).__name__ == "BufferShuffledExamplesIterable":
+                raise ValueError(
+                    "this datasets.IterableDataset is shuffled with its own seed (.shuffle()); drop .shuffle() "
+                    "and pass shuffle_buffer= to seedtree instead, which draws it from the tree"
+                )
+            node = getattr(node, "ex_iterable", None)
+        if getattr(dataset, "_distributed", None) is not None:
+            raise ValueError(
+                "this datasets.IterableDataset is already split by node (split_dataset_by_node); pass the whole "
+                "dataset: seedtree's loader gives each rank its own lanes"
+            )
+        self.dataset = dataset
+        self.num_shards = int(dataset.num_shards)
+
+    def __call__(self, shard: int, start: int = 0) -> Iterator[Any]:
+        part = self.dataset.shard(num_shards=self.num_shards, index=shard, contiguous=True)
+        if start:
+            part = part.skip(start)
+        # .iter() rather than iter(): inside a DataLoader worker HF's __iter__ would split
+        # the (single) shard among the workers itself.
+        for batch in part.iter(batch_size=1):
+            yield _first_row(batch)
+
+
+def _first_row(batch: Any) -> Any:
+    """Row 0 of a one-row HF batch (a dict of columns, struct columns nested as dicts)."""
+    if isinstance(batch, dict):
+        return {k: _first_row(v) for k, v in batch.items()}
+    return batch[0]
+
+
+def _reseed(obj: Any, node: SeedTree) -> None:
+    method = getattr(obj, RESEED_METHOD, None)
+    if callable(method):
+        method(node)
+
+
+_END = object()
+
+
+class _ShardReader:
+    """Reads one shard from a position, each sample under its node
+    ``epoch_node / "shard" / s / p``; ``take(n)`` returns up to n ``(p, sample)``."""
+
+    def __init__(self, stream: ShardedStream, epoch_node: SeedTree, s: int, start: int, modules: tuple[str, ...]):
+        self.stream, self.s, self.pos, self.modules = stream, s, start, modules
+        self.node = epoch_node / "shard" / s
+        self.iterator: Iterator[Any] | None = None
+        self.finished = False
+
+    def _one(self) -> Any:
+        stream, p = self.stream, self._p
+        self._p += 1
+        node = ambient.current()
+        _reseed(stream.read, node)
+        if stream.transform is not None:
+            _reseed(stream.transform, node)
+        step = "reading"
+        try:
+            if self.iterator is None:
+                self.iterator = stream.open(self.s, p)
+            sample = next(self.iterator, _END)
+            if sample is not _END and stream.transform is not None:
+                step = "transforming the sample of"
+                sample = stream.transform(sample)
+        except Exception as exc:
+            raise StreamReadError(
+                f"{step} shard {stream.shards[self.s]!r} (shard #{self.s}) at position {p} failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        return sample
+
+    def take(self, n: int) -> list[tuple[int, Any]]:
+        if self.finished:
+            return []
+        start = self._p = self.pos
+        calls: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = [(self._one, (), {})] * n
+        got = run_keyed_batch(self.node, list(range(start, start + n)), calls, self.modules)
+        out = []
+        for p, sample in enumerate(got, start):
+            if sample is _END:
+                self.finished = True
+                self._check_length(p)
+                break
+            out.append((p, sample))
+        self.pos = start + len(out)
+        return out
+
+    def _check_length(self, count: int) -> None:
+        lengths = self.stream.lengths
+        if lengths is not None and lengths[self.s] != count:
+            raise ValueError(
+                f"shard {self.stream.shards[self.s]!r} (shard #{self.s}) yielded {count} samples but lengths says "
+                f"{lengths[self.s]}; fix lengths= (drop_uneven and len() rely on it)"
+            )
+
+
+def _lane_shards(n_shards: int, lanes: int, tree: SeedTree, epoch: int, shuffle: bool) -> list[list[int]]:
+    """Shards of each lane in ``epoch``: the epoch's shard order dealt round-robin."""
+    order = (tree / "order" / epoch).numpy().permutation(n_shards) if shuffle else np.arange(n_shards)
+    return [[int(s) for s in order[lane::lanes]] for lane in range(lanes)]
+
+
+def _fresh_lane_state() -> dict[str, Any]:
+    return {"shard": 0, "position": 0, "buffer": [], "draws": 0, "batches": 0, "done": False}
+
+
+class _Lane:
+    """One lane of one epoch: its shards in order, a read-ahead queue, the optional shuffle
+    buffer, and a batch counter. ``state()`` after a batch describes everything needed to
+    continue exactly from there (the buffer as (shard, position) pairs)."""
+
+    CHUNK = 32  # samples read per vectorised binding call
+
+    def __init__(
+        self,
+        stream: ShardedStream,
+        epoch_node: SeedTree,
+        buffer_node: SeedTree,
+        shards: list[int],
+        batch_size: int,
+        drop_last: bool,
+        buffer: int,
+        modules: tuple[str, ...],
+        state: dict[str, Any] | None,
+    ) -> None:
+        self.stream, self.epoch_node, self.shards = stream, epoch_node, shards
+        self.batch_size, self.drop_last, self.buffer_size, self.modules = batch_size, drop_last, buffer, modules
+        state = _fresh_lane_state() if state is None else state
+        self.m, self.batches, self.draws, self.done = (
+            int(state["shard"]),
+            int(state["batches"]),
+            int(state["draws"]),
+            bool(state["done"]),
+        )
+        self.reader: _ShardReader | None = None
+        self.pending: deque[tuple[int, int, int, Any]] = deque()  # (m, shard, position, sample)
+        self.next_pos = int(state["position"])
+        self.gen = buffer_node.numpy() if buffer else None
+        if self.gen is not None and self.draws:
+            self.gen.bit_generator.advance(self.draws)  # type: ignore[attr-defined]  # PCG64 has it
+        # The buffer: samples, and beside them their (shard, position) keys kept as an
+        # array, so that describing the buffer after every batch costs one copy.
+        saved = self._rebuild(state["buffer"]) if len(state["buffer"]) else []
+        self.buf: list[Any] = [x for _, _, x in saved]
+        self.keys = np.zeros((buffer, 2), dtype=np.int64)
+        if saved:
+            self.keys[: len(saved)] = [(s, p) for s, p, _ in saved]
+
+    def _rebuild(self, pairs: Any) -> list[tuple[int, int, Any]]:
+        """Re-read the samples the buffer held, each under its own node: bit-identical."""
+        pairs = [(int(s), int(p)) for s, p in pairs]
+        found: dict[tuple[int, int], Any] = {}
+        for s in sorted({s for s, _ in pairs}):
+            wanted = sorted(p for t, p in pairs if t == s)
+            reader = _ShardReader(self.stream, self.epoch_node, s, wanted[0], self.modules)
+            while reader.pos <= wanted[-1]:
+                got = reader.take(min(self.CHUNK, wanted[-1] + 1 - reader.pos))
+                if not got:
+                    raise ValueError(f"cannot rebuild the shuffle buffer: shard #{s} ends before position {wanted[-1]}")
+                found.update(((s, p), x) for p, x in got)
+        return [(s, p, found[s, p]) for s, p in pairs]
+
+    def _next_input(self) -> tuple[int, int, Any] | None:
+        while not self.pending:
+            if self.m >= len(self.shards):
+                return None
+            if self.reader is None:
+                self.reader = _ShardReader(
+                    self.stream, self.epoch_node, self.shards[self.m], self.next_pos, self.modules
+                )
+            got = self.reader.take(min(self.CHUNK, self.batch_size))
+            self.pending.extend((self.m, self.reader.s, p, x) for p, x in got)
+            if self.reader.finished:
+                self.m, self.next_pos, self.reader = self.m + 1, 0, None
+        _, s, p, x = self.pending.popleft()
+        return s, p, x
+
+    def _next_output(self) -> tuple[int, int, Any] | None:
+        if self.gen is None:
+            return self._next_input()
+        buf, keys = self.buf, self.keys
+        while len(buf) < self.buffer_size:
+            item = self._next_input()
+            if item is None:
+                break
+            keys[len(buf)] = item[:2]
+            buf.append(item[2])
+        if not buf:
+            return None
+        incoming = self._next_input()
+        j = int(self.gen.random() * len(buf))  # one 64-bit draw per pick: resume advances by draws
+        self.draws += 1
+        out = (int(keys[j, 0]), int(keys[j, 1]), buf[j])
+        if incoming is not None:
+            keys[j] = incoming[:2]
+            buf[j] = incoming[2]
+        else:
+            keys[j] = keys[len(buf) - 1]
+            buf[j] = buf[-1]
+            buf.pop()
+        return out
+
+    def next_batch(self) -> list[Any] | None:
+        """The lane's next batch of samples, or None when it has run out."""
+        if self.done:
+            return None
+        items: list[Any] = []
+        while len(items) < self.batch_size:
+            item = self._next_output()
+            if item is None:
+                break
+            items.append(item[2])
+        if len(items) < self.batch_size:
+            self.done = True
+            if not items or self.drop_last:
+                return None
+        self.batches += 1
+        return items
+
+    def state(self) -> dict[str, Any]:
+        if self.pending:
+            m, _, position, _ = self.pending[0]
+        else:
+            m, position = self.m, (self.reader.pos if self.reader is not None else self.next_pos)
+        return {
+            "shard": m,
+            "position": position,
+            "buffer": self.keys[: len(self.buf)].copy(),
+            "draws": self.draws,
+            "batches": self.batches,
+            "done": self.done,
+        }
+
+
+class _Emitted(NamedTuple):
+    """What a worker yields: a collated batch with its lane and that lane's state after it;
+    lane -1 is the empty marker that keeps the workers' turns aligned."""
+
+    batch: Any
+    lane: int
+    state: Any
+
+
+_SKIP = _Emitted(None, -1, None)
+
+
+def _as_is(item: Any) -> Any:
+    return item
+
+
+def lanes_of(consumer: int, consumers: int, lanes: int) -> list[int]:
+    """The lanes consumer ``c`` of ``C`` runs: c, c + C, ... below ``lanes``."""
+    return list(range(consumer, lanes, consumers))
+
+
+class StreamCursor(Sampler):
+    """Where the stream stands: the epoch and, per lane, its state after the last batch the
+    loader handed out. It is the loader's ``.sampler``, so Lightning's and accelerate's
+    ``set_epoch`` calls reach it; the epoch travels to (persistent) workers through a small
+    shared-memory tensor, read whenever a worker starts an epoch."""
+
+    def __init__(self, n_lanes: int) -> None:
+        self.n_lanes = n_lanes
+        self.epoch = 0
+        self.progress: dict[int, dict[str, Any]] = {}
+        self.resume: dict[int, dict[str, Any]] | None = None
+        self.control = torch.zeros(2, dtype=torch.int64).share_memory_()  # [epoch, resuming]
+
+    def __iter__(self) -> Iterator[None]:
+        return itertools.repeat(None)  # what workers are handed is ignored: they read `control`
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start epoch ``epoch`` from its beginning at the next iteration."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
+        self.epoch, self.progress, self.resume = epoch, {}, None
+
+    def begin(self) -> None:
+        """An iteration starts: resume if ``load_state_dict`` asked for it, else start the epoch."""
+        if self.resume is None:
+            self.progress = {}
+        self.control[0] = self.epoch
+        self.control[1] = 0 if self.resume is None else 1
+
+    def delivered(self, lane: int, state: dict[str, Any]) -> None:
+        self.progress[lane] = state
+
+    def finished(self) -> None:
+        self.epoch, self.progress, self.resume = self.epoch + 1, {}, None
+
+    def broken_off(self) -> None:
+        """The resume has been used: a later iteration starts an epoch over, as torch does."""
+        self.resume = None
+
+
+class _StreamDataset(IterableDataset):
+    """The worker-side dataset: runs the lanes of its consumer for the cursor's epoch."""
+
+    def __init__(
+        self,
+        stream: ShardedStream,
+        tree: SeedTree,
+        cursor: StreamCursor,
+        *,
+        batch_size: int,
+        drop_last: bool,
+        shuffle: bool,
+        bind_globals: bool,
+        collate_fn: Callable[[list[Any]], Any],
+        rank: int,
+        world_size: int,
+        num_workers: int,
+    ) -> None:
+        self.stream, self.tree, self.cursor = stream, tree, cursor
+        self.batch_size, self.drop_last, self.shuffle = batch_size, drop_last, shuffle
+        self.bind_globals, self.collate_fn = bind_globals, collate_fn
+        self.rank, self.world_size, self.num_workers = rank, world_size, num_workers
+
+    def set_epoch(self, epoch: int) -> None:
+        """accelerate calls this on the dataset: same as ``loader.set_epoch``."""
+        self.cursor.set_epoch(epoch)
+
+    def lane_shards(self, epoch: int) -> list[list[int]]:
+        return _lane_shards(len(self.stream.shards), self.stream.lanes, self.tree, epoch, self.shuffle)
+
+    def __iter__(self) -> Iterator[_Emitted]:
+        epoch, resuming = (int(v) for v in self.cursor.control.tolist())
+        info = get_worker_info()
+        worker = 0 if info is None else info.id
+        consumers = self.world_size * max(1, self.num_workers)
+        consumer = self.rank + self.world_size * worker
+        states = self.cursor.resume if resuming and self.cursor.resume is not None else {}
+        return self._run(epoch, consumer, consumers, states)
+
+    def _run(self, epoch: int, consumer: int, consumers: int, states: dict[int, dict[str, Any]]) -> Iterator[_Emitted]:
+        stream, n_lanes = self.stream, self.stream.lanes
+        active = min(n_lanes, len(stream.shards))  # lanes beyond the shard count never hold a shard
+        per_round = math.ceil(active / consumers)
+        pad = self.num_workers > 1  # markers only matter between this loader's workers
+        modules = REGISTRY.loaded_modules() if self.bind_globals else ()
+        epoch_node = self.tree / epoch
+        shards = self.lane_shards(epoch)
+        mine = lanes_of(consumer, consumers, active)
+        lanes = [
+            _Lane(
+                stream,
+                epoch_node,
+                self.tree / "buffer" / epoch / lane,
+                shards[lane],
+                self.batch_size,
+                self.drop_last,
+                stream.shuffle_buffer if self.shuffle else 0,
+                modules,
+                states.get(lane),
+            )
+            for lane in mine
+        ]
+        rank_lanes = [states[lane] for lane in lanes_of(self.rank, self.world_size, active) if lane in states]
+        live_rounds = [int(s["batches"]) for s in rank_lanes if not s["done"]]
+        round_ = min(live_rounds) if live_rounds else 0
+        while not all(lane.done for lane in lanes):
+            for i in range(per_round):
+                lane = lanes[i] if i < len(lanes) else None
+                batch = None
+                if lane is not None and lane.batches <= round_:
+                    batch = lane.next_batch()
+                if lane is not None and batch is not None:
+                    yield _Emitted(self.collate_fn(batch), mine[i], lane.state())
+                elif pad:
+                    yield _SKIP
+            round_ += 1
+
+
+class StreamLoader(DataLoader):
+    """The DataLoader ``loader()`` returns for a stream. Iterating it hands out the lanes'
+    batches in the epoch's fixed order (dropping the workers' alignment markers) and moves
+    the cursor; with ``num_workers=0`` the caller's global RNG states are put back after
+    each batch. ``len()`` works when the stream has ``lengths``."""
+
+    cursor: StreamCursor
+
+    @property
+    def _stream_ds(self) -> _StreamDataset:
+        return self.dataset  # type: ignore[return-value]  # always a _StreamDataset here
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]  # a generator, as SeedTreeLoader
+        cursor, dataset = self.cursor, self._stream_ds
+        limit = self._rank_batches(cursor.epoch) if self.drop_uneven else None
+        cursor.begin()
+        delivered = sum(int(s["batches"]) for s in cursor.progress.values())
+        iterator = super().__iter__()
+        cursor.broken_off()
+        isolating = self.num_workers == 0 and dataset.bind_globals
+        while True:
+            if limit is not None and delivered >= limit:
+                cursor.finished()
+                return
+            if isolating:
+                with isolate(ambient=False):
+                    item = next(iterator, _END)
+            else:
+                item = next(iterator, _END)
+            if not isinstance(item, _Emitted):  # the end
+                cursor.finished()
+                return
+            if item.lane < 0:
+                continue
+            cursor.delivered(item.lane, item.state)
+            delivered += 1
+            yield item.batch
+
+    drop_uneven = False  # set by stream_loader: every rank stops at the fewest batches any rank has
+
+    def _rank_batches(self, epoch: int) -> int:
+        return min(self.batches_of(epoch, r) for r in range(self._stream_ds.world_size))
+
+    def batches_of(self, epoch: int, rank: int) -> int:
+        """Batches rank ``rank`` gets in ``epoch`` (needs the stream's ``lengths``)."""
+        ds = self._stream_ds
+        lengths = ds.stream.lengths
+        if lengths is None:
+            raise TypeError("the stream has no lengths: pass ShardedStream(..., lengths=[samples per shard])")
+        active = min(ds.stream.lanes, len(lengths))
+        total = 0
+        for lane in lanes_of(rank, ds.world_size, active):
+            n = sum(lengths[s] for s in ds.lane_shards(epoch)[lane])
+            total += n // ds.batch_size if ds.drop_last else math.ceil(n / ds.batch_size)
+        return total
+
+    def __len__(self) -> int:
+        epoch = self.cursor.epoch
+        return self._rank_batches(epoch) if self.drop_uneven else self.batches_of(epoch, self._stream_ds.rank)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Same as ``loader.sampler.set_epoch(epoch)``."""
+        self.cursor.set_epoch(epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The epoch and, for each lane this rank runs, its shard, position, shuffle buffer
+        (as (shard, position) pairs) and batch count; other ranks' lanes are None (merge the
+        ranks' states with ``merge_stream_states`` to resume on another layout). Plain ints,
+        bools, strings and lists: it saves with JSON or ``torch.save(weights_only=True)``."""
+        ds, cursor = self._stream_ds, self.cursor
+        active = min(ds.stream.lanes, len(ds.stream.shards))
+        lanes: list[dict[str, Any] | None] = [None] * ds.stream.lanes
+        for lane in lanes_of(ds.rank, ds.world_size, ds.stream.lanes):
+            state = cursor.progress.get(lane)
+            if state is None:
+                state = _fresh_lane_state()
+                state["done"] = lane >= active
+            lanes[lane] = {k: (np.asarray(v).tolist() if k == "buffer" else v) for k, v in state.items()}
+        return {"format": STREAM_STATE_FORMAT, "epoch": cursor.epoch, "lanes": lanes, **self._identity()}
+
+    def _identity(self) -> dict[str, Any]:
+        ds = self._stream_ds
+        return {
+            "n_shards": len(ds.stream.shards),
+            "n_lanes": ds.stream.lanes,
+            "batch_size": ds.batch_size,
+            "shuffle": ds.shuffle,
+            "shuffle_buffer": ds.stream.shuffle_buffer,
+            "drop_last": ds.drop_last,
+            "entropy": str(ds.tree.entropy),
+            "path": path_to_json(ds.tree.path),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue exactly where ``state`` stood, at the next iteration, with this or any
+        other number of workers and ranks. Refuses a state from another stream, batching,
+        shuffling or tree, and one that lacks a lane this rank runs (merge the ranks' states)."""
+        if isinstance(state, (list, tuple)):
+            state = merge_stream_states(list(state))
+        if not isinstance(state, dict) or state.get("format") != STREAM_STATE_FORMAT:
+            raise ValueError(f"not a stream state (expected format={STREAM_STATE_FORMAT!r} from state_dict())")
+        for key, mine in self._identity().items():
+            if state.get(key) != mine:
+                raise ValueError(
+                    f"stream state was saved with {key}={state.get(key)!r} but this loader has {key}={mine!r}; "
+                    "resume with the same shards, lanes, batching, shuffling and tree"
+                )
+        ds = self._stream_ds
+        resume = {}
+        for lane in lanes_of(ds.rank, ds.world_size, ds.stream.lanes):
+            saved = state["lanes"][lane]
+            if saved is None:
+                raise ValueError(
+                    f"the stream state has no position for lane {lane}, which rank {ds.rank} of {ds.world_size} runs: "
+                    "it was saved by another rank; gather every rank's state_dict() and pass "
+                    "merge_stream_states([...]) (or the list) to load_state_dict"
+                )
+            resume[lane] = dict(saved, buffer=np.asarray(saved["buffer"], dtype=np.int64).reshape(-1, 2))
+        cursor = self.cursor
+        cursor.epoch, cursor.resume, cursor.progress = int(state["epoch"]), resume, dict(resume)
+        if self.persistent_workers and self._iterator is not None:
+            self._iterator = None  # workers started earlier hold no resume state: start fresh ones
+
+
+_IDENTITY_KEYS = (
+    "format",
+    "n_shards",
+    "n_lanes",
+    "batch_size",
+    "shuffle",
+    "shuffle_buffer",
+    "drop_last",
+    "entropy",
+    "path",
+)
+
+
+def merge_stream_states(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """One state from every rank's ``state_dict()``: each lane's position from the rank that
+    ran it. A rank whose lanes had all finished (its state already at the next epoch) counts
+    as having finished them in the common epoch."""
+    if not states:
+        raise ValueError("merge_stream_states needs at least one state")
+    epoch = min(int(s["epoch"]) for s in states)
+    merged = dict(states[0], epoch=epoch, lanes=[None] * len(states[0]["lanes"]))
+    for s in states:
+        if any(s.get(k) != states[0].get(k) for k in _IDENTITY_KEYS):
+            raise ValueError("these stream states come from different streams, batching or trees; merge one run's")
+        later = int(s["epoch"]) - epoch
+        apart = f"stream states from epochs {epoch} and {s['epoch']} cannot be merged: save them at the same step"
+        if later not in (0, 1):
+            raise ValueError(apart)
+        for lane, saved in enumerate(s["lanes"]):
+            if saved is None:
+                continue
+            if later:
+                if saved["batches"] or saved["shard"] or saved["position"]:
+                    raise ValueError(apart)
+                saved = dict(saved, done=True)
+            merged["lanes"][lane] = saved
+    return merged
+
+
+def stream_loader(
+    dataset: Any,
+    tree: SeedTree,
+    *,
+    batch_size: int = 1,
+    shuffle: bool = True,
+    drop_last: bool = False,
+    bind_globals: bool = True,
+    rank: int | None = None,
+    world_size: int | None = None,
+    drop_uneven: bool = False,
+    **dataloader_kwargs: Any,
+) -> StreamLoader:
+    """``loader()`` for a ``ShardedStream`` or an HF ``datasets.IterableDataset``.
+
+    Guarantees: sample p of shard s in epoch e is read (and transformed) with
+    ``seedtree.rng()`` and, with ``bind_globals``, python ``random``, numpy's global and torch
+    bound to ``tree / e / "shard" / s / p``; a rank's batches are bit-identical for every
+    ``num_workers``, persistent or not; rank r gets exactly the batches of lanes r,
+    r + world_size, ..., and when ``world_size`` divides the lanes in use (the lane count,
+    or the shard count if smaller) the ranks' batches interleaved in rank order are the
+    single-process sequence while every lane still has batches; otherwise every epoch holds
+    the same batches with the same per-sample randomness in another order. The
+    shard order is drawn from ``tree / "order" / e``, the shuffle buffer of lane l from
+    ``tree / "buffer" / e / l``; ``state_dict()``/``load_state_dict()`` resume mid-epoch
+    exactly. ``drop_uneven`` (needs the stream's ``lengths``) cuts every rank to the batch
+    count of the rank with the fewest, dropping the last batches of the others. Each
+    (epoch, shard, position) is read once per epoch (a shard listed twice has two indices),
+    so no sample's stream is ever used twice.
+
+    ``lanes=`` and ``shuffle_buffer=`` override the stream's. ``collate_fn`` runs in the
+    workers on each lane batch. ``sampler`` and ``batch_sampler`` are refused.
+    """
+    if not isinstance(tree, SeedTree):
+        raise TypeError(f"loader needs a SeedTree, got {type(tree).__name__}")
+    overrides = {k: dataloader_kwargs.pop(k) for k in ("lanes", "shuffle_buffer") if k in dataloader_kwargs}
+    if isinstance(dataset, ShardedStream):
+        stream = dataset
+        if overrides:
+            stream = ShardedStream(
+                stream.shards,
+                stream.read,
+                transform=stream.transform,
+                lengths=stream.lengths,
+                **{"lanes": stream.lanes, "shuffle_buffer": stream.shuffle_buffer, **overrides},
+            )
+    elif is_hf_iterable(dataset):
+        stream = ShardedStream.from_hf(dataset, **overrides)
+    else:
+        raise TypeError(
+            f"seedtree.torch.loader takes a map-style dataset, a ShardedStream or an HF datasets.IterableDataset; "
+            f"a plain {type(dataset).__name__} (an IterableDataset without shards) cannot be keyed by shard and "
+            "position: describe it as ShardedStream(shards, read), or use "
+            "DataLoader(..., worker_init_fn=seedtree.torch.worker_init_fn(tree))"
+        )
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    for refused in ("sampler", "batch_sampler"):
+        if dataloader_kwargs.get(refused) is not None:
+            raise TypeError(f"loader() derives the sample order itself and does not take {refused}=; drop it")
+    if rank is None or world_size is None:
+        info = rank_info()
+        rank = info.rank if rank is None else rank
+        world_size = info.world_size if world_size is None else world_size
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} must be in [0, world_size={world_size})")
+    num_workers = int(dataloader_kwargs.get("num_workers", 0))
+    consumers = world_size * max(1, num_workers)
+    if consumers > stream.lanes:
+        raise ValueError(
+            f"num_workers * world_size = {consumers} exceeds the stream's {stream.lanes} lanes, so some would get "
+            f"no data; pass lanes= a multiple of {consumers}"
+        )
+    if drop_uneven and stream.lengths is None:
+        raise ValueError(
+            "drop_uneven needs every shard's sample count to give all ranks the same number of batches: "
+            "pass ShardedStream(..., lengths=[...])"
+        )
+    context = dataloader_kwargs.get("multiprocessing_context")
+    method = context if isinstance(context, str) or context is None else getattr(context, "_name", None)
+    if method is None:
+        method = torch.multiprocessing.get_start_method(allow_none=True)
+    if num_workers > 0 and method in ("spawn", "forkserver"):  # workers get a pickled copy
+        _check_picklable(stream)
+    from .torch import worker_init_fn  # the map-style module re-exports this one: import at call time
+
+    cursor = StreamCursor(stream.lanes)
+    collate = dataloader_kwargs.pop("collate_fn", None) or default_collate
+    worker_ds = _StreamDataset(
+        stream,
+        tree,
+        cursor,
+        batch_size=batch_size,
+        drop_last=drop_last,
+        shuffle=shuffle,
+        bind_globals=bind_globals,
+        collate_fn=collate,
+        rank=rank,
+        world_size=world_size,
+        num_workers=num_workers,
+    )
+    init = worker_init_fn(
+        tree / "loader",
+        then=dataloader_kwargs.pop("worker_init_fn", None),
+        rank=rank,
+        bind_globals=bind_globals,
+        reseed_dataset=False,
+    )
+    dataloader_kwargs.setdefault("generator", (tree / "loader").torch())
+    dl = StreamLoader(worker_ds, batch_size=None, collate_fn=_as_is, worker_init_fn=init, **dataloader_kwargs)
+    # DataLoader refuses a sampler for an IterableDataset; the cursor is what set_epoch
+    # callers (Lightning: loader.sampler) must find, and workers ignore what it yields.
+    object.__setattr__(dl, "sampler", cursor)
+    object.__setattr__(dl, "cursor", cursor)
+    object.__setattr__(dl, "drop_uneven", drop_uneven)
+    return dl
+
+
+def _check_picklable(stream: ShardedStream) -> None:
+    for name, obj in (("read", stream.read), ("transform", stream.transform), ("shards", stream.shards)):
+        try:
+            pickle.dumps(obj)
+        except Exception as exc:  # noqa: BLE001 - any pickling failure means the same thing here
+            raise TypeError(
+                f"the stream's {name} ({obj!r:.60}) cannot be pickled for spawned workers "
+                f"({type(exc).__name__}: {exc}); "
+                "define it at module level (no lambda or local function), or use num_workers=0"
+            ) from None
