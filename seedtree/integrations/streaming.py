@@ -717,9 +717,13 @@ def stream_loader(
     rank: int | None = None,
     world_size: int | None = None,
     drop_uneven: bool = False,
+    worker_hook: Callable[..., Any] | None = None,
     **dataloader_kwargs: Any,
 ) -> StreamLoader:
     """``loader()`` for a ``ShardedStream`` or an HF ``datasets.IterableDataset``.
+
+    ``worker_hook`` makes each worker's initialiser (``seedtree.torch.loader`` passes its
+    ``worker_init_fn`` class: this module builds on the map-style one, never imports it).
 
     Guarantees: sample p of shard s in epoch e is read (and transformed) with
     ``seedtree.rng()`` and, with ``bind_globals``, python ``random``, numpy's global and torch
@@ -790,7 +794,8 @@ def stream_loader(
         method = torch.multiprocessing.get_start_method(allow_none=True)
     if num_workers > 0 and method in ("spawn", "forkserver"):  # workers get a pickled copy
         _check_picklable(stream)
-    from .torch import worker_init_fn  # the map-style module re-exports this one: import at call time
+    if worker_hook is None:
+        raise TypeError("stream_loader() needs worker_hook=seedtree.torch.worker_init_fn; call seedtree.torch.loader()")
 
     cursor = StreamCursor(stream.lanes)
     collate = dataloader_kwargs.pop("collate_fn", None) or default_collate
@@ -807,7 +812,7 @@ def stream_loader(
         world_size=world_size,
         num_workers=num_workers,
     )
-    init = worker_init_fn(
+    init = worker_hook(
         tree / "loader",
         then=dataloader_kwargs.pop("worker_init_fn", None),
         rank=rank,

@@ -26,7 +26,9 @@ from ..runtime.capture import isolate
 from ..runtime.controllers import REGISTRY
 from ..runtime.seeding import bind_process
 from ..runtime.tasks import run_keyed, run_keyed_batch
+from . import streaming
 from .ranks import rank_info
+from .streaming import ShardedStream
 
 torch = require("torch", "seedtree.torch")
 import numpy as np  # noqa: E402
@@ -39,6 +41,17 @@ from torch.utils.data import (  # noqa: E402
     Sampler,
     get_worker_info,
 )
+
+__all__ = [
+    "RESEED_METHOD",
+    "SeedTreeBatchSampler",
+    "SeedTreeLoader",
+    "SeedTreeSampler",
+    "ShardedStream",
+    "loader",
+    "sample_node",
+    "worker_init_fn",
+]
 
 RESEED_METHOD = "seedtree_reseed"
 """A dataset (the worker's copy) with a method of this name is called as
@@ -666,6 +679,7 @@ def loader(
             rank=rank,
             world_size=world_size,
             drop_uneven=drop_uneven,
+            worker_hook=worker_init_fn,
             **dataloader_kwargs,
         )
     if not isinstance(tree, SeedTree):
@@ -716,6 +730,3 @@ def loader(
         **dataloader_kwargs,
     )
 
-
-from . import streaming  # noqa: E402  (after worker_init_fn, which streaming uses)
-from .streaming import ShardedStream  # noqa: E402,F401
