@@ -240,10 +240,14 @@ def test_bad_input_is_refused_with_a_clear_error() -> None:
 
 
 def test_bind_globals_true_means_the_libraries_this_process_uses() -> None:
-    from seedtree.runtime import capture as bindings_capture, controllers as bindings
+    from seedtree.runtime import controllers as bindings
 
     assert keyed(draw, TREE, bind_globals=True).modules == bindings.REGISTRY.loaded_modules()
-    assert keyed(draw, TREE).modules == ()
+    assert keyed(draw, TREE, bind_globals=True).required
+    # the default: the same libraries, seeded only where the task has the globals to itself
+    assert keyed(draw, TREE).modules == bindings.REGISTRY.loaded_modules()
+    assert not keyed(draw, TREE).required
+    assert keyed(draw, TREE, bind_globals=False).modules == ()
     assert keyed(draw, TREE, bind_globals=["numpy"]).modules == ("numpy",)
     with pytest.raises(TypeError, match="list of module names"):
         keyed(draw, TREE, bind_globals="numpy")

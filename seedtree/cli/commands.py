@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import time
 from typing import NoReturn
@@ -263,7 +262,8 @@ when one changed, naming it and both hashes; --allow-data-change runs anyway.
 
 The command gets SEEDTREE_ENTROPY (read by seedtree.seed_everything() and
 SeedTree.from_env()) and PYTHONHASHSEED derived from the root, unless you set it.
-Exit status: the command's; killed by a signal, seedtree dies by the same signal."""
+Exit status: the command's; killed by a signal, seedtree dies by the same signal
+(one it cannot raise on itself, such as SIGKILL: exits 128 + n, 137, like a shell)."""
 
 _EPILOG_VERIFY = """\
 Each try runs in a fresh temporary folder mirroring the current one with symlinks, except
@@ -363,8 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line. Called with ``argv=None`` (as the ``seedtree`` program), a
     command that ``run`` started and that was killed by a signal takes this process down
-    with the same signal, as a shell's ``exec`` would; called with a list it returns
-    128 + the signal number instead."""
+    with the same signal, as a shell's ``exec`` would (for SIGKILL and the other signals a
+    process cannot raise on itself it exits 128 + the signal number, as a shell does);
+    called with a list it returns 128 + the signal number."""
     program = argv is None
     parser = build_parser()
     try:
@@ -384,9 +385,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     sig = getattr(args, "die_by_signal", None)
     if program and sig:
+        from .run import die_by_signal
+
         sys.stdout.flush()
-        signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)
+        die_by_signal(sig)  # returns for a signal a process cannot raise on itself (SIGKILL): exit 128 + n
     return status
 
 

@@ -1,10 +1,15 @@
 """Compare two runs' outputs: files and folders by content hash, arrays element by element.
 
 ``compare(a, b)`` returns the differences between two files or folders, each naming the file
-and the first thing that differs in it: for ``.npy`` / ``.npz`` / ``.pt`` files the first
-differing element (by index, compared bit for bit, so ``-0.0`` differs from ``0.0`` and a NaN
-equals the same NaN), for text the first differing line, for other files the first differing
-byte. Files whose bytes are identical are equal without being parsed.
+and the first thing that differs in it: for ``.npy`` / ``.npz`` files the first differing
+element (by index, compared bit for bit, so ``-0.0`` differs from ``0.0`` and a NaN equals
+the same NaN); for torch files (``.pt``, ``.pth``, ``.ckpt``: Lightning checkpoints) the
+first differing entry by its key path, tensors element by element, e.g.
+``['state_dict']['layer.weight'] element [0, 1]``; for text the first differing line, for
+other files the first differing byte. Files whose bytes are identical are equal without
+being parsed. Torch files are loaded with ``torch.load(weights_only=True)`` (no code from
+the file runs) and are equal when their contents are, whatever their zip encoding; one
+that only loads as a full pickle is compared byte by byte, and the message says why.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from typing import Any
 import numpy as np
 
 CHUNK = 1 << 20
-ARRAY_SUFFIXES = (".npy", ".npz", ".pt", ".pth")
+TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
+ARRAY_SUFFIXES = (".npy", ".npz", *TORCH_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -99,7 +105,7 @@ def compare_files(a: Path, b: Path) -> str | None:
         return _npy(a, b)
     if suffix == ".npz":
         return _npz(a, b)
-    if suffix in (".pt", ".pth"):
+    if suffix in TORCH_SUFFIXES:
         return _torch(a, b)
     return _bytes(a, b)
 
@@ -162,7 +168,7 @@ def _npz(a: Path, b: Path) -> str:
     return "same arrays, different file encoding (e.g. compression or member order)"
 
 
-def _torch(a: Path, b: Path) -> str:
+def _torch(a: Path, b: Path) -> str | None:
     from ..core.optional import require
 
     torch = require("torch", "comparing .pt files")
@@ -171,7 +177,7 @@ def _torch(a: Path, b: Path) -> str:
         xb = torch.load(b, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for files it refuses (pickles, zips)
         return f"{_bytes(a, b)} (not loadable with torch.load(weights_only=True): {type(exc).__name__})"
-    return _walk(xa, xb, "", torch) or "same tensors, different file encoding"
+    return _walk(xa, xb, "", torch)  # equal contents in another zip encoding are equal
 
 
 def _walk(a: Any, b: Any, where: str, torch: Any) -> str | None:
@@ -180,8 +186,9 @@ def _walk(a: Any, b: Any, where: str, torch: Any) -> str | None:
         if a.layout != torch.strided or b.layout != torch.strided or a.is_quantized or b.is_quantized:
             return None if a.dtype == b.dtype and torch.equal(a, b) else f"tensor{at} differs"
         if a.dtype != b.dtype or a.shape != b.shape:
-            return f"tensor{at}: " + (f"dtype {a.dtype} vs {b.dtype}" if a.dtype != b.dtype
-                                       else f"shape {tuple(a.shape)} vs {tuple(b.shape)}")
+            return f"tensor{at}: " + (
+                f"dtype {a.dtype} vs {b.dtype}" if a.dtype != b.dtype else f"shape {tuple(a.shape)} vs {tuple(b.shape)}"
+            )
         flat_a, flat_b = a.detach().reshape(-1).contiguous(), b.detach().reshape(-1).contiguous()
         width = flat_a.element_size()
         bytes_a = flat_a.view(torch.uint8).numpy().reshape(flat_a.numel(), width)
@@ -192,12 +199,15 @@ def _walk(a: Any, b: Any, where: str, torch: Any) -> str | None:
             return None
         first = int(np.argmax(diff))
         index = tuple(int(i) for i in np.unravel_index(first, tuple(a.shape))) if a.dim() else ()
-        return (f"tensor{at} element {_index_text(index)} differs: {flat_a[first].item()!r} vs "
-                f"{flat_b[first].item()!r} ({count} of {a.numel()} elements differ)")
+        return (
+            f"tensor{at} element {_index_text(index)} differs: {flat_a[first].item()!r} vs "
+            f"{flat_b[first].item()!r} ({count} of {a.numel()} elements differ)"
+        )
     if isinstance(a, dict) and isinstance(b, dict):
         if list(a) != list(b):
-            return f"keys{at}: {sorted(map(str, set(a) - set(b)))} only in the first run, " \
-                   f"{sorted(map(str, set(b) - set(a)))} only in the second (or another order)"
+            only_a, only_b = sorted(map(str, set(a) - set(b))), sorted(map(str, set(b) - set(a)))
+            parts = [f"{keys} only in the {run} run" for keys, run in ((only_a, "first"), (only_b, "second")) if keys]
+            return f"keys{at}: " + ("; ".join(parts) or "the same keys in another order")
         for key in a:
             found = _walk(a[key], b[key], f"{where}[{key!r}]", torch)
             if found:
@@ -211,8 +221,15 @@ def _walk(a: Any, b: Any, where: str, torch: Any) -> str | None:
             if found:
                 return found
         return None
-    if type(a) is not type(b) or a != b:
-        return f"value{at}: {a!r} vs {b!r}"
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        found = first_difference(a, b)
+        return None if found is None else f"array{at}: {found}"
+    if type(a) is not type(b):
+        return f"value{at}: {a!r} vs {b!r} ({type(a).__name__} vs {type(b).__name__})"
+    if isinstance(a, float) and a != a and b != b:  # the same NaN in both runs
+        return None
+    if a != b:
+        return f"value{at}: {_clip(repr(a))} vs {_clip(repr(b))}"
     return None
 
 

@@ -35,16 +35,31 @@ import platform
 import sys
 from typing import Any
 
-from ..runtime.manifest import version as _version
 from ..core.tree import SeedTree
+from ..runtime.manifest import version as _version
 from ..runtime.seeding import ENV_ENTROPY
 
 SCHEMA = "seedtree.doctor"
 VERSION = 1
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-               "VECLIB_MAXIMUM_THREADS")
-DISTRIBUTIONS = ("numpy", "seedtree", "torch", "scipy", "joblib", "dask", "distributed", "matplotlib",
-                 "mlflow-skinny", "mlflow")
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
+DISTRIBUTIONS = (
+    "numpy",
+    "seedtree",
+    "torch",
+    "scipy",
+    "joblib",
+    "dask",
+    "distributed",
+    "matplotlib",
+    "mlflow-skinny",
+    "mlflow",
+)
 CUBLAS_OK = (":4096:8", ":16:8")
 
 
@@ -66,14 +81,26 @@ def checks() -> list[dict[str, Any]]:
     env = os.environ
     hashseed = env.get("PYTHONHASHSEED")
     if hashseed in (None, "", "random"):
-        out.append(_check("PYTHONHASHSEED", hashseed, "warn",
-                          "str/bytes hashes and set order change every run; it only works when set before "
-                          "Python starts: launch with `seedtree run -- python ...` (sets it from the root)"))
+        out.append(
+            _check(
+                "PYTHONHASHSEED",
+                hashseed,
+                "warn",
+                "str/bytes hashes and set order change every run; it only works when set before "
+                "Python starts: launch with `seedtree run -- python ...` (sets it from the root)",
+            )
+        )
     elif hashseed.isdigit() and int(hashseed) < 2**32:
         out.append(_check("PYTHONHASHSEED", hashseed, "ok", "hash randomisation off" if hashseed == "0" else ""))
     else:
-        out.append(_check("PYTHONHASHSEED", hashseed, "warn",
-                          "Python accepts 'random' or an integer in [0, 4294967295]; fix the value"))
+        out.append(
+            _check(
+                "PYTHONHASHSEED",
+                hashseed,
+                "warn",
+                "Python accepts 'random' or an integer in [0, 4294967295]; fix the value",
+            )
+        )
 
     entropy = env.get(ENV_ENTROPY)
     try:
@@ -81,9 +108,16 @@ def checks() -> list[dict[str, Any]]:
     except ValueError as exc:
         out.append(_check(ENV_ENTROPY, entropy, "warn", str(exc)))
     else:
-        out.append(_check(ENV_ENTROPY, entropy, "info",
-                          f"seed_everything() will use root {handed.entropy}" if handed is not None else
-                          "not set: seed_everything() without a seed draws fresh entropy (kept in the manifest)"))
+        out.append(
+            _check(
+                ENV_ENTROPY,
+                entropy,
+                "info",
+                f"seed_everything() will use root {handed.entropy}"
+                if handed is not None
+                else "not set: seed_everything() without a seed draws fresh entropy (kept in the manifest)",
+            )
+        )
 
     torch = _torch()
     cuda = bool(torch is not None and torch.cuda.is_available())
@@ -91,27 +125,59 @@ def checks() -> list[dict[str, Any]]:
         out.append(_check("torch", None, "info", "torch not installed: no torch flags to check"))
     else:
         det = torch.are_deterministic_algorithms_enabled()
-        out.append(_check("torch.use_deterministic_algorithms", det, "ok" if det else "info",
-                          "" if det else "off by default: call seedtree.deterministic() in the program "
-                          "(some CUDA kernels are non-deterministic)"))
+        out.append(
+            _check(
+                "torch.use_deterministic_algorithms",
+                det,
+                "ok" if det else "info",
+                ""
+                if det
+                else "off by default: call seedtree.deterministic() in the program "
+                "(some CUDA kernels are non-deterministic)",
+            )
+        )
         bench = bool(torch.backends.cudnn.benchmark)
-        out.append(_check("torch.backends.cudnn.benchmark", bench, "warn" if bench else "ok",
-                          "cuDNN picks kernels by timing: results can differ run to run; set it False"
-                          if bench else ""))
+        out.append(
+            _check(
+                "torch.backends.cudnn.benchmark",
+                bench,
+                "warn" if bench else "ok",
+                "cuDNN picks kernels by timing: results can differ run to run; set it False" if bench else "",
+            )
+        )
         cudnn_det = bool(torch.backends.cudnn.deterministic)
-        out.append(_check("torch.backends.cudnn.deterministic", cudnn_det, "ok" if cudnn_det or not cuda else "info",
-                          "" if cudnn_det else ("no CUDA here" if not cuda else
-                                                "off by default: seedtree.deterministic() turns it on")))
+        out.append(
+            _check(
+                "torch.backends.cudnn.deterministic",
+                cudnn_det,
+                "ok" if cudnn_det or not cuda else "info",
+                ""
+                if cudnn_det
+                else ("no CUDA here" if not cuda else "off by default: seedtree.deterministic() turns it on"),
+            )
+        )
         devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else []
-        out.append(_check("CUDA devices", devices, "info",
-                          f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}" if cuda else ""))
+        out.append(
+            _check(
+                "CUDA devices",
+                devices,
+                "info",
+                f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}" if cuda else "",
+            )
+        )
 
     cublas = env.get("CUBLAS_WORKSPACE_CONFIG")
     if cublas in CUBLAS_OK:
         out.append(_check("CUBLAS_WORKSPACE_CONFIG", cublas, "ok"))
     elif cuda:
-        out.append(_check("CUBLAS_WORKSPACE_CONFIG", cublas, "warn",
-                          "deterministic cuBLAS needs ':4096:8' or ':16:8' (seedtree.deterministic() sets it)"))
+        out.append(
+            _check(
+                "CUBLAS_WORKSPACE_CONFIG",
+                cublas,
+                "warn",
+                "deterministic cuBLAS needs ':4096:8' or ':16:8' (seedtree.deterministic() sets it)",
+            )
+        )
     else:
         out.append(_check("CUBLAS_WORKSPACE_CONFIG", cublas, "info", "only matters on CUDA; none here"))
 
@@ -119,24 +185,52 @@ def checks() -> list[dict[str, Any]]:
     if torch is not None:
         threads["torch.get_num_threads()"] = torch.get_num_threads()
     pinned = threads["OMP_NUM_THREADS"] is not None
-    out.append(_check("thread counts", threads, "ok" if pinned else "warn",
-                      "" if pinned else
-                      f"OMP_NUM_THREADS unset: BLAS/OpenMP use the core count ({os.cpu_count()} here), and "
-                      "float reductions can round differently on machines with other core counts; "
-                      "set OMP_NUM_THREADS (and MKL/OPENBLAS_NUM_THREADS) to pin it"))
+    out.append(
+        _check(
+            "thread counts",
+            threads,
+            "ok" if pinned else "warn",
+            ""
+            if pinned
+            else f"OMP_NUM_THREADS unset: BLAS/OpenMP use the core count ({os.cpu_count()} here), and "
+            "float reductions can round differently on machines with other core counts; "
+            "set OMP_NUM_THREADS (and MKL/OPENBLAS_NUM_THREADS) to pin it",
+        )
+    )
 
     method = multiprocessing.get_start_method(allow_none=True)
     default = multiprocessing.get_context().get_start_method()
-    out.append(_check("multiprocessing start method", method or default, "info",
-                      "forked workers start with the parent's RNG state: plain code draws the same numbers "
-                      "in every worker (doctor --probe shows it); seedtree.seed_everything() reseeds after "
-                      "fork and seedtree's pool/joblib/torch integrations bind each worker"
-                      if (method or default) == "fork" else
-                      "fresh interpreters per worker: each draws OS entropy unless seeded, so runs differ "
-                      "unless workers are seeded from the tree (seedtree.pool.initializer, keyed_map)"))
+    out.append(
+        _check(
+            "multiprocessing start method",
+            method or default,
+            "info",
+            "forked workers start with the parent's RNG state: plain code draws the same numbers "
+            "in every worker (doctor --probe shows it); seedtree.seed_everything() reseeds after "
+            "fork and seedtree's pool/joblib/torch integrations bind each worker"
+            if (method or default) == "fork"
+            else "fresh interpreters per worker: each draws OS entropy unless seeded, so runs differ "
+            "unless workers are seeded from the tree (seedtree.pool.initializer, keyed_map)",
+        )
+    )
 
-    out.append(_check("python", sys.version.split()[0], "info", f"{platform.python_implementation()} on "
-                                                              f"{platform.platform()}"))
+    if importlib.util.find_spec("distributed") is not None:
+        out.append(
+            _check(
+                "Dask global RNGs",
+                "bound only on one-thread worker processes",
+                "info",
+                "seedtree.dask binds np.random, random and torch per task only where the task has its "
+                "process to itself: a worker with one thread (LocalCluster(threads_per_worker=1), "
+                "`dask worker --nthreads 1`) in its own process. On multi-threaded workers (Dask's "
+                "default) and LocalCluster(processes=False) they cannot be bound: there only "
+                "seedtree.rng() inside tasks is reproducible",
+            )
+        )
+
+    out.append(
+        _check("python", sys.version.split()[0], "info", f"{platform.python_implementation()} on {platform.platform()}")
+    )
     return out
 
 
@@ -157,9 +251,12 @@ def run_probe() -> dict[str, Any]:
         with multiprocessing.Pool(2, initializer=initializer(tree / "pool")) as pool:
             return audit.audit_pool(pool)
 
-    runs += [("multiprocessing.Pool(2)", False, plain_pool),
-             ("multiprocessing.Pool(2, initializer=seedtree.pool.initializer(tree))", True, seeded_pool)]
+    runs += [
+        ("multiprocessing.Pool(2)", False, plain_pool),
+        ("multiprocessing.Pool(2, initializer=seedtree.pool.initializer(tree))", True, seeded_pool),
+    ]
     if importlib.util.find_spec("torch") is not None:
+
         def plain_loader() -> Any:
             from torch.utils.data import DataLoader
 
@@ -170,12 +267,21 @@ def run_probe() -> dict[str, Any]:
 
             return audit.audit_loader(lambda ds: loader(ds, tree / "loader", batch_size=4, num_workers=2))
 
-        runs += [("DataLoader(num_workers=2)", False, plain_loader),
-                 ("seedtree.torch.loader(num_workers=2)", True, seeded_loader)]
+        runs += [
+            ("DataLoader(num_workers=2)", False, plain_loader),
+            ("seedtree.torch.loader(num_workers=2)", True, seeded_loader),
+        ]
     audits = []
     for target, managed, fn in runs:
-        entry: dict[str, Any] = {"target": target, "seedtree": managed, "ok": False, "workers": 0, "draws": 0,
-                                 "duplicates": [], "error": None}
+        entry: dict[str, Any] = {
+            "target": target,
+            "seedtree": managed,
+            "ok": False,
+            "workers": 0,
+            "draws": 0,
+            "duplicates": [],
+            "error": None,
+        }
         try:
             result = fn()
         except Exception as exc:  # a layout that cannot run here is reported, not fatal
@@ -204,9 +310,15 @@ def diagnose(probe: bool = False) -> dict[str, Any]:
         for entry in report["probe"]["audits"]:
             if not entry["seedtree"] and entry["duplicates"]:
                 libs = sorted({d["library"] for d in entry["duplicates"]})
-                found.append(_check(f"probe: {entry['target']}", "duplicated streams", "warn",
-                                    f"workers drew identical {', '.join(libs)} numbers; seed them from a tree "
-                                    "(seedtree.pool.initializer, seedtree.joblib, seedtree.torch)"))
+                found.append(
+                    _check(
+                        f"probe: {entry['target']}",
+                        "duplicated streams",
+                        "warn",
+                        f"workers drew identical {', '.join(libs)} numbers; seed them from a tree "
+                        "(seedtree.pool.initializer, seedtree.joblib, seedtree.torch)",
+                    )
+                )
     report["warnings"] = sum(1 for c in found if c["status"] == "warn")
     return report
 
@@ -241,7 +353,13 @@ def render(report: dict[str, Any]) -> str:
             else:
                 verdict = f"inconclusive: {a['workers']} worker(s) probed"
             lines.append(f"  {'seedtree' if a['seedtree'] else 'plain   '}  {a['target']}: {verdict}")
-        lines.append("probe: " + ("ok, seedtree's layouts drew distinct streams" if report["probe"]["ok"]
-                                  else "FAILED, a seedtree layout duplicated streams or could not run"))
+        lines.append(
+            "probe: "
+            + (
+                "ok, seedtree's layouts drew distinct streams"
+                if report["probe"]["ok"]
+                else "FAILED, a seedtree layout duplicated streams or could not run"
+            )
+        )
     lines.append(f"{report['warnings']} warning(s)")
     return "\n".join(lines)

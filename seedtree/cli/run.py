@@ -6,7 +6,9 @@ unless the caller's environment already has one, a ``PYTHONHASHSEED`` derived fr
 str/bytes hashing and set order repeat from run to run. SIGTERM, SIGINT and SIGHUP sent to the
 runner are passed on to the command (SIGINT and SIGHUP only when they did not come from the
 terminal, which already sent them to the command); its exit status is returned as is
-(negative: killed by that signal, like ``subprocess``).
+(negative: killed by that signal, like ``subprocess``). The ``seedtree`` program then dies
+by the same signal (``die_by_signal``), or, for a signal a process cannot raise on itself
+(SIGKILL, the OOM killer's; SIGSTOP), exits ``128 + n`` as a shell does.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import json
 import os
 import shutil
 import signal
-import sys
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -26,16 +28,37 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .handover import ENV_RECORD_DIR, ENV_RECORD_MAIN
-from .handover import SCHEMA as HANDOVER_SCHEMA
 from ..core.codec import CodecError, node_from_json
+from ..core.tree import SeedTree
 from ..runtime.datasets import DatasetDigest, DatasetError, hash_dataset
 from ..runtime.manifest import Manifest, environment
-from ..core.tree import SeedTree
 from ..runtime.seeding import ENV_ENTROPY
+from .handover import ENV_RECORD_DIR, ENV_RECORD_MAIN
+from .handover import SCHEMA as HANDOVER_SCHEMA
+
+__all__ = [
+    "CommandNotFound",
+    "DataChanged",
+    "RunResult",
+    "check_datasets",
+    "child_environment",
+    "die_by_signal",
+    "forwarding",
+    "hash_seed",
+    "parse_datasets",
+    "run",
+    "start",
+]
 
 HASHSEED = "PYTHONHASHSEED"
 FORWARDED = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name))
+NOT_RERAISED = frozenset(
+    getattr(signal, name)
+    for name in ("SIGKILL", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGCONT", "SIGCHLD", "SIGURG", "SIGWINCH")
+    if hasattr(signal, name)
+)
+"""Signals ``die_by_signal`` does not raise on this process: no handler can be set for
+SIGKILL and SIGSTOP, and the others would stop it or do nothing rather than end it."""
 
 
 class CommandNotFound(OSError):
@@ -197,6 +220,21 @@ def run(
     return RunResult(returncode, manifest)
 
 
+def die_by_signal(sig: int) -> None:
+    """End this process by ``sig``, as the command it ran was, so that whoever started
+    ``seedtree`` sees the same death (a shell's ``exec`` would). Returns without doing
+    anything for the signals in ``NOT_RERAISED``: the caller then exits with ``128 + sig``,
+    the status a shell reports for a command killed by that signal (137 for SIGKILL)."""
+    if sig in NOT_RERAISED:
+        return
+    try:
+        signal.signal(sig, signal.SIG_DFL)
+    except (OSError, ValueError):  # a signal this platform will not let us take
+        return
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+    os.kill(os.getpid(), sig)
+
+
 def _iso(t: float) -> str:
     return _dt.datetime.fromtimestamp(t, _dt.UTC).isoformat(timespec="milliseconds")
 
@@ -228,8 +266,11 @@ def _merge(reports: list[dict], main_pid: int) -> tuple[dict[str, SeedTree], dic
             try:
                 node = node_from_json(entry)
             except CodecError as exc:  # said, never dropped silently
-                print(f"seedtree run: stream {name!r} reported by pid {report.get('pid')} is damaged ({exc}); "
-                      "it is not in the manifest", file=sys.stderr)
+                print(
+                    f"seedtree run: stream {name!r} reported by pid {report.get('pid')} is damaged ({exc}); "
+                    "it is not in the manifest",
+                    file=sys.stderr,
+                )
                 continue
             if name in streams and streams[name] != node:
                 name = f"{name}@pid{report.get('pid')}"

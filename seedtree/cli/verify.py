@@ -1,16 +1,23 @@
 """``seedtree verify``: run a command several times with one root and check its outputs match.
 
-Working copies. Each try runs in a fresh temporary folder that mirrors the current folder
-with symlinks (cheap even next to a large data set), except for the named outputs: an
-output starts absent (an output that is a folder here starts as an empty folder) and every
+Working copies. Each try runs in a fresh folder that mirrors the current folder with
+symlinks (cheap even next to a large data set), except for the named outputs: an output
+starts absent (an output that is a folder here starts as an empty folder) and every
 folder above an output is a real folder, so what a try writes to its outputs lands in its
 own copy. Anything the command writes elsewhere goes through the symlinks to the real
 files, exactly as if it ran here: name every path it writes as an output.
 
-Verdict. Try 1's outputs are compared with every other try's (content hash; arrays element
-by element, see ``seedtree.compare``). Without outputs the command's stdout is compared.
-Then one more try runs with a different root: if its outputs equal try 1's, the seed is not
-reaching the code, which is reported (``seed_effect`` False).
+One place for every try. The tries run one after the other, each at the *same* absolute
+path (``<tmp>/seedtree-verify-XXXX/run``); when a try ends its folder is moved aside to
+``try-N``. So an output that records where it was written (a Lightning checkpoint holds its
+``dirpath``, logs hold absolute paths) is the same in every try, and a difference always
+means the command itself behaved differently.
+
+Verdict. Try 1's outputs are compared with every other try's (content hash; arrays and
+torch files, ``.pt``/``.pth``/``.ckpt``, element by element, see ``seedtree.cli.compare``).
+Without outputs the command's stdout is compared. Then one more try runs with a different
+root: if its outputs equal try 1's, the seed is not reaching the code, which is reported
+(``seed_effect`` False).
 """
 
 from __future__ import annotations
@@ -23,9 +30,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from ..core.tree import SeedTree
 from . import run as runner
 from .compare import Difference, compare, tree_digest
-from ..core.tree import SeedTree
 
 STDOUT = "<stdout>"
 
@@ -36,7 +43,8 @@ class VerifyError(ValueError):
 
 @dataclass
 class Try:
-    """One run of the command: where it ran, with which root, how it ended."""
+    """One run of the command: with which root, how it ended, and ``workdir``, where its
+    working copy is kept once it ended (every try runs at the verify run's one path)."""
 
     label: str
     root: SeedTree
@@ -123,24 +131,32 @@ def make_workspace(project: Path, outputs: Sequence[str], dest: Path) -> None:
         (dest / out).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _run_try(argv: Sequence[str], attempt: Try, project: Path, outputs: Sequence[str]) -> None:
-    attempt.workdir.mkdir()
-    make_workspace(project, outputs, attempt.workdir)
-    env = runner.child_environment(attempt.root)
-    env["PWD"] = str(attempt.workdir)
-    out_path = attempt.output(STDOUT)
-    err_path = attempt.workdir.parent / f"{attempt.workdir.name}.stderr"
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        proc = runner.start(argv, cwd=attempt.workdir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        attempt.returncode = proc.wait()
+def _run_try(argv: Sequence[str], attempt: Try, project: Path, outputs: Sequence[str], place: Path) -> None:
+    """Run one try at ``place`` (the same path for every try), then move its folder to
+    ``attempt.workdir``."""
+    place.mkdir()
+    try:
+        make_workspace(project, outputs, place)
+        env = runner.child_environment(attempt.root)
+        env["PWD"] = str(place)
+        out_path = attempt.output(STDOUT)
+        err_path = attempt.workdir.parent / f"{attempt.workdir.name}.stderr"
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            proc = runner.start(argv, cwd=place, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+            attempt.returncode = proc.wait()
+    finally:
+        os.rename(place, attempt.workdir)
     if attempt.returncode != 0:
         tail = err_path.read_bytes()[-2000:].decode("utf-8", "replace").strip().splitlines()[-5:]
         attempt.stderr_tail = "\n".join(tail)
 
 
 def _failure(attempt: Try) -> str:
-    how = (f"killed by signal {-attempt.returncode}" if attempt.returncode < 0
-           else f"exited with status {attempt.returncode}")
+    how = (
+        f"killed by signal {-attempt.returncode}"
+        if attempt.returncode < 0
+        else f"exited with status {attempt.returncode}"
+    )
     text = f"{attempt.label} {how}"
     if attempt.stderr_tail:
         text += " ; last stderr lines:\n" + "\n".join(f"      {line}" for line in attempt.stderr_tail.splitlines())
@@ -162,9 +178,10 @@ def verify(
     log: Callable[[str], None] | None = None,
 ) -> VerifyResult:
     """Run ``argv`` ``tries`` times with ``root`` (default: fresh entropy), each in its own
-    working copy of ``cwd`` (default: the current folder), compare the ``outputs`` (default:
-    stdout), then once with another root. Raises ``runner.CommandNotFound`` if the command
-    cannot start and ``VerifyError`` for bad output paths."""
+    working copy of ``cwd`` (default: the current folder) placed at one path shared by all
+    tries, compare the ``outputs`` (default: stdout), then once with another root. Raises
+    ``runner.CommandNotFound`` if the command cannot start and ``VerifyError`` for bad
+    output paths."""
     if tries < 2:
         raise VerifyError(f"verify needs at least 2 tries to compare, got {tries}")
     names = _check_outputs(outputs) if outputs else [STDOUT]
@@ -173,12 +190,13 @@ def verify(
     log = log or (lambda _line: None)
     base = Path(tempfile.mkdtemp(prefix="seedtree-verify-"))
     files = [n for n in names if n != STDOUT]
+    place = base / "run"
     attempts = [Try(f"try {i + 1}", root, base / f"try-{i + 1}") for i in range(tries)]
     result = VerifyResult(ok=False, outputs=names, tries=list(attempts))
     try:
         for attempt in attempts:
             log(f"seedtree verify: {attempt.label}/{tries} (root {root.entropy}) ...")
-            _run_try(argv, attempt, project, files)
+            _run_try(argv, attempt, project, files, place)
             if attempt.returncode != 0:
                 result.failures.append(_failure(attempt))
             else:
@@ -191,12 +209,13 @@ def verify(
                 result.digests[name] = tree_digest(first.output(name))
                 for other in attempts[1:]:
                     for diff in compare(first.output(name), other.output(name), name):
-                        result.mismatches.append(Difference(f"{diff.name} ({first.label} vs {other.label})",
-                                                            diff.detail))
+                        result.mismatches.append(
+                            Difference(f"{diff.name} ({first.label} vs {other.label})", diff.detail)
+                        )
         if other_root and not result.failures and not result.mismatches:
             alt = Try("different root", _other(root), base / "other-root")
             log(f"seedtree verify: one run with a different root (root {alt.root.entropy}) ...")
-            _run_try(argv, alt, project, files)
+            _run_try(argv, alt, project, files, place)
             result.tries.append(alt)
             if alt.returncode == 0 and not _missing(alt, files):
                 result.seed_effect = any(compare(attempts[0].output(n), alt.output(n), n) for n in names)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..runtime import ambient
+from ._checks import check_callable, check_count
 
 
 def probe() -> dict[str, float]:
@@ -88,6 +89,8 @@ def _probe_task(_: Any, pause: float = 0.05) -> tuple[str, dict[str, float]]:
 def audit_pool(pool: Any, tasks: int = 8, rounds: int = 2) -> AuditReport:
     """Probe a ``multiprocessing.Pool`` or a ``concurrent.futures`` executor, as it is
     configured, over ``rounds`` rounds of ``tasks`` tasks."""
+    check_count(tasks, "audit_pool()", "tasks", 1)
+    check_count(rounds, "audit_pool()", "rounds", 1)
     samples: list[tuple[str, dict[str, float]]] = []
     for _ in range(rounds):
         if hasattr(pool, "submit"):
@@ -103,6 +106,8 @@ def audit_joblib(backend: str = "loky", n_jobs: int = 2, tasks: int = 8, rounds:
     ``seedtree.joblib.parallel_map`` with that tree."""
     from ..core.optional import require
 
+    check_count(tasks, "audit_joblib()", "tasks", 1)
+    check_count(rounds, "audit_joblib()", "rounds", 1)
     joblib = require("joblib", "seedtree.audit.audit_joblib")
     samples: list[tuple[str, dict[str, float]]] = []
     for r in range(rounds):
@@ -139,6 +144,9 @@ def audit_loader(make_loader: Callable[[ProbeDataset], Any], size: int = 16, epo
     the given dataset (with whatever ``num_workers``, ``worker_init_fn`` or seedtree loader
     you want to check); it is iterated for ``epochs`` epochs with ``batch_size`` left to it.
     A worker's label is (epoch, worker id), so a stream that repeats across epochs counts."""
+    check_callable(make_loader, "audit_loader()", "make_loader")
+    check_count(size, "audit_loader()", "size", 1)
+    check_count(epochs, "audit_loader()", "epochs", 1)
     dataset = ProbeDataset(size)
     loader = make_loader(dataset)
     samples: list[tuple[str, dict[str, float]]] = []

@@ -14,16 +14,22 @@ many, threads or processes, the local threaded or synchronous scheduler) and a t
 Dask retries after losing a worker draws exactly what its first attempt drew. Keyed tasks
 are therefore pure in Dask's sense: the default ``pure=True`` of ``client.map`` is right.
 
-Global RNGs. ``bind_globals=True`` also seeds the global RNGs (python's ``random``,
-NumPy's global, torch) of the libraries the submitting process has imported from the
-task's node (or those listed: ``bind_globals=("numpy", "random")``), so unmodified code
-that calls ``np.random`` becomes deterministic per task. That is only safe when nothing else in the process draws from
-those globals while the task runs, so it is checked where the task runs and refused with
-an error otherwise: allowed on a Dask worker with one thread (``threads_per_worker=1`` or
-``dask worker --nthreads 1``) that has its process to itself, and on the main thread
-(the synchronous and multiprocessing schedulers); refused on multi-threaded workers, on
-workers inside the client's process (``LocalCluster(processes=False)``) and on the
-threaded scheduler. Dask workers run several threads by default, hence the default False.
+Global RNGs. Binding also seeds the global RNGs (python's ``random``, NumPy's global,
+torch) of the libraries the submitting process has imported from the task's node (or
+those listed: ``bind_globals=("numpy", "random")``), so unmodified code that calls
+``np.random`` becomes deterministic per task. That is only safe when nothing else in the
+process draws from those globals while the task runs, which only the task can tell: each
+task asks its worker (its thread count, and whether it shares its process with other
+workers or the client). Safe: a Dask worker with one thread (``threads_per_worker=1`` or
+``dask worker --nthreads 1``) that has its process to itself, and the main thread (the
+synchronous and multiprocessing schedulers). Not safe: multi-threaded workers (Dask's
+default), workers inside the client's process (``LocalCluster(processes=False)``) and
+the threaded scheduler. The default (``bind_globals=None``) binds where it is safe and
+leaves the globals alone elsewhere: there only ``seedtree.rng()`` is reproducible
+(``seedtree doctor`` says so too). ``bind_globals=True`` (or a list) insists: a task that
+lands where the globals are shared raises an error. ``False`` never binds them. A task run
+in the caller's own thread (the synchronous scheduler) puts the caller's global RNG states
+back when it ends.
 
 Per-worker streams. ``worker_plugin(tree)`` gives every worker the node
 ``tree / "worker" / str(worker.name)`` (a path from the worker's stable name, never a sum of
@@ -44,12 +50,14 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..core.optional import require
 from ..core.keys import Key
-from ..runtime.seeding import bind_process
-from ..runtime.policy import GLOBALS_ERROR, BindGlobals, dask_process_problem, modules_for, shared_globals_problem
-from ..runtime.tasks import run_keyed
+from ..core.optional import require
 from ..core.tree import SeedTree
+from ..runtime.capture import isolate
+from ..runtime.policy import BindGlobals, dask_process_problem, modules_for, task_modules
+from ..runtime.seeding import bind_process
+from ..runtime.tasks import run_keyed
+from ._checks import check_callable, check_count, check_items, check_tree
 
 if TYPE_CHECKING:
     from dask.delayed import Delayed
@@ -59,48 +67,59 @@ __all__ = ["KeyedTask", "client_map", "delayed_map", "keyed", "worker_node", "wo
 
 PLUGIN_NAME = "seedtree-workers"
 
-_DASK_ADVICE = (
-    " On Dask: LocalCluster(processes=True, threads_per_worker=1) or `dask worker --nthreads 1`."
-)
+_DASK_ADVICE = " On Dask: LocalCluster(processes=True, threads_per_worker=1) or `dask worker --nthreads 1`."
 
 Globals = BindGlobals
 
 
 def _modules(bind_globals: Globals) -> tuple[str, ...]:
-    """The libraries whose global RNGs to seed: True means those this (submitting)
-    process has imported, which the worker then imports too if need be, so a task that
-    imports torch itself is covered; a list names them; False or None, none."""
-    return modules_for(False if bind_globals is None else bind_globals, "other", "a Dask task")
+    """The libraries whose global RNGs a task may seed: True or None means those this
+    (submitting) process has imported, which the worker then imports too if need be, so a
+    task that imports torch itself is covered; a list names them; False, none. Whether a
+    task does seed them is decided where it runs (``task_modules``)."""
+    return modules_for(bind_globals, "task", "a Dask task")
+
+
+def _on_dask_worker() -> bool:
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
+        return False
+    try:
+        distributed.get_worker()
+    except ValueError:
+        return False
+    return True
 
 
 class KeyedTask:
     """``fn`` wrapped so that ``task(key, *args, **kwargs)`` runs ``fn(*args, **kwargs)``
     with ``tree / key`` as the ambient node, and with the global RNGs of ``modules``
-    seeded from it (see the module docstring for where that is allowed). Make it with
-    ``keyed()``.
+    seeded from it where the task has them to itself (see the module docstring; with
+    ``required`` a task that cannot raises RuntimeError). Make it with ``keyed()``.
 
     Guarantee: the streams a call sees depend only on ``(tree, key)``, not on the worker,
-    thread or attempt that runs it. It pickles to ``(fn, tree, modules)`` and has a
-    deterministic Dask token, so equal tasks get equal keys.
+    thread or attempt that runs it. It pickles to ``(fn, tree, modules, required)`` and
+    has a deterministic Dask token, so equal tasks get equal keys.
     """
 
-    __slots__ = ("fn", "tree", "modules")
+    __slots__ = ("fn", "tree", "modules", "required")
 
-    def __init__(self, fn: Callable[..., Any], tree: SeedTree, modules: tuple[str, ...] = ()) -> None:
-        if not callable(fn):
-            raise TypeError(f"keyed() needs a callable, got {type(fn).__name__}")
-        if not isinstance(tree, SeedTree):
-            raise TypeError(f"keyed() needs a SeedTree as its tree, got {type(tree).__name__}; e.g. SeedTree(42)")
-        self.fn = fn
-        self.tree = tree
+    def __init__(
+        self, fn: Callable[..., Any], tree: SeedTree, modules: tuple[str, ...] = (), required: bool = True
+    ) -> None:
+        self.fn = check_callable(fn, "seedtree.dask.keyed()")
+        self.tree = check_tree(tree, "seedtree.dask.keyed()")
         self.modules = tuple(modules)
+        self.required = bool(required)
 
     def __call__(self, key: Key, /, *args: Any, **kwargs: Any) -> Any:
-        if self.modules:
-            problem = shared_globals_problem()
-            if problem is not None:
-                raise RuntimeError(GLOBALS_ERROR.format(problem=problem) + _DASK_ADVICE)
-        return run_keyed(self.fn, self.tree, key, args, kwargs, self.modules)
+        modules = task_modules(self.modules, self.required, _DASK_ADVICE)
+        if modules and not _on_dask_worker():
+            # The synchronous scheduler runs the task in the caller's own thread: the
+            # caller's global RNG states are put back when it ends.
+            with isolate(ambient=False):
+                return run_keyed(self.fn, self.tree, key, args, kwargs, modules)
+        return run_keyed(self.fn, self.tree, key, args, kwargs, modules)
 
     @property
     def __name__(self) -> str:  # what Dask names the tasks after
@@ -109,34 +128,38 @@ class KeyedTask:
     def __reduce__(self) -> tuple[Any, ...]:
         # The tree unpickles to one shared node per process (see SeedTree.__reduce__), so
         # each task pays only for hashing its own key.
-        return (KeyedTask, (self.fn, self.tree, self.modules))
+        return (KeyedTask, (self.fn, self.tree, self.modules, self.required))
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         from dask.base import tokenize
 
-        return ("seedtree.KeyedTask", tokenize(self.fn), str(self.tree.entropy), self.tree.path, self.modules)
+        return (
+            "seedtree.KeyedTask",
+            tokenize(self.fn),
+            str(self.tree.entropy),
+            self.tree.path,
+            self.modules,
+            self.required,
+        )
 
     def __repr__(self) -> str:
-        return f"KeyedTask({self.fn!r}, {self.tree!r}, modules={self.modules})"
+        return f"KeyedTask({self.fn!r}, {self.tree!r}, modules={self.modules}, required={self.required})"
 
 
-def keyed(fn: Callable[..., Any], tree: SeedTree, *, bind_globals: Globals = False) -> KeyedTask:
+def keyed(fn: Callable[..., Any], tree: SeedTree, *, bind_globals: Globals = None) -> KeyedTask:
     """``fn`` as a keyed task: the first argument of each call is its key.
 
         client.map(keyed(fn, tree), range(len(items)), items)
         dask.delayed(keyed(fn, tree))(k, item)
 
-    Call k sees ``tree / k`` as ``seedtree.rng()``. ``bind_globals=True`` also seeds the
+    Call k sees ``tree / k`` as ``seedtree.rng()``. By default (None) it also seeds the
     global RNGs of the libraries this process has imported (``random``, ``numpy``,
-    ``torch``) from it; a list such as ``("numpy", "random")`` names them instead.
+    ``torch``) from it where the task has them to itself (a one-thread worker process,
+    the synchronous scheduler), and leaves them alone elsewhere; ``True`` insists (an error
+    where they are shared), a list such as ``("numpy", "random")`` names the libraries,
+    ``False`` never seeds them.
     """
-    return KeyedTask(fn, tree, _modules(bind_globals))
-
-
-def _items_list(items: Iterable[Any]) -> list[Any]:
-    if isinstance(items, (str, bytes)):
-        raise TypeError("items must be a collection of task inputs, not a single str/bytes")
-    return list(items)
+    return KeyedTask(fn, tree, _modules(bind_globals), required=bind_globals is not None)
 
 
 def client_map(
@@ -145,7 +168,7 @@ def client_map(
     items: Iterable[Any],
     tree: SeedTree,
     *,
-    bind_globals: Globals = False,
+    bind_globals: Globals = None,
     start: int = 0,
     **map_kwargs: Any,
 ) -> list[Future]:
@@ -156,15 +179,25 @@ def client_map(
 
     Guarantee: ``client.gather(futures)`` is bit-identical for any cluster layout, and
     for tasks retried after a worker was lost, given ``fn`` draws only from
-    ``seedtree.rng()`` (or from the global RNGs with ``bind_globals``).
+    ``seedtree.rng()``, or from the global RNGs where they are bound (see ``keyed``).
+    Bad arguments are refused before anything is submitted.
     """
-    items = _items_list(items)
+    where = "seedtree.dask.client_map()"
+    distributed = require("distributed", where)
+    if not isinstance(client, distributed.Client):
+        raise TypeError(
+            f"{where}: client must be a distributed.Client, got {type(client).__name__}; "
+            "the order is client_map(client, fn, items, tree)"
+        )
+    task = keyed(fn, tree, bind_globals=bind_globals)
+    check_count(start, where, "start (the first task's key)")
+    items = check_items(items, where)
     keys = range(start, start + len(items))
-    return client.map(keyed(fn, tree, bind_globals=bind_globals), keys, items, **map_kwargs)
+    return client.map(task, keys, items, **map_kwargs)
 
 
 def delayed_map(
-    fn: Callable[[Any], Any], items: Iterable[Any], tree: SeedTree, *, bind_globals: Globals = False, start: int = 0
+    fn: Callable[[Any], Any], items: Iterable[Any], tree: SeedTree, *, bind_globals: Globals = None, start: int = 0
 ) -> list[Delayed]:
     """One ``dask.delayed`` call per item, item k run under ``tree / (start + k)``.
 
@@ -173,9 +206,11 @@ def delayed_map(
     Guarantee: the computed results are bit-identical on every scheduler (synchronous,
     threaded, processes, distributed) and layout.
     """
+    where = "seedtree.dask.delayed_map()"
     dask = require("dask", "seedtree.dask.delayed_map")
     task = dask.delayed(keyed(fn, tree, bind_globals=bind_globals), pure=True)
-    return [task(k, item) for k, item in enumerate(_items_list(items), start)]
+    check_count(start, where, "start (the first task's key)")
+    return [task(k, item) for k, item in enumerate(check_items(items, where), start)]
 
 
 def worker_node(tree: SeedTree, worker_name: Any) -> SeedTree:
@@ -184,6 +219,7 @@ def worker_node(tree: SeedTree, worker_name: Any) -> SeedTree:
     The name is used as text (LocalCluster names workers 0, 1, ...; ``dask worker --name``
     takes any string), so every distinct name gets its own stream and nothing is added up.
     """
+    check_tree(tree, "seedtree.dask.worker_node()")
     return tree / "worker" / str(worker_name)
 
 
@@ -241,6 +277,5 @@ def worker_plugin(tree: SeedTree, bind_globals: Globals = True) -> WorkerPlugin:
     reproducible results. Refused, with an error at registration, for workers sharing
     one process (``LocalCluster(processes=False)``).
     """
-    if not isinstance(tree, SeedTree):
-        raise TypeError(f"worker_plugin() needs a SeedTree, got {type(tree).__name__}; e.g. SeedTree(42)")
-    return _plugin_class()(tree, _modules(bind_globals))
+    check_tree(tree, "seedtree.dask.worker_plugin()")
+    return _plugin_class()(tree, modules_for(bind_globals, "processes", "seedtree.dask.worker_plugin()"))

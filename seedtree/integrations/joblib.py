@@ -20,6 +20,7 @@ from ..core.optional import require
 from ..runtime.policy import BindGlobals, Where, modules_for
 from ..runtime.tasks import run_keyed_batch
 from ..core.tree import SeedTree
+from ._checks import check_callable, check_items, check_tree
 
 joblib = require("joblib", "seedtree.joblib")
 
@@ -114,7 +115,11 @@ def parallel_map(
 
     Guarantee: the result list is bit-identical for every backend and ``n_jobs`` (given
     ``fn`` draws only from ``seedtree.rng()``, or from the global RNGs when they are bound).
+    A non-callable ``fn``, a single str as ``items`` or a non-tree is refused before anything runs.
     """
+    check_callable(fn, "seedtree.joblib.parallel_map()")
+    check_tree(tree, "seedtree.joblib.parallel_map()")
+    items = check_items(items, "seedtree.joblib.parallel_map()")
     return Parallel(tree, bind_globals=bind_globals, n_jobs=n_jobs, backend=backend, **parallel_kwargs)(
         delayed(fn)(item) for item in items
     )

@@ -18,10 +18,13 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
-from ..runtime.seeding import bind_process
-from ..runtime.policy import BindGlobals, Where, modules_for
-from ..runtime.tasks import KeyedCall
 from ..core.tree import SeedTree
+from ..runtime.policy import Where, modules_for
+from ..runtime.seeding import bind_process
+from ..runtime.tasks import KeyedCall
+from ._checks import check_callable, check_items, check_tree
+
+__all__ = ["initializer", "keyed_map", "worker_node"]
 
 
 def worker_node(tree: SeedTree) -> SeedTree:
@@ -29,6 +32,7 @@ def worker_node(tree: SeedTree) -> SeedTree:
     process identity (the child counters along the chain of parents). Every process a
     program starts has a distinct identity, assigned in start order; the main process gets
     ``tree / "worker"``."""
+    check_tree(tree, "seedtree.pool.worker_node()")
     identity = multiprocessing.current_process()._identity
     return tree.child("worker", *identity)
 
@@ -49,8 +53,11 @@ class initializer:
         then: Callable[..., Any] | None = None,
         then_args: tuple = (),
     ) -> None:
-        if not isinstance(tree, SeedTree):
-            raise TypeError(f"initializer needs a SeedTree, got {type(tree).__name__}")
+        check_tree(tree, "seedtree.pool.initializer()")
+        if then is not None:
+            check_callable(then, "seedtree.pool.initializer()", "then (your own initialiser)")
+        if not isinstance(then_args, tuple):
+            raise TypeError(f"seedtree.pool.initializer(): then_args must be a tuple, got {type(then_args).__name__}")
         self.tree, self.then, self.then_args = tree, then, then_args
         # Made in the parent: seed in each worker what the parent uses (see seed_globals).
         self.modules = modules_for(bind_globals, "processes", "a pool initializer")
@@ -83,8 +90,19 @@ def keyed_map(
     Works with any ``concurrent.futures.Executor`` and with ``multiprocessing.Pool``.
     ``bind_globals`` defaults to True for process pools and False otherwise (True on a
     thread pool is an error: threads share the global RNGs). The result list is the same
-    for every executor, worker count and start method.
+    for every executor, worker count and start method. Bad arguments (an executor that is
+    neither, a non-callable ``fn``, a single str as ``items``, a non-tree) are refused
+    before anything is submitted.
     """
+    where = "seedtree.pool.keyed_map()"
+    if not isinstance(executor, (Executor, multiprocessing.pool.Pool)):
+        raise TypeError(
+            f"{where}: executor must be a concurrent.futures.Executor or a multiprocessing Pool, got "
+            f"{type(executor).__name__}; the order is keyed_map(executor, fn, items, tree)"
+        )
+    check_callable(fn, where)
+    check_tree(tree, where)
+    items = check_items(items, where)
     kind, name = _executor_kind(executor)
     modules = modules_for(bind_globals, kind, f"a {name}")
     calls = [(KeyedCall(fn, tree, k, modules), item) for k, item in enumerate(items)]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from ..core.optional import require
 from ..core.tree import SeedTree
+from ._checks import check_tree
 
 if TYPE_CHECKING:
     import torch
@@ -64,10 +65,12 @@ def rank_tree(tree: SeedTree, rank: int | None = None) -> SeedTree:
     """This rank's own node, ``tree / "rank" / rank`` (for streams that must differ per
     rank, such as dropout). Streams that must agree on every rank, such as model init, use
     a node without the rank."""
+    check_tree(tree, "rank_tree()")
     return tree / "rank" / (rank_info().rank if rank is None else rank)
 
 
 def cuda_generators(tree: SeedTree) -> list[torch.Generator]:
     """One generator per visible CUDA device, device d from ``tree / "device" / d``."""
+    check_tree(tree, "cuda_generators()")
     torch = require("torch", "seedtree.distributed.cuda_generators")
     return [(tree / "device" / d).torch(f"cuda:{d}") for d in range(torch.cuda.device_count())]

@@ -15,8 +15,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..runtime import ambient
 from ..core.tree import SeedTree
+from ..runtime import ambient
+from ._checks import check_callable, check_count, check_tree
+
+__all__ = ["Thread", "run_threads"]
 
 
 class Thread(threading.Thread):
@@ -30,8 +33,10 @@ class Thread(threading.Thread):
         kwargs: dict[str, Any] | None = None,
         **thread_kwargs: Any,
     ) -> None:
-        if not isinstance(node, SeedTree):
-            raise TypeError(f"Thread needs a SeedTree node first, got {type(node).__name__}")
+        check_tree(node, "seedtree.threads.Thread", "node")
+        check_callable(target, "seedtree.threads.Thread", "target")
+        if not isinstance(args, tuple) or not (kwargs is None or isinstance(kwargs, dict)):
+            raise TypeError("seedtree.threads.Thread: args must be a tuple and kwargs a dict, as for threading.Thread")
         super().__init__(**thread_kwargs)
         self.node = node
         self._call = (target, args, kwargs or {})
@@ -45,7 +50,13 @@ class Thread(threading.Thread):
 
 def run_threads(target: Callable[..., Any], tree: SeedTree, n: int, *args: Any) -> list[Any]:
     """Run ``target(i, *args)`` in ``n`` threads, thread i with ``tree / i`` bound; returns
-    the results in index order (exceptions propagate from the first failing thread)."""
+    the results in index order (exceptions propagate from the first failing thread).
+    ``n`` may be 0 (no threads, an empty list); a negative or non-int ``n``, a
+    non-callable ``target`` or a ``tree`` that is not a SeedTree is refused before any
+    thread starts."""
+    check_callable(target, "run_threads()", "target")
+    check_tree(tree, "run_threads()")
+    check_count(n, "run_threads()", "n (the number of threads)")
     errors: list[BaseException] = []
 
     def call(i: int) -> Any:

@@ -27,6 +27,8 @@ STATE_FORMAT = "seedtree.rng-state/1"
 def capture(names: Iterable[str] | None = None) -> dict[str, Any]:
     """The states of every active library's global generator and of the ambient stream
     (only those named, with ``names``)."""
+    if isinstance(names, (str, bytes)):
+        raise TypeError(f"capture() takes a list of library names, e.g. [{names!r}], not a single str")
     wanted = None if names is None else set(names)
     state: dict[str, Any] = {"format": STATE_FORMAT}
     for controller in REGISTRY.active():

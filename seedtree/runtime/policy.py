@@ -12,7 +12,9 @@ the same two questions through this module:
   too), so a task that imports torch itself is still seeded.
 - ``shared_globals_problem()``: run where a task runs, says why this process's globals are
   shared with other concurrent work (another thread, another Dask worker in the process),
-  or None. Integrations that only learn their layout at run time (Dask) check it there.
+  or None. Integrations that only learn their layout at run time (Dask) check it there:
+  they pass ``where="task"`` to ``modules_for`` and call ``task_modules`` in each task,
+  which seeds the globals by default only where the task has them to itself.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from typing import Any, Literal
 
 from .controllers import REGISTRY
 
-__all__ = ["GLOBALS_ERROR", "BindGlobals", "Where", "modules_for", "shared_globals_problem"]
+__all__ = ["GLOBALS_ERROR", "BindGlobals", "Where", "modules_for", "shared_globals_problem", "task_modules"]
 
 BindGlobals = bool | Iterable[str] | None
-Where = Literal["threads", "processes", "inline", "other"]
+Where = Literal["threads", "processes", "inline", "other", "task"]
 """Where tasks run: threads of this process, their own processes, this very process one
-at a time, or somewhere unknown (then the globals are not seeded unless asked)."""
+at a time, somewhere unknown (then the globals are not seeded unless asked), or known
+only to each task where it runs (``task``: decided there by ``task_modules``)."""
 
 GLOBALS_ERROR = (
     "bind_globals=True seeds the global RNGs of random, numpy and torch per task, which is only "
@@ -50,7 +53,7 @@ def modules_for(bind_globals: BindGlobals, where: Where, what: str) -> tuple[str
     """The modules whose global generators each task seeds (see the module docstring).
     ``what`` names the executor in error messages."""
     if bind_globals is None:
-        bind_globals = where in ("processes", "inline")
+        bind_globals = where in ("processes", "inline", "task")
     if isinstance(bind_globals, str):
         raise TypeError(f"bind_globals takes True/False/None or a list of module names, e.g. ({bind_globals!r},)")
     if isinstance(bind_globals, bool):
@@ -68,6 +71,22 @@ def modules_for(bind_globals: BindGlobals, where: Where, what: str) -> tuple[str
             f"name some of {sorted(known)}, or register a seedtree.LibController for it"
         )
     return modules
+
+
+def task_modules(modules: tuple[str, ...], required: bool, advice: str = "") -> tuple[str, ...]:
+    """Run where a task runs (for ``where="task"``): the modules whose globals this task
+    seeds. Where the globals are shared (``shared_globals_problem``), an explicit request
+    (``required``: the user passed ``bind_globals``) raises RuntimeError naming the problem
+    (``advice`` appended), and the default seeds none: the task keeps its ambient stream,
+    and unmodified code drawing from the globals is not reproducible there (documented)."""
+    if not modules:
+        return ()
+    problem = shared_globals_problem()
+    if problem is None:
+        return modules
+    if required:
+        raise RuntimeError(GLOBALS_ERROR.format(problem=problem) + advice)
+    return ()
 
 
 def shared_globals_problem() -> str | None:

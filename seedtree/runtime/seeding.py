@@ -101,6 +101,8 @@ def bind_process(node: SeedTree, globals_from: ImportMissing = True) -> None:
     if something is bound there) and seed global RNGs from it: with True those of every
     library already imported, with a list those of the named libraries (imported if need
     be), with False or an empty list none. Worker initialisers and the fork hook use it."""
+    if not isinstance(node, SeedTree):
+        raise TypeError(f"bind_process() takes a SeedTree node, got {type(node).__name__}")
     ambient.set_default(node)
     ambient.reset_context(node)
     if globals_from is True:

@@ -1,0 +1,57 @@
+"""Argument checks shared by the integrations' public entries.
+
+Every public function that takes a tree, a callable, a count or a collection of items
+checks it on entry with these, so bad input is refused before anything runs or changes,
+with one line that names the function, the argument, what it got and what to pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..core.tree import SeedTree
+
+__all__ = ["check_callable", "check_count", "check_items", "check_tree"]
+
+
+def _got(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def check_tree(value: Any, where: str, name: str = "tree") -> SeedTree:
+    """``value`` if it is a SeedTree; else TypeError naming ``where`` and ``name``."""
+    if not isinstance(value, SeedTree):
+        raise TypeError(f"{where}: {name} must be a seedtree.SeedTree, got {_got(value)}; e.g. seedtree.SeedTree(42)")
+    return value
+
+
+def check_callable(value: Any, where: str, name: str = "fn") -> Callable[..., Any]:
+    """``value`` if it is callable; else TypeError naming ``where`` and ``name``."""
+    if not callable(value):
+        raise TypeError(f"{where}: {name} must be a callable (a function), got {_got(value)}")
+    return value
+
+
+def check_count(value: Any, where: str, name: str, minimum: int = 0) -> int:
+    """``value`` if it is an int (not a bool) of at least ``minimum``; else TypeError or
+    ValueError naming ``where`` and ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{where}: {name} must be an int >= {minimum}, got {_got(value)}")
+    if value < minimum:
+        raise ValueError(f"{where}: {name} must be an int >= {minimum}, got {value}")
+    return value
+
+
+def check_items(value: Any, where: str) -> list[Any]:
+    """``value`` as a list of task inputs; TypeError for a single str/bytes (almost always
+    a mistake: it would run one task per character) and for a non-iterable."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(
+            f"{where}: items must be a collection of task inputs, not a single {type(value).__name__}; "
+            f"wrap it in a list: [{value!r}]"
+        )
+    if not isinstance(value, Iterable):
+        raise TypeError(f"{where}: items must be an iterable of task inputs, got {_got(value)}")
+    return list(value)
