@@ -455,6 +455,7 @@ class SeedTreeSampler(DistributedSampler):
         return {
             "epoch": self.epoch,
             "batches_done": self.batches_done,
+            "start": self.start,
             "consumed": self.consumed(),
             "units": self.units,
             "source": None if self.source is None else type(self.source).__qualname__,
@@ -518,10 +519,16 @@ class SeedTreeSampler(DistributedSampler):
         _, world, order = self._plan(epoch)
         total = self._total(order)
         if same_layout or consumed is None:
-            self.start, self.batches_done = 0, done
-            if done > self.num_batches():
+            # ``start``: where this layout's batches began (an elastic resume starts mid-epoch);
+            # states written before it was recorded began at 0.
+            start = state.get("start", 0)
+            if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start <= total:
+                raise ValueError(f"sampler state start={start!r} must be an int in [0, {total}]")
+            self.start, self.batches_done = start, done
+            if done > self._remaining_batches():
                 raise ValueError(
-                    f"sampler state batches_done={done} is past the end of epoch {epoch} ({self.num_batches()} batches)"
+                    f"sampler state batches_done={done} is past the end of epoch {epoch} "
+                    f"({self._remaining_batches()} batches from {start})"
                 )
         else:
             if isinstance(consumed, bool) or not isinstance(consumed, int) or not 0 <= consumed <= total:

@@ -47,6 +47,10 @@ def capture(names: Iterable[str] | None = None) -> dict[str, Any]:
 def restore(state: dict[str, Any]) -> None:
     """Put back what ``capture`` returned. Libraries absent from ``state`` are untouched.
 
+    The ambient part puts back the default node, and the generator position of the node
+    ``rng()`` reads where ``restore`` is called when that is the captured node (a state
+    captured inside ``bound(a)`` does not bind ``a`` elsewhere).
+
     Raises ``ValueError`` naming the first problem (not a captured state, an unknown
     library, a damaged part) before anything is changed."""
     steps = _validated(state)

@@ -317,6 +317,8 @@ class Manifest:
             ) from None
         except RecursionError:
             raise ManifestError(f"{path} is not a seedtree manifest: its JSON is nested too deeply") from None
+        except ValueError as exc:  # e.g. an integer past Python's 4300-digit conversion limit
+            raise ManifestError(f"{path} is not a seedtree manifest: {exc}") from None
         return cls.from_dict(data, source=str(path))
 
     def log_to_mlflow(self, artifact_file: str = "seedtree-manifest.json") -> str:
