@@ -59,7 +59,7 @@ def tree_digest(path: str | os.PathLike[str]) -> str:
 
 
 def _files(folder: Path) -> list[str]:
-    names = []
+    names: list[str] = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         dirnames.sort()
         rel = Path(dirpath).relative_to(folder)

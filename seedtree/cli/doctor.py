@@ -260,7 +260,7 @@ def run_probe() -> dict[str, Any]:
         def plain_loader() -> Any:
             from torch.utils.data import DataLoader
 
-            return audit.audit_loader(lambda ds: DataLoader(ds, batch_size=4, num_workers=2))
+            return audit.audit_loader(lambda ds: DataLoader(ds, batch_size=4, num_workers=2))  # type: ignore[arg-type]
 
         def seeded_loader() -> Any:
             from ..integrations.torch import loader

@@ -224,10 +224,10 @@ def worker_node(tree: SeedTree, worker_name: Any) -> SeedTree:
 
 
 @functools.cache
-def _plugin_class() -> type[WorkerPlugin]:
+def _plugin_class() -> Any:  # a WorkerPlugin subclass, made once distributed is imported
     distributed = require("distributed", "seedtree.dask.worker_plugin")
 
-    class SeedWorkers(distributed.WorkerPlugin):
+    class SeedWorkers(distributed.WorkerPlugin):  # type: ignore[name-defined,misc]
         """Gives each worker ``worker_node(tree, worker.name)``: its ambient default, and
         the seed of the global RNGs of ``modules``. Runs on every worker that exists when
         it is registered and on every worker that joins or restarts later."""
@@ -259,7 +259,8 @@ def _plugin_class() -> type[WorkerPlugin]:
 
 
 def _make_plugin(tree: SeedTree, modules: tuple[str, ...]) -> WorkerPlugin:
-    return _plugin_class()(tree, modules)
+    plugin: WorkerPlugin = _plugin_class()(tree, modules)
+    return plugin
 
 
 def worker_plugin(tree: SeedTree, bind_globals: Globals = True) -> WorkerPlugin:
@@ -278,4 +279,7 @@ def worker_plugin(tree: SeedTree, bind_globals: Globals = True) -> WorkerPlugin:
     one process (``LocalCluster(processes=False)``).
     """
     check_tree(tree, "seedtree.dask.worker_plugin()")
-    return _plugin_class()(tree, modules_for(bind_globals, "processes", "seedtree.dask.worker_plugin()"))
+    plugin: WorkerPlugin = _plugin_class()(
+        tree, modules_for(bind_globals, "processes", "seedtree.dask.worker_plugin()")
+    )
+    return plugin
