@@ -402,3 +402,28 @@ def test_a_checkpoint_taken_after_an_elastic_resume_resumes_where_it_was() -> No
     with st.isolate():
         assert [[int(i) for i in b[0]] for b in again] == rest
     assert len(rest) == 2 and len(first[0]) == 2  # 10 items: 4 before the resume, 2 + 4 after
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "torch byte 68 + 1",  # torch ignores it (the high half of a state word): accepted, then not what was given
+        "numpy gauss 10**400",  # passed the checks, then numpy's set_state raised OverflowError mid-restore
+    ],
+)
+def test_restore_edge_cases_found_by_fuzzing(damage: str) -> None:
+    """Inputs the fuzzer found, kept as plain regression cases: refused as damaged, with
+    nothing changed."""
+    global BASE_STATE
+    if BASE_STATE is None:
+        BASE_STATE = _base_state()
+    state = copy.deepcopy(BASE_STATE)
+    if damage.startswith("torch"):
+        state["torch"][68] = (state["torch"][68] + 1) % 256
+    else:
+        state["numpy"]["gauss"] = 10**400
+    with st.isolate(), ambient.bound(NODE):
+        before = all_states()
+        with pytest.raises(ValueError, match="torch: the state is damaged|numpy: the state is refused"):
+            st.restore(state)
+        assert all_states() == before

@@ -168,6 +168,9 @@ def _entries() -> list[tuple[str, Callable[[], Any], type[Exception], str]]:
         ("capture str", lambda: st.capture("numpy"), TypeError, "list of library names"),
         ("record node", lambda: st.record("x", "notatree"), TypeError, "needs a SeedTree node"),
         ("record name", lambda: st.record("", TREE), TypeError, "non-empty str name"),
+        ("Manifest stream", lambda: st.Manifest(TREE, {"a": "x"}), TypeError, "str names to SeedTree nodes"),
+        ("Manifest root", lambda: st.Manifest(42), TypeError, "root must be a SeedTree"),
+        ("Manifest.collect", lambda: st.Manifest.collect(5), TypeError, "needs a SeedTree root"),
     ]
     try:
         from seedtree.joblib import parallel_map

@@ -187,6 +187,10 @@ class NumpyGlobal(LibController):
             raise ValueError(f"numpy: 'pos' must be an int in [0, {MT_WORDS}], got {pos!r}")
         if has_gauss not in (0, 1) or isinstance(has_gauss, bool) or not isinstance(gauss, (int, float)):
             raise ValueError("numpy: 'has_gauss' must be 0 or 1 and 'gauss' a number")
+        try:  # what set_state itself refuses (a gauss too large for a float...)
+            np.random.RandomState().set_state(("MT19937", np.asarray(key, dtype=np.uint32), pos, has_gauss, gauss))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(f"numpy: the state is refused by numpy ({exc})") from None
 
     def restore(self, state: Any) -> None:
         key = np.asarray(state["key"], dtype=np.uint32)
@@ -238,6 +242,12 @@ class TorchCPU(LibController):
             probe.set_state(state)
         except (RuntimeError, TypeError, ValueError) as exc:
             raise ValueError(f"torch: the state is refused by torch ({str(exc).splitlines()[0]})") from None
+        # torch ignores some bytes (the unused high half of each state word): a state that
+        # does not read back as given was not written by torch, so it is damaged.
+        kept = probe.get_state()
+        if kept.shape != state.shape or not torch.equal(kept, state):
+            first = int((kept != state).nonzero()[0, 0]) if kept.shape == state.shape else -1
+            raise ValueError(f"torch: the state is damaged (byte {first} is not one torch writes there)")
 
     def restore(self, state: Any) -> None:
         torch = sys.modules["torch"]

@@ -227,6 +227,20 @@ class Manifest:
     fields: dict[str, Any] = field(default_factory=dict)
     datasets: dict[str, DatasetDigest] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Refused here, not when the manifest is saved (after a long run).
+        if not isinstance(self.root, SeedTree):
+            raise TypeError(f"Manifest root must be a SeedTree, got {type(self.root).__name__}")
+        if not isinstance(self.streams, dict):
+            raise TypeError(f"Manifest streams must be a dict of name -> SeedTree, got {type(self.streams).__name__}")
+        for name, node in self.streams.items():
+            if not isinstance(name, str) or not isinstance(node, SeedTree):
+                raise TypeError(
+                    f"Manifest streams must map str names to SeedTree nodes; {name!r} maps to {type(node).__name__}"
+                )
+        if not all(isinstance(part, dict) for part in (self.environment, self.fields, self.datasets)):
+            raise TypeError("Manifest environment, fields and datasets must be dicts")
+
     @classmethod
     def collect(
         cls, root: SeedTree, *, datasets: Mapping[str, str | os.PathLike[str]] | None = None, **fields: Any
@@ -235,6 +249,8 @@ class Manifest:
         and the content hash of each ``datasets`` entry (``name: path`` of a file or folder;
         see ``seedtree.runtime.datasets.hash_dataset``). A dataset that cannot be hashed
         raises ValueError (``DatasetError``) naming it and the file."""
+        if not isinstance(root, SeedTree):
+            raise TypeError(f"Manifest.collect() needs a SeedTree root, got {type(root).__name__}")
         for name, value in fields.items():  # user fields must be JSON values; fail here, not at save time
             try:
                 json.dumps(value)
