@@ -309,6 +309,14 @@ class TorchCUDA(LibController):
             raise ValueError(
                 f"torch_cuda: the state has {len(state)} devices, this process sees {torch.cuda.device_count()}"
             )
+        for device, value in enumerate(state):
+            if value.dtype != torch.uint8 or value.dim() != 1:
+                raise ValueError(f"torch_cuda: device {device}'s state must be a 1-D uint8 tensor, got {value.dtype}")
+            probe = torch.Generator(device=f"cuda:{device}")
+            try:  # what set_rng_state_all would refuse half-way through the devices
+                probe.set_state(value.cpu())
+            except (RuntimeError, TypeError, ValueError) as exc:
+                raise ValueError(f"torch_cuda: device {device}'s state is refused by torch ({exc})") from None
 
     def restore(self, state: Any) -> None:
         if state is not None:
