@@ -268,10 +268,12 @@ Exit status: the command's; killed by a signal, seedtree dies by the same signal
 _EPILOG_VERIFY = """\
 Each try runs in a fresh temporary folder mirroring the current one with symlinks, except
 the --output paths: they start absent (an output folder starts empty) and their parent
-folders are real, so each try writes its own copy. Outputs are compared by content hash;
-.npy, .npz and .pt files element-wise, naming the first differing element. Without
---output the command's stdout is compared. A last try with a different root warns when
-nothing changes (the seed is not reaching the code).
+folders are real, so each try writes its own copy. Every try runs at the same absolute
+path, so outputs that record where they were written (checkpoints) do not differ by it.
+Outputs are compared by content hash; .npy and .npz files element-wise, .pt/.pth/.ckpt as
+torch objects (torch.load(weights_only=True)), naming the first differing key and element.
+Without --output the command's stdout is compared. A last try with a different root warns
+when nothing changes (the seed is not reaching the code).
 exit status: 0 every try matched; 1 a mismatch or a failed try; 2 usage error."""
 
 
