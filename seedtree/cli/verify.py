@@ -145,7 +145,10 @@ def _run_try(argv: Sequence[str], attempt: Try, project: Path, outputs: Sequence
             proc = runner.start(argv, cwd=place, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
             attempt.returncode = proc.wait()
     finally:
-        os.rename(place, attempt.workdir)
+        if place.exists():
+            os.rename(place, attempt.workdir)
+        else:  # the command removed its own folder
+            attempt.workdir.mkdir()
     if attempt.returncode != 0:
         tail = err_path.read_bytes()[-2000:].decode("utf-8", "replace").strip().splitlines()[-5:]
         attempt.stderr_tail = "\n".join(tail)
