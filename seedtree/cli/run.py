@@ -86,7 +86,7 @@ def child_environment(root: SeedTree, base: Mapping[str, str] | None = None) -> 
     return env
 
 
-def start(argv: Sequence[str], **popen: Any) -> subprocess.Popen:
+def start(argv: Sequence[str], **popen: Any) -> subprocess.Popen[bytes]:
     """``subprocess.Popen(argv, **popen)``, with a shell's answer when it cannot start."""
     if not argv:
         raise ValueError("no command given: put it after `--`, e.g. seedtree run -- python train.py")
@@ -123,7 +123,7 @@ class forwarding:
     Python allows it; elsewhere the block just runs."""
 
     def __init__(self) -> None:
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._pending: list[int] = []
         self._previous: dict[int, Any] = {}
 
@@ -136,7 +136,7 @@ class forwarding:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
-    def attach(self, proc: subprocess.Popen) -> None:
+    def attach(self, proc: subprocess.Popen[bytes]) -> None:
         self._proc = proc
         for sig in self._pending:
             proc.send_signal(sig)
@@ -239,7 +239,7 @@ def _iso(t: float) -> str:
     return _dt.datetime.fromtimestamp(t, _dt.UTC).isoformat(timespec="milliseconds")
 
 
-def _read_handback(directory: str, main_pid: int) -> list[dict]:
+def _read_handback(directory: str, main_pid: int) -> list[dict[str, Any]]:
     reports = []
     for path in sorted(Path(directory).glob("streams-*.json")):
         try:
@@ -253,7 +253,7 @@ def _read_handback(directory: str, main_pid: int) -> list[dict]:
     return reports
 
 
-def _merge(reports: list[dict], main_pid: int) -> tuple[dict[str, SeedTree], dict | None]:
+def _merge(reports: list[dict[str, Any]], main_pid: int) -> tuple[dict[str, SeedTree], dict[str, Any] | None]:
     """One stream table from every process's report. A name recorded with different nodes
     by different processes is kept for the first (the command) and stored again as
     ``name@pid<N>`` for the others, so nothing recorded is dropped."""

@@ -300,7 +300,8 @@ def junit_xml(result: VerifyResult, argv: Sequence[str], seconds: float = 0.0, s
     suites.set("time", suite.get("time", "0"))
     suites.append(suite)
     ET.indent(suites)
-    return ET.tostring(suites, encoding="utf-8", xml_declaration=True) + b"\n"
+    text: bytes = ET.tostring(suites, encoding="utf-8", xml_declaration=True)
+    return text + b"\n"
 
 
 def _now_iso() -> str:

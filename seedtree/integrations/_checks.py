@@ -31,7 +31,8 @@ def check_callable(value: Any, where: str, name: str = "fn") -> Callable[..., An
     """``value`` if it is callable; else TypeError naming ``where`` and ``name``."""
     if not callable(value):
         raise TypeError(f"{where}: {name} must be a callable (a function), got {_got(value)}")
-    return value
+    fn: Callable[..., Any] = value
+    return fn
 
 
 def check_count(value: Any, where: str, name: str, minimum: int = 0) -> int:

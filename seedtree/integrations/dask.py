@@ -171,7 +171,7 @@ def client_map(
     bind_globals: Globals = None,
     start: int = 0,
     **map_kwargs: Any,
-) -> list[Future]:
+) -> list[Future[Any]]:
     """``client.map(fn, items)`` with item k run under ``tree / (start + k)``; returns the
     futures, in input order. ``start`` lets a long job go in batches with the keys it would
     have had in one map. Other keyword arguments (``retries``, ``workers``, ``pure``...)
@@ -193,7 +193,8 @@ def client_map(
     check_count(start, where, "start (the first task's key)")
     items = check_items(items, where)
     keys = range(start, start + len(items))
-    return client.map(task, keys, items, **map_kwargs)
+    futures: list[Future[Any]] = client.map(task, keys, items, **map_kwargs)
+    return futures
 
 
 def delayed_map(

@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ..runtime.capture import isolate
 from ..core.optional import require
-from ..runtime.policy import BindGlobals, Where, modules_for
-from ..runtime.tasks import run_keyed_batch
 from ..core.tree import SeedTree
+from ..runtime.capture import isolate
+from ..runtime.policy import Where, modules_for
+from ..runtime.tasks import run_keyed_batch
 from ._checks import check_callable, check_items, check_tree
 
 joblib = require("joblib", "seedtree.joblib")

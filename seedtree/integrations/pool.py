@@ -51,7 +51,7 @@ class initializer:
         tree: SeedTree,
         bind_globals: bool = True,
         then: Callable[..., Any] | None = None,
-        then_args: tuple = (),
+        then_args: tuple[Any, ...] = (),
     ) -> None:
         check_tree(tree, "seedtree.pool.initializer()")
         if then is not None:

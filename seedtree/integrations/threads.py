@@ -29,7 +29,7 @@ class Thread(threading.Thread):
         self,
         node: SeedTree,
         target: Callable[..., Any],
-        args: tuple = (),
+        args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
         **thread_kwargs: Any,
     ) -> None:
