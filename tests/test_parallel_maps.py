@@ -129,6 +129,7 @@ print(json.dumps([row[4] for row in got]))
     assert drawn == expected
 
 
+@pytest.mark.usefixtures("clean_seedtree")  # it seeds everything: leave no default behind
 def test_inline_maps_keep_the_callers_ambient_generator():
     st.seed_everything(4)
     held = st.rng()
