@@ -115,7 +115,7 @@ def _run_own(scheme: Scheme, k: int, n_bytes: int, root: int, first_stream: int,
         raise ValueError(f"{n_bytes} bytes give fewer than 2 words per stream for {k} streams; "
                          f"give at least {16 * k} bytes (e.g. --bytes {max(16 * k, 1 << 20)}) or fewer streams")
     source = Interleaved(scheme, k, root, first_stream=first_stream)
-    acc = own.Accumulator("interleaved", own.interleaved_tests(_plan(k, rows, mode)))
+    acc = own.Accumulator("interleaved", own.interleaved_tests(_plan(k, rows, mode)), tiebreak_seed=root)
     bar = Progress(f"own: {scheme.name}", rows * k * 8, progress)
     for block in _prefetch(source.blocks(rows)):
         acc.feed(block)
@@ -123,15 +123,17 @@ def _run_own(scheme: Scheme, k: int, n_bytes: int, root: int, first_stream: int,
     bar.close()
     outcomes = acc.outcomes()
     if children:
-        first = own.Accumulator("first-outputs", own.first_output_tests(children, FIRST_WORDS))
+        first = own.Accumulator("first-outputs", own.first_output_tests(children, FIRST_WORDS), tiebreak_seed=root)
         first.feed_all(first_outputs(scheme, root, children, FIRST_WORDS, start=first_start))
         outcomes += first.outcomes()
     return outcomes, rows * k * 8
 
 
 def _run_external(name: str, scheme: Scheme, k: int, n_bytes: int, root: int, first_stream: int,
-                  testu01: str, progress: bool) -> tuple[list[own.Outcome], int, int]:
-    """Outcomes, tests reported without p-values (PractRand), bytes the tool read."""
+                  testu01: str, progress: bool,
+                  first_fail: dict[str, int | None] | None = None) -> tuple[list[own.Outcome], int, int]:
+    """Outcomes, tests reported without p-values (PractRand), bytes the tool read. For
+    PractRand, ``first_fail["practrand"]`` receives the first length it evaluated as FAIL."""
     chunks = _prefetch(Interleaved(scheme, k, root, first_stream=first_stream).chunks())
     bar = Progress(f"{name}: {scheme.name}", n_bytes if name == "practrand" else None, progress)
     try:
@@ -139,8 +141,10 @@ def _run_external(name: str, scheme: Scheme, k: int, n_bytes: int, root: int, fi
             rows, run = external.run_testu01(chunks, testu01, progress=bar)
             return rows, 0, run.bytes_read
         if name == "practrand":
-            rows, clean, run = external.run_practrand(chunks, n_bytes, progress=bar)
-            return rows, clean, run.bytes_fed
+            pr = external.run_practrand(chunks, n_bytes, progress=bar)
+            if first_fail is not None:
+                first_fail["practrand"] = pr.first_fail
+            return pr.rows, pr.clean, pr.length
         rows, fed = external.run_dieharder(chunks, progress=bar)
         return rows, 0, fed
     finally:
@@ -148,8 +152,8 @@ def _run_external(name: str, scheme: Scheme, k: int, n_bytes: int, root: int, fi
 
 
 def _run(scheme: Scheme, k: int, n_bytes: int, batteries: Sequence[str], root: int, first_stream: int,
-         first_start: int, children: int, mode: str, testu01: str,
-         progress: bool) -> tuple[list[tuple[str, own.Outcome]], int, dict[str, int]]:
+         first_start: int, children: int, mode: str, testu01: str, progress: bool,
+         first_fail: dict[str, int | None] | None = None) -> tuple[list[tuple[str, own.Outcome]], int, dict[str, int]]:
     results: list[tuple[str, own.Outcome]] = []
     extra = 0
     read: dict[str, int] = {}
@@ -159,7 +163,7 @@ def _run(scheme: Scheme, k: int, n_bytes: int, batteries: Sequence[str], root: i
                                             progress)
         else:
             outcomes, clean, read[name] = _run_external(name, scheme, k, n_bytes, root, first_stream, testu01,
-                                                        progress)
+                                                        progress, first_fail)
             extra += clean
         results.extend((name, o) for o in outcomes)
     return results, extra, read
@@ -188,7 +192,9 @@ def check(
     The own battery reads ``n_bytes`` of the interleaved stream (whole rows of ``streams``
     words) plus the "first outputs" stream of ``first_children`` children (a default that
     grows with ``n_bytes``; 0 turns it off). TestU01 and dieharder read as much of the
-    interleaved stream as their battery needs; PractRand reads ``n_bytes``. ``root`` (fresh
+    interleaved stream as their battery needs; PractRand reads up to ``n_bytes`` (rounded up
+    to a power of 2), reporting from 1 KiB on and stopping at its first FAIL, whose length
+    goes to ``Report.first_fail["practrand"]``. ``root`` (fresh
     random if None, and recorded in the report) makes the run reproducible; the stream an
     external battery read is ``seedtree stream --scheme S --streams K --root R``.
 
@@ -217,8 +223,9 @@ def check(
     children = _first_children(n_bytes, mode) if first_children is None else int(first_children)
     started = time.perf_counter()
 
+    first_fail: dict[str, int | None] = {}
     first, extra1, read = _run(resolved, streams, n_bytes, batteries, root, 0, 0, children, mode, testu01,
-                                 progress)
+                               progress, first_fail)
     flagged1 = holm([o.p for _, o in first], ALPHA, extra1)
     second_root = None
     flagged2_by_key: dict[tuple, tuple[own.Outcome, bool]] = {}
@@ -259,5 +266,5 @@ def check(
     return Report(
         scheme=resolved.name, kind=resolved.kind, streams=int(streams), bytes_read=read, root=root,
         retest_root=second_root, batteries=list(batteries), passed=passed, rule=RULE, rows=rows,
-        seconds=time.perf_counter() - started, notes=notes,
+        seconds=time.perf_counter() - started, notes=notes, first_fail=first_fail,
     )

@@ -194,12 +194,27 @@ def run_testu01(
 
 _PRACTRAND_ROW = re.compile(
     r"^\s*(?P<name>\S.*?)\s+R=\s*(?P<r>[-+]?[\d.]+)\s+p\s*(?:=|~=)\s*(?P<p>1-[\d.e+-]+|[\d.e+-]+)\s+(?P<eval>.*)$")
-_PRACTRAND_CLEAN = re.compile(r"and (\d+) test result\(s\) without anomalies")
+_PRACTRAND_CLEAN = re.compile(r"and (\d+) test result\(s\) without anomalies|no anomalies in (\d+) test result\(s\)")
+_PRACTRAND_LENGTH = re.compile(r"^length=.*\(2\^(\d+) bytes\)", re.M)
+PRACTRAND_TLMIN = 1 << 10  # first interim report at 1 KiB: the first-fail size is then exact to a power of 2
 
 
-def parse_practrand(text: str) -> tuple[list[Outcome], int]:
-    """PractRand's anomaly lines (``name  R= +x  p = y  evaluation``) as outcomes, and the
-    number of tests it reported without anomalies (they count in the family size)."""
+@dataclass
+class PractRandReport:
+    """One of RNG_test's reports: the length it covers, its anomaly rows, how many tests it
+    reported without anomalies, and whether any row is evaluated as a FAIL."""
+
+    length: int
+    rows: list[Outcome]
+    clean: int
+
+    @property
+    def failed(self) -> bool:
+        """Whether PractRand itself evaluated a test as FAIL at this length."""
+        return any("FAIL" in r.detail for r in self.rows)
+
+
+def _parse_rows(text: str) -> tuple[list[Outcome], int]:
     rows = []
     for line in text.splitlines():
         m = _PRACTRAND_ROW.match(line)
@@ -209,20 +224,70 @@ def parse_practrand(text: str) -> tuple[list[Outcome], int]:
         raw = 1.0 - float(p_text[2:]) if p_text.startswith("1-") else float(p_text)
         rows.append(Outcome(m.group("name"), "practrand", float(m.group("r")), two_sided(raw),
                             f"R={m.group('r')}, PractRand says {m.group('eval').strip()!r}"))
-    clean = sum(int(c) for c in _PRACTRAND_CLEAN.findall(text))
+    clean = sum(int(a or b) for a, b in _PRACTRAND_CLEAN.findall(text))
     return rows, clean
 
 
-def run_practrand(chunks: Iterator[np.ndarray], n_bytes: int,
-                  progress: Callable[[int], None] | None = None) -> tuple[list[Outcome], int, PipeRun]:
-    """``RNG_test stdin64`` on ``n_bytes`` of the stream (its last report counts)."""
-    tool = require_tool("practrand")
+def parse_practrand_reports(text: str) -> list[PractRandReport]:
+    """Every report in RNG_test's output, in order (one per power-of-2 length from
+    ``-tlmin`` on, the last one where it stopped)."""
+    marks = list(_PRACTRAND_LENGTH.finditer(text))
+    reports = []
+    for i, m in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
+        rows, clean = _parse_rows(text[m.end() : end])
+        reports.append(PractRandReport(1 << int(m.group(1)), rows, clean))
+    return reports
+
+
+def parse_practrand(text: str) -> tuple[list[Outcome], int]:
+    """The last report's anomaly lines (``name  R= +x  p = y  evaluation``) as outcomes, and
+    the number of tests it reported without anomalies (they count in the family size). Text
+    without report headers is read as one report."""
+    reports = parse_practrand_reports(text)
+    if not reports:
+        return _parse_rows(text)
+    return reports[-1].rows, reports[-1].clean
+
+
+@dataclass
+class PractRandRun:
+    """What ``run_practrand`` found: the last report's outcomes and clean count (the verdict
+    uses them), every report, and the first length PractRand evaluated as FAIL (None: no
+    FAIL up to ``length``, the longest it reached)."""
+
+    rows: list[Outcome]
+    clean: int
+    reports: list[PractRandReport]
+    first_fail: int | None
+    length: int
+    pipe: PipeRun
+
+
+def practrand_command(tool: str, n_bytes: int, tlmin: int = PRACTRAND_TLMIN) -> list[str]:
+    """``RNG_test stdin64`` reporting at every power of 2 from ``tlmin`` up to ``n_bytes``
+    rounded up to a power of 2, stopping at the first failing report (its default
+    ``-tlfail``). Lengths go as ``<n>KB``: a bare number means log2 of the length to RNG_test."""
     size = 1 << max(10, (n_bytes - 1).bit_length())  # PractRand lengths are powers of two
-    run = feed([tool, "stdin64", "-tlmin", str(size), "-tlmax", str(size)], chunks, progress=progress)
-    rows, clean = parse_practrand(run.stdout)
-    if run.returncode not in (0, None) and not rows and not clean:
-        raise RuntimeError(f"RNG_test failed (exit {run.returncode}): {run.stderr.strip()[-500:]}")
-    return rows, clean, run
+    tlmin = 1 << max(10, (tlmin - 1).bit_length())
+    return [tool, "stdin64", "-tlmin", f"{tlmin >> 10}KB", "-tlmax", f"{size >> 10}KB"]
+
+
+def run_practrand(chunks: Iterator[np.ndarray], n_bytes: int, progress: Callable[[int], None] | None = None,
+                  tlmin: int = PRACTRAND_TLMIN, timeout: float | None = None) -> PractRandRun:
+    """``RNG_test stdin64`` on up to ``n_bytes`` of the stream, reporting from ``tlmin`` on
+    (default 1 KiB), so that ``first_fail`` is PractRand's true first-fail size (to a power
+    of 2) rather than the length of its first report."""
+    tool = require_tool("practrand")
+    cmd = practrand_command(tool, n_bytes, tlmin)
+    # Not cut at ``size``: RNG_test stops itself at -tlmax (an early EOF would lose its last report).
+    run = feed(cmd, chunks, progress=progress, timeout=timeout)
+    reports = parse_practrand_reports(run.stdout)
+    if not reports:
+        raise RuntimeError(f"RNG_test printed no report (exit {run.returncode}): {run.stderr.strip()[-500:]}")
+    first_fail = next((r.length for r in reports if r.failed), None)
+    last = reports[-1]
+    return PractRandRun(last.rows, last.clean, reports, first_fail, last.length, run)
 
 
 # -- dieharder ------------------------------------------------------------------------------------
