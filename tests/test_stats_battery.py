@@ -55,8 +55,14 @@ def test_report_json_table_and_plot(tmp_path) -> None:
     skipped = [r for r in d["rows"] if r["verdict"] == "skipped"]
     # 32 streams are too few for the per-row statistics and the 64-stream rank matrices, and
     # the MT19937 seed test does not apply to PCG64 streams:
-    assert [r["test"] for r in skipped] == ["xor-streams", "corr-streams", "corr-lagged", "mean-rows", "rank-64",
-                                            "mt19937-seeds"]
+    assert [r["test"] for r in skipped] == [
+        "xor-streams",
+        "corr-streams",
+        "corr-lagged",
+        "mean-rows",
+        "rank-64",
+        "mt19937-seeds",
+    ]
     assert all(r["p"] is None and "needs at least" in r["detail"] for r in skipped[:-1])
     assert skipped[-1]["detail"].startswith("not applicable: 0 of 32 streams are MT19937")
     assert "skipped: needs at least 64 streams, has 32" in report.table()
@@ -185,8 +191,12 @@ def test_mt19937_seeds_test_passes_independent_seeds_and_skips_other_generators(
 
     from seedtree.stats.schemes import RandomStateStream, Scheme
 
-    independent = Scheme("rs-random-seeds", "user", "RandomState(random 32-bit seed)",
-                         lambda root, idx: [RandomStateStream(random_32bit_seeds(i)) for i in idx])
+    independent = Scheme(
+        "rs-random-seeds",
+        "user",
+        "RandomState(random 32-bit seed)",
+        lambda root, idx: [RandomStateStream(random_32bit_seeds(i)) for i in idx],
+    )
     X = np.stack([s.take(312) for s in independent.streams(0, range(64))], axis=1)
     test = B.MTSeeds(64, 312)
     test.update(B.Block(X))

@@ -15,9 +15,11 @@ from seedtree.stats.source import Interleaved
 TOOLS = tool_status()
 needs_testu01 = pytest.mark.skipif(
     TOOLS["testu01"] is None,
-    reason="TestU01 harness seedtree-testu01 not installed (run: sudo bash scripts/install-batteries.sh)")
+    reason="TestU01 harness seedtree-testu01 not installed (run: sudo bash scripts/install-batteries.sh)",
+)
 needs_dieharder = pytest.mark.skipif(
-    TOOLS["dieharder"] is None, reason="dieharder not installed (run: sudo bash scripts/install-batteries.sh)")
+    TOOLS["dieharder"] is None, reason="dieharder not installed (run: sudo bash scripts/install-batteries.sh)"
+)
 
 
 def _words(n: int, seed: int = 1) -> bytes:
@@ -50,8 +52,10 @@ def test_harness_never_passes_on_short_input() -> None:
 @needs_testu01
 def test_harness_reads_two_numbers_per_word_in_both_mode() -> None:
     data = _words(8 << 20, seed=2)
-    runs = {h: subprocess.run([TOOLS["testu01"], "smoke", h], input=data, capture_output=True, timeout=120)
-            for h in ("both", "lo")}
+    runs = {
+        h: subprocess.run([TOOLS["testu01"], "smoke", h], input=data, capture_output=True, timeout=120)
+        for h in ("both", "lo")
+    }
     assert all(r.returncode == 0 for r in runs.values())
     both = ext.PipeRun(runs["both"].stdout.decode(), "", 0, 0).bytes_read
     lo = ext.PipeRun(runs["lo"].stdout.decode(), "", 0, 0).bytes_read
@@ -134,18 +138,21 @@ length= 4 kilobytes (2^12 bytes), time= 0.1 seconds
 def test_practrand_interim_reports_give_the_first_fail_size() -> None:
     reports = ext.parse_practrand_reports(PRACTRAND_INTERIM)
     assert [(r.length, r.clean, len(r.rows), r.failed) for r in reports] == [
-        (1024, 5, 1, False), (2048, 8, 0, False), (4096, 17, 1, True)]
+        (1024, 5, 1, False),
+        (2048, 8, 0, False),
+        (4096, 17, 1, True),
+    ]
     rows, clean = ext.parse_practrand(PRACTRAND_INTERIM)  # the verdict reads the last report
     assert [r.name for r in rows] == ["Gap-16:A"] and clean == 17
     # Lengths go as KB: a bare number would be read by RNG_test as log2 of the length.
-    assert ext.practrand_command("RNG_test", 16 << 20) == ["RNG_test", "stdin64", "-tlmin", "1KB", "-tlmax",
-                                                           "16384KB"]
+    assert ext.practrand_command("RNG_test", 16 << 20) == ["RNG_test", "stdin64", "-tlmin", "1KB", "-tlmax", "16384KB"]
     assert ext.practrand_command("RNG_test", 3000, tlmin=100)[2:] == ["-tlmin", "1KB", "-tlmax", "4KB"]
 
 
 needs_practrand = pytest.mark.skipif(
     TOOLS["practrand"] is None,
-    reason="PractRand's RNG_test is not on PATH (it is not packaged: build it as benchmarks/README.md says)")
+    reason="PractRand's RNG_test is not on PATH (it is not packaged: build it as benchmarks/README.md says)",
+)
 
 
 @needs_practrand

@@ -747,8 +747,10 @@ class MTSeeds(Test):
                 found, seeds, order = ok, s, "high" if high_first else "low"
         r = int(found.sum())
         if r < 2:
-            self.skip_reason = (f"not applicable: {r} of {self.k} streams are MT19937 seeded by init_genrand "
-                                "(RandomState(int), torch.manual_seed), the test needs 2")
+            self.skip_reason = (
+                f"not applicable: {r} of {self.k} streams are MT19937 seeded by init_genrand "
+                "(RandomState(int), torch.manual_seed), the test needs 2"
+            )
             return 0.0, 1.0, ""
         x = np.sort(seeds[found].astype(np.int64))
         gaps = np.diff(np.concatenate((x, [x[0] + (1 << 32)])))  # circular spacings, sum 2**32
@@ -761,8 +763,10 @@ class MTSeeds(Test):
                 best, best_d, best_count, best_lam = p, d, count, lam
         p = min(1.0, best * len(self.SPACINGS))
         head = ", ".join(str(int(v)) for v in seeds[found][:4])
-        detail = (f"{r} of {self.k} streams are init_genrand MT19937 ({order} half first); seeds {head}"
-                  f"{', ...' if r > 4 else ''}; {best_count} spacings <= {best_d}, expected {best_lam:.2g}")
+        detail = (
+            f"{r} of {self.k} streams are init_genrand MT19937 ({order} half first); seeds {head}"
+            f"{', ...' if r > 4 else ''}; {best_count} spacings <= {best_d}, expected {best_lam:.2g}"
+        )
         return float(best_count), p, detail
 
 

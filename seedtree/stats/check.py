@@ -102,18 +102,31 @@ def _plan(k: int, rows: int, mode: str) -> own.Plan:
     mib = rows * k * 8 / 2**20
     scale = math.sqrt(max(1.0, mib / 16))
     if mode == "quick":
-        return own.Plan(k, rows, rank_size=512, rank_budget=int(min(32, 8 * scale)),
-                        rank64_budget=int(min(2048, 256 * scale)))
-    return own.Plan(k, rows, rank_size=1024, rank_budget=int(min(64, 16 * scale)),
-                    rank64_budget=int(min(16384, 1024 * scale)))
+        return own.Plan(
+            k, rows, rank_size=512, rank_budget=int(min(32, 8 * scale)), rank64_budget=int(min(2048, 256 * scale))
+        )
+    return own.Plan(
+        k, rows, rank_size=1024, rank_budget=int(min(64, 16 * scale)), rank64_budget=int(min(16384, 1024 * scale))
+    )
 
 
-def _run_own(scheme: Scheme, k: int, n_bytes: int, root: int, first_stream: int, first_start: int,
-             children: int, mode: str, progress: bool) -> tuple[list[own.Outcome], int]:
+def _run_own(
+    scheme: Scheme,
+    k: int,
+    n_bytes: int,
+    root: int,
+    first_stream: int,
+    first_start: int,
+    children: int,
+    mode: str,
+    progress: bool,
+) -> tuple[list[own.Outcome], int]:
     rows = n_bytes // (8 * k)
     if rows < 2:
-        raise ValueError(f"{n_bytes} bytes give fewer than 2 words per stream for {k} streams; "
-                         f"give at least {16 * k} bytes (e.g. --bytes {max(16 * k, 1 << 20)}) or fewer streams")
+        raise ValueError(
+            f"{n_bytes} bytes give fewer than 2 words per stream for {k} streams; "
+            f"give at least {16 * k} bytes (e.g. --bytes {max(16 * k, 1 << 20)}) or fewer streams"
+        )
     source = Interleaved(scheme, k, root, first_stream=first_stream)
     acc = own.Accumulator("interleaved", own.interleaved_tests(_plan(k, rows, mode)), tiebreak_seed=root)
     bar = Progress(f"own: {scheme.name}", rows * k * 8, progress)
@@ -129,9 +142,17 @@ def _run_own(scheme: Scheme, k: int, n_bytes: int, root: int, first_stream: int,
     return outcomes, rows * k * 8
 
 
-def _run_external(name: str, scheme: Scheme, k: int, n_bytes: int, root: int, first_stream: int,
-                  testu01: str, progress: bool,
-                  first_fail: dict[str, int | None] | None = None) -> tuple[list[own.Outcome], int, int]:
+def _run_external(
+    name: str,
+    scheme: Scheme,
+    k: int,
+    n_bytes: int,
+    root: int,
+    first_stream: int,
+    testu01: str,
+    progress: bool,
+    first_fail: dict[str, int | None] | None = None,
+) -> tuple[list[own.Outcome], int, int]:
     """Outcomes, tests reported without p-values (PractRand), bytes the tool read. For
     PractRand, ``first_fail["practrand"]`` receives the first length it evaluated as FAIL."""
     chunks = _prefetch(Interleaved(scheme, k, root, first_stream=first_stream).chunks())
@@ -151,19 +172,32 @@ def _run_external(name: str, scheme: Scheme, k: int, n_bytes: int, root: int, fi
         bar.close()
 
 
-def _run(scheme: Scheme, k: int, n_bytes: int, batteries: Sequence[str], root: int, first_stream: int,
-         first_start: int, children: int, mode: str, testu01: str, progress: bool,
-         first_fail: dict[str, int | None] | None = None) -> tuple[list[tuple[str, own.Outcome]], int, dict[str, int]]:
+def _run(
+    scheme: Scheme,
+    k: int,
+    n_bytes: int,
+    batteries: Sequence[str],
+    root: int,
+    first_stream: int,
+    first_start: int,
+    children: int,
+    mode: str,
+    testu01: str,
+    progress: bool,
+    first_fail: dict[str, int | None] | None = None,
+) -> tuple[list[tuple[str, own.Outcome]], int, dict[str, int]]:
     results: list[tuple[str, own.Outcome]] = []
     extra = 0
     read: dict[str, int] = {}
     for name in batteries:
         if name == "own":
-            outcomes, read[name] = _run_own(scheme, k, n_bytes, root, first_stream, first_start, children, mode,
-                                            progress)
+            outcomes, read[name] = _run_own(
+                scheme, k, n_bytes, root, first_stream, first_start, children, mode, progress
+            )
         else:
-            outcomes, clean, read[name] = _run_external(name, scheme, k, n_bytes, root, first_stream, testu01,
-                                                        progress, first_fail)
+            outcomes, clean, read[name] = _run_external(
+                name, scheme, k, n_bytes, root, first_stream, testu01, progress, first_fail
+            )
             extra += clean
         results.extend((name, o) for o in outcomes)
     return results, extra, read
@@ -224,8 +258,9 @@ def check(
     started = time.perf_counter()
 
     first_fail: dict[str, int | None] = {}
-    first, extra1, read = _run(resolved, streams, n_bytes, batteries, root, 0, 0, children, mode, testu01,
-                               progress, first_fail)
+    first, extra1, read = _run(
+        resolved, streams, n_bytes, batteries, root, 0, 0, children, mode, testu01, progress, first_fail
+    )
     flagged1 = holm([o.p for _, o in first], ALPHA, extra1)
     second_root = None
     flagged2_by_key: dict[tuple, tuple[own.Outcome, bool]] = {}
@@ -233,8 +268,19 @@ def check(
         # A user scheme has no root to change: re-test on the next streams and children instead.
         user = resolved.kind == "user"
         second_root = root if user else retest_root(root)
-        second, extra2, _ = _run(resolved, streams, n_bytes, batteries, second_root, streams if user else 0,
-                                 children if user else 0, children, mode, testu01, progress)
+        second, extra2, _ = _run(
+            resolved,
+            streams,
+            n_bytes,
+            batteries,
+            second_root,
+            streams if user else 0,
+            children if user else 0,
+            children,
+            mode,
+            testu01,
+            progress,
+        )
         flagged2 = holm([o.p for _, o in second], ALPHA, extra2)
         seen: dict = {}
         for (b, o), f in zip(second, flagged2, strict=True):
@@ -253,18 +299,35 @@ def check(
             verdict = "suspicious"
         else:
             verdict = "pass"
-        rows.append({
-            "battery": b, "source": o.source, "test": o.name, "p": None if o.skipped else o.p,
-            "p_retest": None if o2 is None or o2.skipped else o2.p, "verdict": verdict,
-            "statistic": None if o.skipped else o.statistic, "detail": o.skipped or o.detail,
-        })
+        rows.append(
+            {
+                "battery": b,
+                "source": o.source,
+                "test": o.name,
+                "p": None if o.skipped else o.p,
+                "p_retest": None if o2 is None or o2.skipped else o2.p,
+                "verdict": verdict,
+                "statistic": None if o.skipped else o.statistic,
+                "detail": o.skipped or o.detail,
+            }
+        )
     notes = []
     if any(r["verdict"] == "skipped" for r in rows):
         notes.append("skipped tests do not count (their reason is in the table)")
     if resolved.kind == "user" and second_root is not None:
         notes.append(f"user scheme: the re-test used streams {streams}..{2 * streams - 1}")
     return Report(
-        scheme=resolved.name, kind=resolved.kind, streams=int(streams), bytes_read=read, root=root,
-        retest_root=second_root, batteries=list(batteries), passed=passed, rule=RULE, rows=rows,
-        seconds=time.perf_counter() - started, notes=notes, first_fail=first_fail,
+        scheme=resolved.name,
+        kind=resolved.kind,
+        streams=int(streams),
+        bytes_read=read,
+        root=root,
+        retest_root=second_root,
+        batteries=list(batteries),
+        passed=passed,
+        rule=RULE,
+        rows=rows,
+        seconds=time.perf_counter() - started,
+        notes=notes,
+        first_fail=first_fail,
     )

@@ -115,8 +115,9 @@ class Report:
         fig, ax = plt.subplots(figsize=(9, max(3.0, 0.22 * len(rows) + 1.2)))
         y = list(range(len(rows)))
         colors = {"pass": "tab:green", "suspicious": "tab:orange", "FAIL": "tab:red"}
-        ax.barh(y, [score(r["p"]) for r in rows], color=[colors[r["verdict"]] for r in rows], alpha=0.8,
-                label="first run")
+        ax.barh(
+            y, [score(r["p"]) for r in rows], color=[colors[r["verdict"]] for r in rows], alpha=0.8, label="first run"
+        )
         retest = [score(r["p_retest"]) for r in rows]
         if any(not math.isnan(v) for v in retest):
             ax.plot(retest, y, "k|", markersize=12, label="re-test")
