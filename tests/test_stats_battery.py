@@ -72,12 +72,28 @@ def test_report_json_table_and_plot(tmp_path) -> None:
 
 
 def test_bad_arguments_are_refused_with_the_fix() -> None:
-    with pytest.raises(ValueError, match="fewer than 2 words per stream for 1024 streams; give at least 16384"):
-        check("seedtree", streams=1024, n_bytes=1000)
+    with pytest.raises(ValueError, match="15 bytes hold fewer than 2 words; give at least 16 bytes"):
+        check("seedtree", streams=1024, n_bytes=15)
     with pytest.raises(ValueError, match="unknown batteries"):
         check("seedtree", batteries=("nist",))
     with pytest.raises(ValueError, match="mode must be"):
         check("seedtree", mode="fast")
+
+
+def test_less_than_two_words_per_stream_reads_the_prefix_like_practrand() -> None:
+    # 1 KiB of 1024 streams: the first word of streams 0..127, exactly the bytes PractRand's
+    # first report reads. Duplicated streams FAIL on them; good ones pass; the report says so.
+    bad = check("duplicated", streams=1024, n_bytes=1 << 10, root=4, first_children=0)
+    assert bad.verdict == "FAIL" and bad.bytes_read == {"own": 1 << 10}
+    assert {"xor-streams", "xor-popcount"} <= {r["test"] for r in bad.failing()}
+    good = check("seedtree", streams=1024, n_bytes=1 << 10, root=4, first_children=0)
+    assert good.passed and good.bytes_read == {"own": 1 << 10}
+    assert "the own battery read the first word of streams 0..127" in good.notes[-1]
+    skipped = {r["test"]: r["detail"] for r in good.rows if r["verdict"] == "skipped"}
+    assert skipped["corr-lagged"] == "needs at least 2 words per stream, has 1"
+    assert skipped["overlaps"] == "needs at least 5 words per stream, has 1"
+    assert skipped["rank-128"].startswith("no 128 x 128 matrix fitted")
+    assert all(r["p"] is not None for r in good.rows if r["verdict"] == "pass")
 
 
 def test_holm() -> None:

@@ -115,8 +115,8 @@ def test_check_fails_with_exit_1_via_python_m(tmp_path: Path) -> None:
 
 
 def test_check_errors_exit_2_with_the_fix() -> None:
-    proc = run("check", "--bytes", "100", "--streams", "1024", text=True)
-    assert proc.returncode == 2 and "give at least 16384 bytes" in proc.stderr
+    proc = run("check", "--bytes", "15", "--streams", "1024", text=True)
+    assert proc.returncode == 2 and "give at least 16 bytes" in proc.stderr
     proc = run("check", "--scheme", "seed-plus-one", text=True)
     assert proc.returncode == 2 and "unknown scheme 'seed-plus-one'" in proc.stderr
     proc = run("check", "--bytes", "12Q", text=True)

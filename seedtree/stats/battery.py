@@ -232,6 +232,9 @@ class RowChi2(Test):
         self.rows += len(z)
 
     def finish(self) -> tuple[float, float, str]:
+        if self.rows == 0:
+            self.skip_reason = "no rows to test"
+            return 0.0, 1.0, ""
         return self.total, _chi2_p(self.total, self.rows), f"chi2={self.total:.1f}, df={self.rows}"
 
 
@@ -250,7 +253,8 @@ class StreamChi2(Test):
 
     def finish(self) -> tuple[float, float, str]:
         if self.terms < MIN_TERMS:
-            return 0.0, 1.0, "too few words per stream"
+            self.skip_reason = f"needs at least {MIN_TERMS} terms per stream, had {self.terms}"
+            return 0.0, 1.0, ""
         z = (self.sums - self.mean * self.terms) / math.sqrt(self.var * self.terms)
         stat = float(np.dot(z, z))
         return stat, _chi2_p(stat, len(z)), f"chi2={stat:.1f}, df={len(z)}"
@@ -366,6 +370,9 @@ class XorPopcount(Test):
         n = int(self.hist.sum())
         expected = _stats().binom.pmf(np.arange(65), 64, 0.5) * n
         stat, df = _chi2_counts(self.hist, expected)
+        if df == 0:
+            self.skip_reason = f"too few pairs ({n}) for 2 cells expecting 5 each"
+            return 0.0, 1.0, ""
         mean = float(np.dot(self.hist, np.arange(65)) / max(n, 1))
         return stat, _chi2_p(stat, df), f"chi2={stat:.1f}, df={df}, mean distance {mean:.3f} (32 expected)"
 
@@ -516,7 +523,8 @@ class Serial(Test):
     def finish(self) -> tuple[float, float, str]:
         n = self.hist.sum()
         if n == 0:
-            return 0.0, 1.0, "no pairs"
+            self.skip_reason = "no pairs (needs 2 words per stream)"
+            return 0.0, 1.0, ""
         e = n / len(self.hist)
         stat = float(((self.hist - e) ** 2).sum() / e)
         df = len(self.hist) - 1
@@ -554,6 +562,9 @@ class Gap(Test):
         probs = self.P * (1 - self.P) ** j
         probs[-1] = (1 - self.P) ** self.MAX_GAP  # the last cell is the tail
         stat, df = _chi2_counts(self.hist, probs * n)
+        if df == 0:
+            self.skip_reason = f"too few gaps ({n}) for 2 cells expecting 5 each"
+            return 0.0, 1.0, ""
         return stat, _chi2_p(stat, df), f"chi2={stat:.1f}, df={df}, {n} gaps"
 
 
@@ -648,7 +659,8 @@ class RankTest(Test):
     def finish(self) -> tuple[float, float, str]:
         m = len(self.deficiencies)
         if m == 0:
-            return 0.0, 1.0, "no matrix fitted"
+            self.skip_reason = f"no {self.n} x {self.n} matrix fitted (needs {self.w} words per stream)"
+            return 0.0, 1.0, ""
         pmf = rank_probabilities(self.n)[::-1][:40]  # index = deficiency
         total = sum(self.deficiencies)
         dist = np.array([1.0])
@@ -688,7 +700,8 @@ class BirthdaySpacings(Test):
     def finish(self) -> tuple[float, float, str]:
         lam = self.samples * self.M**3 / (4.0 * 2.0**self.BITS)
         if self.samples == 0:
-            return 0.0, 1.0, f"needs {self.M} streams"
+            self.skip_reason = f"needs {self.M} children"
+            return 0.0, 1.0, ""
         p = self.discrete_p(*_poisson_tails(self.count, lam))
         return self.count, p, f"{self.count} repeated spacings, expected {lam:.1f}"
 
@@ -812,6 +825,16 @@ def interleaved_tests(plan: Plan) -> list[Test]:
     ]
     if big > 64:
         tests.append(RankTest(big, k, plan.rank_budget))
+    if plan.rows is not None:
+        # Tests that look along a stream need words to look at (a run shorter than 2 words per
+        # stream reads one row: the first word of each stream).
+        for test in tests:
+            if test.skip_reason is None and (
+                (plan.rows < 2 and test.name in ("corr-lagged", "serial-time"))
+                or (plan.rows <= Overlaps.START_ROWS and test.name == "overlaps")
+            ):
+                need = Overlaps.START_ROWS + 1 if test.name == "overlaps" else 2
+                test.skip_reason = f"needs at least {need} words per stream, has {plan.rows}"
     return tests
 
 

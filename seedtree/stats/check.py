@@ -110,6 +110,21 @@ def _plan(k: int, rows: int, mode: str) -> own.Plan:
     )
 
 
+def _own_shape(k: int, n_bytes: int) -> tuple[int, int]:
+    """(rows, streams) the own battery reads from ``n_bytes`` of ``k`` interleaved streams.
+
+    Whole rows of k words when there are at least 2; below that, exactly the prefix of the
+    interleaved stream that PractRand's first reports read: the first word of each of the
+    first ``n_bytes // 8`` streams, as one row (tests that need 2+ words per stream skip).
+    Stream i depends only on (root, i), so those are the same words as in a longer run."""
+    rows = n_bytes // (8 * k)
+    if rows >= 2:
+        return rows, k
+    if n_bytes // 8 < 2:
+        raise ValueError(f"{n_bytes} bytes hold fewer than 2 words; give at least 16 bytes (e.g. --bytes 1M)")
+    return 1, min(k, n_bytes // 8)
+
+
 def _run_own(
     scheme: Scheme,
     k: int,
@@ -121,12 +136,7 @@ def _run_own(
     mode: str,
     progress: bool,
 ) -> tuple[list[own.Outcome], int]:
-    rows = n_bytes // (8 * k)
-    if rows < 2:
-        raise ValueError(
-            f"{n_bytes} bytes give fewer than 2 words per stream for {k} streams; "
-            f"give at least {16 * k} bytes (e.g. --bytes {max(16 * k, 1 << 20)}) or fewer streams"
-        )
+    rows, k = _own_shape(k, n_bytes)
     source = Interleaved(scheme, k, root, first_stream=first_stream)
     acc = own.Accumulator("interleaved", own.interleaved_tests(_plan(k, rows, mode)), tiebreak_seed=root)
     bar = Progress(f"own: {scheme.name}", rows * k * 8, progress)
@@ -253,6 +263,8 @@ def check(
         from .._optional import require
 
         require(resolved.needs, f"the {resolved.name!r} scheme")
+    if "own" in batteries:
+        _own_shape(int(streams), int(n_bytes))  # ValueError before any work
     root = secrets.randbits(64) if root is None else int(root)
     children = _first_children(n_bytes, mode) if first_children is None else int(first_children)
     started = time.perf_counter()
@@ -316,6 +328,12 @@ def check(
         notes.append("skipped tests do not count (their reason is in the table)")
     if resolved.kind == "user" and second_root is not None:
         notes.append(f"user scheme: the re-test used streams {streams}..{2 * streams - 1}")
+    if "own" in batteries and n_bytes < 16 * streams:
+        _, k_read = _own_shape(streams, n_bytes)
+        notes.append(
+            f"{n_bytes} bytes are fewer than 2 words per stream: the own battery read the first word of streams "
+            f"0..{k_read - 1} (the start of the interleaved stream, as PractRand's first reports do)"
+        )
     return Report(
         scheme=resolved.name,
         kind=resolved.kind,
