@@ -111,6 +111,11 @@ def power(
                 "own_first_fail": own_sizes,
                 "own_deciding_tests": deciding,
                 "practrand_first_fail": pr_sizes if with_practrand else None,
+                "root_list": [str(r) for r in root_list[: len(own_sizes)]],
+                "meta_seed": META_SEED_POWER,
+                "practrand_options": "stdin64 -tlmin 1KB -tlmax <max_bytes> (default -tlfail)"
+                if with_practrand
+                else None,
             }
             rows.append(row)
             caught = [x for x in own_sizes if x is not None]
@@ -176,6 +181,7 @@ def false_alarms(schemes: list[str], k: int, n_roots: int, n_bytes: int) -> list
                 "scheme": scheme,
                 "streams": k,
                 "roots": n_roots,
+                "meta_seed": META_SEED_FALSE_ALARMS,
                 "bytes": n_bytes,
                 "suspicious": suspicious,
                 "failed": failed,
