@@ -234,13 +234,15 @@ def check(
     """Test ``streams`` streams of ``scheme`` for independence; see ``seedtree.stats.verdict``.
 
     The own battery reads ``n_bytes`` of the interleaved stream (whole rows of ``streams``
-    words) plus the "first outputs" stream of ``first_children`` children (a default that
-    grows with ``n_bytes``; 0 turns it off). TestU01 and dieharder read as much of the
-    interleaved stream as their battery needs; PractRand reads up to ``n_bytes`` (rounded up
-    to a power of 2), reporting from 1 KiB on and stopping at its first FAIL, whose length
-    goes to ``Report.first_fail["practrand"]``. ``root`` (fresh
-    random if None, and recorded in the report) makes the run reproducible; the stream an
-    external battery read is ``seedtree stream --scheme S --streams K --root R``.
+    words; below 2 words per stream, the first word of the first ``n_bytes // 8`` streams,
+    as PractRand's first reports do, and the report says so) plus the "first outputs"
+    stream of ``first_children`` children (a default that grows with ``n_bytes``; 0 turns
+    it off). TestU01 and dieharder read as much of the interleaved stream as their battery
+    needs; PractRand reads up to ``n_bytes`` (rounded up to a power of 2), reporting from
+    1 KiB on and stopping at its first FAIL, whose length goes to
+    ``Report.first_fail["practrand"]``. ``root`` (fresh random if None, and recorded in the
+    report) makes the run reproducible; the stream an external battery read is
+    ``seedtree stream --scheme S --streams K --root R``.
 
     Raises ``BatteryUnavailable`` (before any work) if an asked-for tool is missing, and
     ValueError on bad arguments. The quick default takes a few seconds.
