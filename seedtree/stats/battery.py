@@ -754,10 +754,12 @@ class MTSeeds(Test):
         words = np.concatenate(self.parts, axis=1)
         self.parts = []
         found, seeds, order = None, None, ""
-        for high_first in (True, False):
+        for high_first in (True, False):  # the other order only if the first finds too few
             ok, s = mt.recover_seeds(mt.split_words(words, high_first))
             if found is None or ok.sum() > found.sum():
                 found, seeds, order = ok, s, "high" if high_first else "low"
+            if found.sum() >= 2:
+                break
         r = int(found.sum())
         if r < 2:
             self.skip_reason = (
