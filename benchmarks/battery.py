@@ -18,6 +18,8 @@ earlier runs are kept, so the table can be measured in several runs):
   suspicious / FAILED, against the rule's rates (<= 1% / <= 0.01%).
 - practrand-long: PractRand alone on ``--long-schemes`` at 2 streams for ``--long-roots``
   roots up to ``--long-bytes`` (default 1 GiB): how far the 2-stream MT19937 recipes pass it.
+- mt-xor: the xor of ``RandomState(s)`` and ``RandomState(s + 1)`` position by position
+  over 2 000 random seeds (why only a generator-aware test sees these related seeds).
 - speed: the own battery's MB/s on ready data (the target: >= 100 MB/s) and ``check``
   end to end (generation included).
 - testu01: SmallCrush on 1024 interleaved seedtree streams; then which TestU01 battery
@@ -129,6 +131,40 @@ def power(
                     text += f" (median {_fmt(int(np.median(pc)))}, worst {_fmt(max(pc))})"
             print(text + f"; decided by {deciding}", flush=True)
     return rows
+
+
+def mt_xor(pairs: int, outputs: int, meta_seed: int = 15_2002) -> dict:
+    """Is ``RandomState(s) ^ RandomState(s + 1)`` biased at any output position? Over
+    ``pairs`` random 32-bit seeds s: z of the mean popcount of the xor at each of the first
+    ``outputs`` 32-bit outputs, and z of each bit's mean (independent streams give N(0, 1))."""
+    seeds = np.random.SeedSequence(meta_seed).generate_state(pairs, dtype=np.uint32)
+    pop = np.zeros(outputs)
+    bits = np.zeros((outputs, 32))
+    shifts = np.arange(32, dtype=np.uint32)
+    for s in seeds:
+        a = np.random.RandomState(int(s)).randint(0, 1 << 32, size=outputs, dtype=np.uint64).astype(np.uint32)
+        b = np.random.RandomState((int(s) + 1) % (1 << 32)).randint(0, 1 << 32, size=outputs, dtype=np.uint64)
+        x = a ^ b.astype(np.uint32)
+        pop += np.bitwise_count(x)
+        bits += (x[:, None] >> shifts) & np.uint32(1)
+    z_pop = (pop / pairs - 16) / np.sqrt(8 / pairs)
+    z_bit = (bits / pairs - 0.5) / np.sqrt(0.25 / pairs)
+    out = {
+        "pairs": pairs,
+        "outputs": outputs,
+        "meta_seed": meta_seed,
+        "max_abs_z_popcount": float(abs(z_pop).max()),
+        "mean_z2_popcount": float((z_pop**2).mean()),
+        "max_abs_z_bit": float(abs(z_bit).max()),
+        "mean_z2_bit": float((z_bit**2).mean()),
+    }
+    print(
+        f"  RandomState(s) ^ RandomState(s + 1), {pairs} seeds x {outputs} outputs: popcount max |z| "
+        f"{out['max_abs_z_popcount']:.2f} (mean z^2 {out['mean_z2_popcount']:.3f}), per bit max |z| "
+        f"{out['max_abs_z_bit']:.2f} over {32 * outputs} bits (mean z^2 {out['mean_z2_bit']:.3f})",
+        flush=True,
+    )
+    return out
 
 
 def _cell(sizes: list[int | None], max_bytes: int) -> str:
@@ -371,7 +407,7 @@ def main() -> None:
     parser.add_argument(
         "--sections",
         default="power",
-        help="comma-separated: power, false-alarms, practrand-long, speed, testu01, big, table (prints the "
+        help="comma-separated: power, false-alarms, practrand-long, mt-xor, speed, testu01, big, table (prints the "
         "power table as markdown from the results)",
     )
     parser.add_argument("--power-max-bytes", type=parse_size, default=16 << 20)
@@ -433,6 +469,9 @@ def main() -> None:
         result["practrand_long"] = practrand_long(
             args.long_schemes.split(","), args.long_roots, args.long_bytes, deadline
         )
+    if "mt-xor" in sections:
+        print("mt-xor: the xor of two MT19937 streams seeded s and s + 1, position by position")
+        result["mt_xor"] = mt_xor(2000, 1500)
     if "table" in sections:
         print(power_table(result.get("power", [])))
         if sections == ["table"]:
