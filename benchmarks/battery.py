@@ -18,6 +18,8 @@ earlier runs are kept, so the table can be measured in several runs):
   suspicious / FAILED, against the rule's rates (<= 1% / <= 0.01%).
 - practrand-long: PractRand alone on ``--long-schemes`` at 2 streams for ``--long-roots``
   roots up to ``--long-bytes`` (default 1 GiB): how far the 2-stream MT19937 recipes pass it.
+- first-outputs: the default check (with the first-outputs data set of 4 096 children) at 2
+  streams x 1 MiB over the power roots, for the schemes the 2 interleaved streams do not show.
 - mt-xor: the xor of ``RandomState(s)`` and ``RandomState(s + 1)`` position by position
   over 2 000 random seeds (why only a generator-aware test sees these related seeds).
 - speed: the own battery's MB/s on ready data (the target: >= 100 MB/s) and ``check``
@@ -133,6 +135,37 @@ def power(
                 if pc:
                     text += f" (median {_fmt(int(np.median(pc)))}, worst {_fmt(max(pc))})"
             print(text + f"; decided by {deciding}", flush=True)
+    return rows
+
+
+def first_outputs_2(schemes: list[str], n_roots: int, n_bytes: int) -> list[dict]:
+    """The default check (interleaved + first outputs of 4 096+ children) at 2 streams: what
+    the first-outputs data set adds where the 2 interleaved streams alone show nothing."""
+    rows = []
+    for scheme in schemes:
+        fails, deciding = 0, {}
+        for root in random_roots(n_roots, META_SEED_POWER):
+            report = check(scheme, streams=2, n_bytes=n_bytes, root=root)
+            fails += not report.passed
+            for r in report.failing():
+                key = f"{r['source']}: {r['test']}"
+                deciding[key] = deciding.get(key, 0) + 1
+        rows.append(
+            {
+                "scheme": scheme,
+                "streams": 2,
+                "bytes": n_bytes,
+                "roots": n_roots,
+                "failed": fails,
+                "deciding_tests": deciding,
+                "meta_seed": META_SEED_POWER,
+            }
+        )
+        print(
+            f"  {scheme:<18} 2 streams x {_fmt(n_bytes)} + first outputs: FAIL on {fails} of {n_roots} roots "
+            f"{deciding}",
+            flush=True,
+        )
     return rows
 
 
@@ -410,8 +443,8 @@ def main() -> None:
     parser.add_argument(
         "--sections",
         default="power",
-        help="comma-separated: power, false-alarms, practrand-long, mt-xor, speed, testu01, big, table (prints the "
-        "power table as markdown from the results)",
+        help="comma-separated: power, false-alarms, practrand-long, first-outputs, mt-xor, speed, testu01, big, "
+        "table (prints the power table as markdown from the results)",
     )
     parser.add_argument("--power-max-bytes", type=parse_size, default=16 << 20)
     parser.add_argument("--power-streams", default="2,1024,8192")
@@ -471,6 +504,11 @@ def main() -> None:
         print(f"practrand-long: PractRand -tlmin 1KB on 2 streams up to {_fmt(args.long_bytes)}")
         result["practrand_long"] = practrand_long(
             args.long_schemes.split(","), args.long_roots, args.long_bytes, deadline
+        )
+    if "first-outputs" in sections:
+        print("first-outputs: the default check at 2 streams (interleaved + first outputs)")
+        result["first_outputs_2"] = first_outputs_2(
+            ["naive-pcg64", "pcg64-increments", "default-rng-plus-i"], args.power_roots, 1 << 20
         )
     if "mt-xor" in sections:
         print("mt-xor: the xor of two MT19937 streams seeded s and s + 1, position by position")
