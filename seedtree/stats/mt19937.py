@@ -3,8 +3,8 @@
 ``np.random.RandomState(seed)``, ``np.random.seed(seed)`` and ``torch.manual_seed(seed)``
 (CPU) all fill MT19937's 624-word state with Matsumoto and Nishimura's 2002 ``init_genrand``
 recurrence ``mt[0] = seed``, ``mt[j] = 1812433253 * (mt[j-1] ^ (mt[j-1] >> 30)) + j`` (mod
-2**32), then twist once before the first output. Every step is invertible, so the first 624
-32-bit outputs of such a stream give back the seed:
+2**32), then twist once before the first output. Each step can be undone as far as
+needed, so the first 624 32-bit outputs of such a stream give back the seed:
 
 1. untemper each output (the tempering is an invertible GF(2)-linear map) to get the state
    after the first twist;
