@@ -53,9 +53,18 @@ def test_report_json_table_and_plot(tmp_path) -> None:
     row = d["rows"][0]
     assert set(row) == {"battery", "source", "test", "p", "p_retest", "verdict", "statistic", "detail"}
     skipped = [r for r in d["rows"] if r["verdict"] == "skipped"]
-    # 32 streams are too few for the per-row statistics and the 64-stream rank matrices:
-    assert [r["test"] for r in skipped] == ["xor-streams", "corr-streams", "corr-lagged", "mean-rows", "rank-64"]
-    assert all(r["p"] is None and "needs at least" in r["detail"] for r in skipped)
+    # 32 streams are too few for the per-row statistics and the 64-stream rank matrices, and
+    # the MT19937 seed test does not apply to PCG64 streams:
+    assert [r["test"] for r in skipped] == [
+        "xor-streams",
+        "corr-streams",
+        "corr-lagged",
+        "mean-rows",
+        "rank-64",
+        "mt19937-seeds",
+    ]
+    assert all(r["p"] is None and "needs at least" in r["detail"] for r in skipped[:-1])
+    assert skipped[-1]["detail"].startswith("not applicable: 0 of 32 streams are MT19937")
     assert "skipped: needs at least 64 streams, has 32" in report.table()
     assert "verdict: PASS" in report.table()
     png = report.plot(tmp_path / "p.png")
@@ -63,12 +72,28 @@ def test_report_json_table_and_plot(tmp_path) -> None:
 
 
 def test_bad_arguments_are_refused_with_the_fix() -> None:
-    with pytest.raises(ValueError, match="fewer than 2 words per stream for 1024 streams; give at least 16384"):
-        check("seedtree", streams=1024, n_bytes=1000)
+    with pytest.raises(ValueError, match="15 bytes hold fewer than 2 words; give at least 16 bytes"):
+        check("seedtree", streams=1024, n_bytes=15)
     with pytest.raises(ValueError, match="unknown batteries"):
         check("seedtree", batteries=("nist",))
     with pytest.raises(ValueError, match="mode must be"):
         check("seedtree", mode="fast")
+
+
+def test_less_than_two_words_per_stream_reads_the_prefix_like_practrand() -> None:
+    # 1 KiB of 1024 streams: the first word of streams 0..127, exactly the bytes PractRand's
+    # first report reads. Duplicated streams FAIL on them; good ones pass; the report says so.
+    bad = check("duplicated", streams=1024, n_bytes=1 << 10, root=4, first_children=0)
+    assert bad.verdict == "FAIL" and bad.bytes_read == {"own": 1 << 10}
+    assert {"xor-streams", "xor-popcount"} <= {r["test"] for r in bad.failing()}
+    good = check("seedtree", streams=1024, n_bytes=1 << 10, root=4, first_children=0)
+    assert good.passed and good.bytes_read == {"own": 1 << 10}
+    assert "the own battery read the first word of streams 0..127" in good.notes[-1]
+    skipped = {r["test"]: r["detail"] for r in good.rows if r["verdict"] == "skipped"}
+    assert skipped["corr-lagged"] == "needs at least 2 words per stream, has 1"
+    assert skipped["overlaps"] == "needs at least 5 words per stream, has 1"
+    assert skipped["rank-128"].startswith("no 128 x 128 matrix fitted")
+    assert all(r["p"] is not None for r in good.rows if r["verdict"] == "pass")
 
 
 def test_holm() -> None:
@@ -135,3 +160,97 @@ def test_tests_see_what_they_target() -> None:
         test = B.Overlaps()
         test.update(B.Block(X))
         assert (test.finish()[1] < 1e-9) == expect_fail
+
+
+# -- issue 15: calibrated p-values and related MT19937 seeds ------------------------------------
+
+
+def test_mt19937_seed_recovery_is_exact_and_needs_the_seeding() -> None:
+    from seedtree.stats import mt19937 as mt
+
+    seeds = [0, 1, 5489, 2**31, 2**32 - 1, 123456789]
+    outputs = np.stack([mt.init_genrand_outputs(s, 624) for s in seeds])
+    found, got = mt.recover_seeds(outputs)
+    assert found.all() and got.tolist() == seeds
+    # Random words, and MT19937 seeded through SeedSequence (numpy's MT19937(seed)), are not
+    # init_genrand streams; neither is a stream read from its second output on.
+    rng = np.random.default_rng(3)
+    other = [
+        rng.integers(0, 1 << 32, size=624, dtype=np.uint64).astype(np.uint32),
+        np.random.Generator(np.random.MT19937(7)).integers(0, 1 << 32, size=624, dtype=np.uint64).astype(np.uint32),
+        mt.init_genrand_outputs(7, 625)[1:],
+    ]
+    assert not mt.recover_seeds(np.stack(other))[0].any()
+    # One changed bit anywhere in the recovered range breaks the 394 checks.
+    broken = outputs[:1].copy()
+    broken[0, 400] ^= np.uint32(1 << 17)
+    assert not mt.recover_seeds(broken)[0].any()
+
+
+@pytest.mark.parametrize("scheme", ["naive-mt19937", "torch-worker"])
+def test_related_mt19937_seeds_fail_at_two_streams_by_their_seeds(scheme: str) -> None:
+    # RandomState(seed + i) and torch's DataLoader worker seeding (base_seed + worker_id): what
+    # a user with two workers gets. Decided within 64 KiB by the seed test alone.
+    if scheme.startswith("torch"):
+        pytest.importorskip("torch")
+    report = check(scheme, streams=2, n_bytes=64 << 10, root=2**63 + 12345, first_children=0)
+    assert report.verdict == "FAIL"
+    row = next(r for r in report.rows if r["test"] == "mt19937-seeds")
+    assert row["verdict"] == "FAIL" and row["p"] < 1e-7 and row["p_retest"] < 1e-7
+    assert "2 of 2 streams are init_genrand MT19937" in row["detail"]
+
+
+def test_mt19937_seeds_test_passes_independent_seeds_and_skips_other_generators() -> None:
+    def random_32bit_seeds(i: int):
+        seed = int(np.random.SeedSequence([i, 99]).generate_state(1)[0])
+        return np.random.RandomState(seed)
+
+    from seedtree.stats.schemes import RandomStateStream, Scheme
+
+    independent = Scheme(
+        "rs-random-seeds",
+        "user",
+        "RandomState(random 32-bit seed)",
+        lambda root, idx: [RandomStateStream(random_32bit_seeds(i)) for i in idx],
+    )
+    X = np.stack([s.take(312) for s in independent.streams(0, range(64))], axis=1)
+    test = B.MTSeeds(64, 312)
+    test.update(B.Block(X))
+    stat, p, detail = test.finish()
+    assert test.skip_reason is None and "64 of 64 streams" in detail and p > 0.01
+    good = np.random.default_rng(5).integers(0, 1 << 64, size=(312, 64), dtype=np.uint64)
+    test = B.MTSeeds(64, 312)
+    test.update(B.Block(good))
+    test.finish()
+    assert test.skip_reason.startswith("not applicable: 0 of 64 streams")
+    assert B.MTSeeds(2, 100).skip_reason == "needs 312 words per stream (the first 624 32-bit outputs), has 100"
+
+
+def test_discrete_tests_give_randomised_p_values() -> None:
+    # Rank deficiencies of random matrices: with a tiebreak u the p-value is
+    # P(S > s) + u P(S = s), exactly uniform under the null; without one, P(S >= s).
+    rng = np.random.default_rng(8)
+    X = rng.integers(0, 1 << 64, size=(4, 64), dtype=np.uint64)
+    ps = {}
+    for u in (None, 0.0, 0.5, 1.0):
+        test = B.RankTest(64, 64, budget=4)
+        test.tiebreak = u
+        test.update(B.Block(X))
+        ps[u] = test.finish()[1]
+    assert ps[None] == ps[1.0] > ps[0.5] > ps[0.0]
+    assert ps[0.5] == pytest.approx((ps[0.0] + ps[1.0]) / 2)
+    # Over many null draws the randomised p-values are uniform (mean 1/2); the conservative
+    # ones are not (the point mass at the observed sum is counted whole).
+    tests = [B.RankTest(64, 64, budget=2) for _ in range(300)]
+    acc = B.Accumulator("x", tests, threads=1, tiebreak_seed=42)
+    assert len({t.tiebreak for t in tests}) == 300
+    for t in tests:
+        t.update(B.Block(rng.integers(0, 1 << 64, size=(2, 64), dtype=np.uint64)))
+    p = np.array([o.p for o in acc.outcomes()])
+    assert abs(p.mean() - 0.5) < 0.06
+    from scipy.stats import kstest
+
+    assert kstest(p, "uniform").pvalue > 0.001
+    for t in tests:
+        t.tiebreak = None
+    assert np.mean([t.finish()[1] for t in tests]) > 0.6

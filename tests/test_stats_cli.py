@@ -36,8 +36,10 @@ def test_stream_first_outputs() -> None:
 
 
 def test_endless_stream_exits_quietly_on_a_closed_pipe() -> None:
-    script = f"{SEEDTREE} stream --scheme naive-pcg64 --streams 64 --root 1 | head -c 100 | wc -c; " \
-             "echo status=${PIPESTATUS[0]}"
+    script = (
+        f"{SEEDTREE} stream --scheme naive-pcg64 --streams 64 --root 1 | head -c 100 | wc -c; "
+        "echo status=${PIPESTATUS[0]}"
+    )
     proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.stdout.split() == ["100", "status=0"]
     assert proc.stderr == ""
@@ -52,8 +54,23 @@ def test_stream_prints_a_fresh_root_so_it_can_be_replayed() -> None:
 
 def test_check_passes_with_exit_0_and_writes_json_and_plot(tmp_path: Path) -> None:
     out, png = tmp_path / "r.json", tmp_path / "r.png"
-    proc = run("check", "--scheme", "seedtree", "--streams", "256", "--bytes", "4M", "--root", "77",
-               "--json", str(out), "--plot", str(png), "--progress", text=True)
+    proc = run(
+        "check",
+        "--scheme",
+        "seedtree",
+        "--streams",
+        "256",
+        "--bytes",
+        "4M",
+        "--root",
+        "77",
+        "--json",
+        str(out),
+        "--plot",
+        str(png),
+        "--progress",
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "verdict: PASS" in proc.stdout and "MiB/s" in proc.stderr  # summary table and progress bar
     report = json.loads(out.read_text())
@@ -67,9 +84,29 @@ def test_check_passes_with_exit_0_and_writes_json_and_plot(tmp_path: Path) -> No
 
 def test_check_fails_with_exit_1_via_python_m(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
-    proc = subprocess.run([sys.executable, "-m", "seedtree", "check", "--scheme", "duplicated", "--streams", "256",
-                           "--bytes", "2M", "--root", "5", "--json", str(out), "--no-progress"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "seedtree",
+            "check",
+            "--scheme",
+            "duplicated",
+            "--streams",
+            "256",
+            "--bytes",
+            "2M",
+            "--root",
+            "5",
+            "--json",
+            str(out),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "verdict: FAIL" in proc.stdout and proc.stderr == ""
     report = json.loads(out.read_text())
@@ -78,8 +115,8 @@ def test_check_fails_with_exit_1_via_python_m(tmp_path: Path) -> None:
 
 
 def test_check_errors_exit_2_with_the_fix() -> None:
-    proc = run("check", "--bytes", "100", "--streams", "1024", text=True)
-    assert proc.returncode == 2 and "give at least 16384 bytes" in proc.stderr
+    proc = run("check", "--bytes", "15", "--streams", "1024", text=True)
+    assert proc.returncode == 2 and "give at least 16 bytes" in proc.stderr
     proc = run("check", "--scheme", "seed-plus-one", text=True)
     assert proc.returncode == 2 and "unknown scheme 'seed-plus-one'" in proc.stderr
     proc = run("check", "--bytes", "12Q", text=True)
@@ -100,8 +137,10 @@ def test_missing_tools_give_a_clear_message_never_a_pass(tmp_path: Path) -> None
     assert proc.returncode == 0 and "testu01              not installed" in proc.stdout
 
 
-@pytest.mark.parametrize("text,value", [("4096", 4096), ("16M", 16 << 20), ("1G", 1 << 30), ("4GiB", 4 << 30),
-                                        ("512KB", 512 << 10), ("1.5K", 1536)])
+@pytest.mark.parametrize(
+    "text,value",
+    [("4096", 4096), ("16M", 16 << 20), ("1G", 1 << 30), ("4GiB", 4 << 30), ("512KB", 512 << 10), ("1.5K", 1536)],
+)
 def test_sizes(text: str, value: int) -> None:
     from seedtree.stats.commands import parse_size
 
@@ -122,8 +161,9 @@ def test_readme_shell_examples(line: str, tmp_path: Path) -> None:
     command, _, comment = line.partition("#")
     expected = int(comment.split("exit status")[1].split()[0]) if "exit status" in comment else 0
     env = dict(os.environ, PATH=str(Path(SEEDTREE).parent) + os.pathsep + os.environ["PATH"])
-    proc = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == expected, proc.stdout + proc.stderr
     if "--json" in command:
         assert json.loads((tmp_path / "report.json").read_text())["verdict"] == ("FAIL" if expected else "PASS")

@@ -15,9 +15,11 @@ from seedtree.stats.source import Interleaved
 TOOLS = tool_status()
 needs_testu01 = pytest.mark.skipif(
     TOOLS["testu01"] is None,
-    reason="TestU01 harness seedtree-testu01 not installed (run: sudo bash scripts/install-batteries.sh)")
+    reason="TestU01 harness seedtree-testu01 not installed (run: sudo bash scripts/install-batteries.sh)",
+)
 needs_dieharder = pytest.mark.skipif(
-    TOOLS["dieharder"] is None, reason="dieharder not installed (run: sudo bash scripts/install-batteries.sh)")
+    TOOLS["dieharder"] is None, reason="dieharder not installed (run: sudo bash scripts/install-batteries.sh)"
+)
 
 
 def _words(n: int, seed: int = 1) -> bytes:
@@ -50,8 +52,10 @@ def test_harness_never_passes_on_short_input() -> None:
 @needs_testu01
 def test_harness_reads_two_numbers_per_word_in_both_mode() -> None:
     data = _words(8 << 20, seed=2)
-    runs = {h: subprocess.run([TOOLS["testu01"], "smoke", h], input=data, capture_output=True, timeout=120)
-            for h in ("both", "lo")}
+    runs = {
+        h: subprocess.run([TOOLS["testu01"], "smoke", h], input=data, capture_output=True, timeout=120)
+        for h in ("both", "lo")
+    }
     assert all(r.returncode == 0 for r in runs.values())
     both = ext.PipeRun(runs["both"].stdout.decode(), "", 0, 0).bytes_read
     lo = ext.PipeRun(runs["lo"].stdout.decode(), "", 0, 0).bytes_read
@@ -105,3 +109,64 @@ length= 4 megabytes (2^22 bytes), time= 0.2 seconds
 
 def test_two_sided() -> None:
     assert ext.two_sided(0.3) == 0.6 and ext.two_sided(0.999) == pytest.approx(0.002) and ext.two_sided(0.5) == 1
+
+
+# -- PractRand: the parser on RNG_test's interim reports, and the driver on a real RNG_test -------
+
+PRACTRAND_INTERIM = """RNG_test using PractRand version 0.94
+RNG = RNG_stdin64, seed = unknown
+test set = core, folding = standard (64 bit)
+
+rng=RNG_stdin64, seed=unknown
+length= 1 kilobyte (2^10 bytes), time= 0.0 seconds
+  Test Name                         Raw       Processed     Evaluation
+  mod3n(5):(2,9-6)                  R= +24.3  p =  6.2e-9    VERY SUSPICIOUS
+  ...and 5 test result(s) without anomalies
+
+rng=RNG_stdin64, seed=unknown
+length= 2 kilobytes (2^11 bytes), time= 0.1 seconds
+  no anomalies in 8 test result(s)
+
+rng=RNG_stdin64, seed=unknown
+length= 4 kilobytes (2^12 bytes), time= 0.1 seconds
+  Test Name                         Raw       Processed     Evaluation
+  Gap-16:A                          R= +1160  p =  4e-1058    FAIL !!!!!!!!
+  ...and 17 test result(s) without anomalies
+"""
+
+
+def test_practrand_interim_reports_give_the_first_fail_size() -> None:
+    reports = ext.parse_practrand_reports(PRACTRAND_INTERIM)
+    assert [(r.length, r.clean, len(r.rows), r.failed) for r in reports] == [
+        (1024, 5, 1, False),
+        (2048, 8, 0, False),
+        (4096, 17, 1, True),
+    ]
+    rows, clean = ext.parse_practrand(PRACTRAND_INTERIM)  # the verdict reads the last report
+    assert [r.name for r in rows] == ["Gap-16:A"] and clean == 17
+    # Lengths go as KB: a bare number would be read by RNG_test as log2 of the length.
+    assert ext.practrand_command("RNG_test", 16 << 20) == ["RNG_test", "stdin64", "-tlmin", "1KB", "-tlmax", "16384KB"]
+    assert ext.practrand_command("RNG_test", 3000, tlmin=100)[2:] == ["-tlmin", "1KB", "-tlmax", "4KB"]
+
+
+needs_practrand = pytest.mark.skipif(
+    TOOLS["practrand"] is None,
+    reason="PractRand's RNG_test is not on PATH (it is not packaged: build it as benchmarks/README.md says)",
+)
+
+
+@needs_practrand
+def test_practrand_driver_against_a_real_rng_test() -> None:
+    # A control fails within a few KiB, and the report is PractRand's first failing one.
+    bad = check("duplicated", streams=2, n_bytes=1 << 20, batteries=("practrand",), root=5)
+    assert bad.verdict == "FAIL"
+    first = bad.first_fail["practrand"]
+    assert first is not None and 1024 <= first <= 64 << 10 and bad.bytes_read["practrand"] == first
+    # Good streams: every interim report from 1 KiB to 1 MiB, no FAIL, PASS.
+    chunks = Interleaved("seedtree", 64, 5).chunks()
+    run = ext.run_practrand(chunks, 1 << 20, timeout=120)
+    assert [r.length for r in run.reports] == [1 << j for j in range(10, 21)]
+    assert run.first_fail is None and run.length == 1 << 20 and run.clean > 50
+    good = check("seedtree", streams=64, n_bytes=1 << 20, batteries=("practrand",), root=5)
+    assert good.passed and good.first_fail == {"practrand": None}
+    assert "practrand: no FAIL (reports from 1 KiB to 1048576 bytes)" in good.table()

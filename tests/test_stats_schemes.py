@@ -94,7 +94,8 @@ def test_every_named_scheme_is_described() -> None:
     assert kinds == {"good", "control", "common"}
     assert {"seedtree", "numpy-spawn"} == {n for n, s in SCHEMES.items() if s.kind == "good"}
     assert {"duplicated", "shifted", "naive-pcg64", "naive-mt19937", "pcg64-increments", "torch-32bit"} == {
-        n for n, s in SCHEMES.items() if s.kind == "control"}
+        n for n, s in SCHEMES.items() if s.kind == "control"
+    }
 
 
 @pytest.mark.parametrize("k", [1, 3, 64])

@@ -32,11 +32,34 @@ rank-N              GF(2) rank of N x N matrices, row j = N bits of stream j    
                     (N = 512 quick, 1024 thorough; earliest words first)         related seeds (MT19937)
 birthday-spacings   repeated spacings among sorted top 32 bits of 4096 first    weak seed hashing
                     words of children (Marsaglia), Poisson
+mt19937-seeds       each stream's 32-bit seed recovered from its first 624      related seeds of
+                    outputs where it is an init_genrand-seeded MT19937 stream   RandomState(seed + i),
+                    (``seedtree.stats.mt19937``); counts of seed spacings       torch's base_seed +
+                    <= D, Poisson, D = 0, 1, 2, 4, ..., 2**16 (Bonferroni)      worker_id
 ==================  ==========================================================  ======================
 
 z-scores sum terms with exact null means and variances; a chi2 over z^2 needs each z to
 sum at least 64 terms, so tests that cannot meet that for a shape say why and are skipped.
 Histogram cells shrink for small samples so that each expects at least 8 counts.
+
+Calibration: on independent uniform words every p-value is uniform on (0, 1), so that the
+verdict rule's false-alarm rates hold as stated, except where a test says otherwise:
+
+- Tests with a discrete null law and several likely values (the rank tests' summed
+  deficiency, birthday-spacings' count) return the *randomised* p-value
+  ``P(S > s) + u * P(S = s)`` with ``u`` uniform on (0, 1), drawn from ``Test.tiebreak``
+  (set by ``Accumulator`` from the check's root, so a run is reproducible). It is exactly
+  uniform under the null; the plain upper tail ``P(S >= s)`` would average about 0.65 and
+  cost power. Without a tiebreak the conservative ``P(S >= s)`` is returned.
+- collisions, overlaps and mt19937-seeds count events whose expected number is tiny (about
+  1e-4 or less): p is 1 whenever nothing happened, which is almost always, and at most about
+  the expected count when one event occurs. Such a p-value is *discrete by design* and
+  conservative (``P(p <= a) <= a``), which is all Holm's procedure needs for its family-wise
+  bound; randomising it would only add a noise p-value to the family. mt19937-seeds is
+  moreover reported as skipped (not applicable) unless at least two streams are
+  ``init_genrand``-seeded MT19937 streams, so on other generators it never enters the family.
+
+``benchmarks/calibration.py`` measures all of this over 100 roots (KS test per test).
 """
 
 from __future__ import annotations
@@ -48,6 +71,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core.optional import require
+from . import mt19937 as mt
 from .source import FIRST_BATCH
 
 U64 = np.uint64
@@ -94,6 +118,12 @@ def _poisson_p(count: int, lam: float) -> float:
     if count <= 0:
         return 1.0
     return float(_stats().poisson.sf(count - 1, lam))
+
+
+def _poisson_tails(count: int, lam: float) -> tuple[float, float]:
+    """``(P(N > count), P(N = count))`` for N ~ Poisson(lam)."""
+    st = _stats()
+    return float(st.poisson.sf(count, lam)), float(st.poisson.pmf(count, lam))
 
 
 def uniforms(X: np.ndarray) -> np.ndarray:
@@ -170,6 +200,15 @@ class Test:
 
     def __init__(self) -> None:
         self.skip_reason: str | None = None
+        # Uniform on (0, 1), for the randomised p-value of a discrete statistic; None gives
+        # the conservative upper tail instead (see the module docstring).
+        self.tiebreak: float | None = None
+
+    def discrete_p(self, above: float, at: float) -> float:
+        """p-value of a discrete statistic from ``P(S > s)`` and ``P(S = s)``: randomised
+        (exactly uniform under the null) when ``tiebreak`` is set, else ``P(S >= s)``."""
+        u = 1.0 if self.tiebreak is None else self.tiebreak
+        return float(min(1.0, above + u * at))
 
     def update(self, block: Block) -> None:
         raise NotImplementedError
@@ -193,6 +232,9 @@ class RowChi2(Test):
         self.rows += len(z)
 
     def finish(self) -> tuple[float, float, str]:
+        if self.rows == 0:
+            self.skip_reason = "no rows to test"
+            return 0.0, 1.0, ""
         return self.total, _chi2_p(self.total, self.rows), f"chi2={self.total:.1f}, df={self.rows}"
 
 
@@ -211,7 +253,8 @@ class StreamChi2(Test):
 
     def finish(self) -> tuple[float, float, str]:
         if self.terms < MIN_TERMS:
-            return 0.0, 1.0, "too few words per stream"
+            self.skip_reason = f"needs at least {MIN_TERMS} terms per stream, had {self.terms}"
+            return 0.0, 1.0, ""
         z = (self.sums - self.mean * self.terms) / math.sqrt(self.var * self.terms)
         stat = float(np.dot(z, z))
         return stat, _chi2_p(stat, len(z)), f"chi2={stat:.1f}, df={len(z)}"
@@ -327,6 +370,9 @@ class XorPopcount(Test):
         n = int(self.hist.sum())
         expected = _stats().binom.pmf(np.arange(65), 64, 0.5) * n
         stat, df = _chi2_counts(self.hist, expected)
+        if df == 0:
+            self.skip_reason = f"too few pairs ({n}) for 2 cells expecting 5 each"
+            return 0.0, 1.0, ""
         mean = float(np.dot(self.hist, np.arange(65)) / max(n, 1))
         return stat, _chi2_p(stat, df), f"chi2={stat:.1f}, df={df}, mean distance {mean:.3f} (32 expected)"
 
@@ -477,7 +523,8 @@ class Serial(Test):
     def finish(self) -> tuple[float, float, str]:
         n = self.hist.sum()
         if n == 0:
-            return 0.0, 1.0, "no pairs"
+            self.skip_reason = "no pairs (needs 2 words per stream)"
+            return 0.0, 1.0, ""
         e = n / len(self.hist)
         stat = float(((self.hist - e) ** 2).sum() / e)
         df = len(self.hist) - 1
@@ -515,6 +562,9 @@ class Gap(Test):
         probs = self.P * (1 - self.P) ** j
         probs[-1] = (1 - self.P) ** self.MAX_GAP  # the last cell is the tail
         stat, df = _chi2_counts(self.hist, probs * n)
+        if df == 0:
+            self.skip_reason = f"too few gaps ({n}) for 2 cells expecting 5 each"
+            return 0.0, 1.0, ""
         return stat, _chi2_p(stat, df), f"chi2={stat:.1f}, df={df}, {n} gaps"
 
 
@@ -609,13 +659,15 @@ class RankTest(Test):
     def finish(self) -> tuple[float, float, str]:
         m = len(self.deficiencies)
         if m == 0:
-            return 0.0, 1.0, "no matrix fitted"
+            self.skip_reason = f"no {self.n} x {self.n} matrix fitted (needs {self.w} words per stream)"
+            return 0.0, 1.0, ""
         pmf = rank_probabilities(self.n)[::-1][:40]  # index = deficiency
         total = sum(self.deficiencies)
         dist = np.array([1.0])
         for _ in range(m):  # exact null law of the summed deficiency
             dist = np.convolve(dist, pmf)
-        p = float(min(1.0, dist[total:].sum()))  # upper tail summed directly: no 1 - cdf round-off
+        # Tails summed directly (no 1 - cdf round-off); randomised between P(S > s) and P(S >= s).
+        p = self.discrete_p(float(dist[total + 1 :].sum()), float(dist[total]) if total < len(dist) else 0.0)
         counts = np.bincount(self.deficiencies)
         return total, p, f"{m} matrices, deficiencies {dict(enumerate(counts.tolist()))}, mean {total / m:.2f}"
 
@@ -648,8 +700,89 @@ class BirthdaySpacings(Test):
     def finish(self) -> tuple[float, float, str]:
         lam = self.samples * self.M**3 / (4.0 * 2.0**self.BITS)
         if self.samples == 0:
-            return 0.0, 1.0, f"needs {self.M} streams"
-        return self.count, _poisson_p(self.count, lam), f"{self.count} repeated spacings, expected {lam:.1f}"
+            self.skip_reason = f"needs {self.M} children"
+            return 0.0, 1.0, ""
+        p = self.discrete_p(*_poisson_tails(self.count, lam))
+        return self.count, p, f"{self.count} repeated spacings, expected {lam:.1f}"
+
+
+class MTSeeds(Test):
+    """Related seeds of MT19937 streams seeded by ``init_genrand`` (``RandomState(seed + i)``,
+    ``np.random.seed(seed + rank)``, torch's ``manual_seed(base_seed + worker_id)``).
+
+    Why a generator-aware test: the 624-word states that ``init_genrand`` makes from seeds
+    ``s`` and ``s + 1`` are related only through a 32-bit seed and a nonlinear recurrence, so
+    no low-order statistic of the two streams sees it (PractRand passes such a pair to 4 GiB,
+    and the xor of the two streams' outputs is unbiased at every position we measured). But
+    the seeding is invertible: ``seedtree.stats.mt19937`` recovers each stream's seed from
+    its first 624 outputs (5 KiB), and recognising the seeding is itself a 2**-12608 event
+    for random words. Under the null the test can use for such streams (independent seeds,
+    uniform on 32 bits) the number of circular spacings ``<= D`` between the r recovered
+    seeds is close to Poisson(``r (1 - (1 - (D + 1) / 2**32) ** (r - 1))``); the test takes
+    the smallest Poisson p over D = 0, 1, 2, 4, ..., 2**16 times their number (Bonferroni).
+    Consecutive seeds give spacings of 1: p about 2e-8 with 2 streams, far less with more.
+
+    Fewer than two recognised streams: skipped as not applicable (every other generator).
+    """
+
+    lane = 1
+    name = "mt19937-seeds"
+    about = "seeds of init_genrand-seeded MT19937 streams, recovered from their first 624 outputs"
+    SPACINGS = (0,) + tuple(1 << j for j in range(17))
+
+    def __init__(self, k: int, rows_total: int | None) -> None:
+        super().__init__()
+        self.k = k
+        self.parts: list[np.ndarray] = []
+        self.rows = 0
+        if k < 2:
+            self.skip_reason = "needs at least 2 streams"
+        elif rows_total is not None and rows_total < mt.WORDS64:
+            self.skip_reason = f"needs {mt.WORDS64} words per stream (the first 624 32-bit outputs), has {rows_total}"
+
+    def update(self, b: Block) -> None:
+        if self.rows >= mt.WORDS64:
+            return
+        take = b.X[: mt.WORDS64 - self.rows]
+        self.parts.append(np.array(take.T))  # (k, rows): a copy, blocks are not kept
+        self.rows += len(take)
+
+    def finish(self) -> tuple[float, float, str]:
+        if self.rows < mt.WORDS64:
+            self.skip_reason = f"needs {mt.WORDS64} words per stream, read {self.rows}"
+            return 0.0, 1.0, ""
+        words = np.concatenate(self.parts, axis=1)
+        self.parts = []
+        found, seeds, order = None, None, ""
+        for high_first in (True, False):  # the other order only if the first finds too few
+            ok, s = mt.recover_seeds(mt.split_words(words, high_first))
+            if found is None or ok.sum() > found.sum():
+                found, seeds, order = ok, s, "high" if high_first else "low"
+            if found.sum() >= 2:
+                break
+        r = int(found.sum())
+        if r < 2:
+            self.skip_reason = (
+                f"not applicable: {r} of {self.k} streams are MT19937 seeded by init_genrand "
+                "(RandomState(int), torch.manual_seed), the test needs 2"
+            )
+            return 0.0, 1.0, ""
+        x = np.sort(seeds[found].astype(np.int64))
+        gaps = np.diff(np.concatenate((x, [x[0] + (1 << 32)])))  # circular spacings, sum 2**32
+        best, best_d, best_count, best_lam = 1.0, 0, 0, 0.0
+        for d in self.SPACINGS:
+            count = int(np.count_nonzero(gaps <= d))
+            lam = r * -math.expm1((r - 1) * math.log1p(-(d + 1) / 2.0**32))
+            p = _poisson_p(count, lam)
+            if p < best:
+                best, best_d, best_count, best_lam = p, d, count, lam
+        p = min(1.0, best * len(self.SPACINGS))
+        head = ", ".join(str(int(v)) for v in seeds[found][:4])
+        detail = (
+            f"{r} of {self.k} streams are init_genrand MT19937 ({order} half first); seeds {head}"
+            f"{', ...' if r > 4 else ''}; {best_count} spacings <= {best_d}, expected {best_lam:.2g}"
+        )
+        return float(best_count), p, detail
 
 
 # -- the battery -------------------------------------------------------------------------------
@@ -690,9 +823,20 @@ def interleaved_tests(plan: Plan) -> list[Test]:
         Serial(None if n_words is None else n_words // 2, axis=0),
         Gap(),
         RankTest(64, k, plan.rank64_budget),
+        MTSeeds(k, plan.rows),
     ]
     if big > 64:
         tests.append(RankTest(big, k, plan.rank_budget))
+    if plan.rows is not None:
+        # Tests that look along a stream need words to look at (a run shorter than 2 words per
+        # stream reads one row: the first word of each stream).
+        for test in tests:
+            if test.skip_reason is None and (
+                (plan.rows < 2 and test.name in ("corr-lagged", "serial-time"))
+                or (plan.rows <= Overlaps.START_ROWS and test.name == "overlaps")
+            ):
+                need = Overlaps.START_ROWS + 1 if test.name == "overlaps" else 2
+                test.skip_reason = f"needs at least {need} words per stream, has {plan.rows}"
     return tests
 
 
@@ -720,17 +864,27 @@ def _update_all(tests: list[Test], block: Block) -> None:
 @dataclass
 class Accumulator:
     """Feeds blocks to a list of tests; ``outcomes()`` closes them. With ``threads=2`` the
-    tests' two lanes run side by side on each block."""
+    tests' two lanes run side by side on each block.
+
+    ``tiebreak_seed`` (the check's root) seeds the uniforms of the randomised p-values of
+    discrete tests (one per test, by position); None leaves them conservative."""
 
     source: str
     tests: list[Test]
     threads: int = 2
     words: int = 0
+    tiebreak_seed: int | None = None
     active: list[Test] = field(init=False)
 
     def __post_init__(self) -> None:
         self.active = [t for t in self.tests if t.skip_reason is None]
         self._pool = None
+        if self.tiebreak_seed is not None:
+            # Keyed by the source too: the two data sets of one check get different uniforms.
+            key = [int(b) for b in self.source.encode()]
+            u = np.random.default_rng([int(self.tiebreak_seed) & ((1 << 128) - 1), 0x7E, *key]).random(len(self.tests))
+            for test, value in zip(self.tests, u, strict=True):
+                test.tiebreak = float(value)
 
     def feed(self, X: np.ndarray) -> None:
         block = Block(X)
@@ -757,9 +911,10 @@ class Accumulator:
             self._pool = None
         out = []
         for test in self.tests:
-            if test.skip_reason is not None:
+            if test.skip_reason is None:
+                stat, p, detail = test.finish()
+            if test.skip_reason is not None:  # set before the run, or by finish() (not applicable)
                 out.append(Outcome(test.name, self.source, float("nan"), float("nan"), "", test.skip_reason))
                 continue
-            stat, p, detail = test.finish()
             out.append(Outcome(test.name, self.source, float(stat), float(min(max(p, 0.0), 1.0)), detail))
         return out

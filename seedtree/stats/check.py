@@ -102,20 +102,43 @@ def _plan(k: int, rows: int, mode: str) -> own.Plan:
     mib = rows * k * 8 / 2**20
     scale = math.sqrt(max(1.0, mib / 16))
     if mode == "quick":
-        return own.Plan(k, rows, rank_size=512, rank_budget=int(min(32, 8 * scale)),
-                        rank64_budget=int(min(2048, 256 * scale)))
-    return own.Plan(k, rows, rank_size=1024, rank_budget=int(min(64, 16 * scale)),
-                    rank64_budget=int(min(16384, 1024 * scale)))
+        return own.Plan(
+            k, rows, rank_size=512, rank_budget=int(min(32, 8 * scale)), rank64_budget=int(min(2048, 256 * scale))
+        )
+    return own.Plan(
+        k, rows, rank_size=1024, rank_budget=int(min(64, 16 * scale)), rank64_budget=int(min(16384, 1024 * scale))
+    )
 
 
-def _run_own(scheme: Scheme, k: int, n_bytes: int, root: int, first_stream: int, first_start: int,
-             children: int, mode: str, progress: bool) -> tuple[list[own.Outcome], int]:
+def _own_shape(k: int, n_bytes: int) -> tuple[int, int]:
+    """(rows, streams) the own battery reads from ``n_bytes`` of ``k`` interleaved streams.
+
+    Whole rows of k words when there are at least 2; below that, exactly the prefix of the
+    interleaved stream that PractRand's first reports read: the first word of each of the
+    first ``n_bytes // 8`` streams, as one row (tests that need 2+ words per stream skip).
+    Stream i depends only on (root, i), so those are the same words as in a longer run."""
     rows = n_bytes // (8 * k)
-    if rows < 2:
-        raise ValueError(f"{n_bytes} bytes give fewer than 2 words per stream for {k} streams; "
-                         f"give at least {16 * k} bytes (e.g. --bytes {max(16 * k, 1 << 20)}) or fewer streams")
+    if rows >= 2:
+        return rows, k
+    if n_bytes // 8 < 2:
+        raise ValueError(f"{n_bytes} bytes hold fewer than 2 words; give at least 16 bytes (e.g. --bytes 1M)")
+    return 1, min(k, n_bytes // 8)
+
+
+def _run_own(
+    scheme: Scheme,
+    k: int,
+    n_bytes: int,
+    root: int,
+    first_stream: int,
+    first_start: int,
+    children: int,
+    mode: str,
+    progress: bool,
+) -> tuple[list[own.Outcome], int]:
+    rows, k = _own_shape(k, n_bytes)
     source = Interleaved(scheme, k, root, first_stream=first_stream)
-    acc = own.Accumulator("interleaved", own.interleaved_tests(_plan(k, rows, mode)))
+    acc = own.Accumulator("interleaved", own.interleaved_tests(_plan(k, rows, mode)), tiebreak_seed=root)
     bar = Progress(f"own: {scheme.name}", rows * k * 8, progress)
     for block in _prefetch(source.blocks(rows)):
         acc.feed(block)
@@ -123,15 +146,25 @@ def _run_own(scheme: Scheme, k: int, n_bytes: int, root: int, first_stream: int,
     bar.close()
     outcomes = acc.outcomes()
     if children:
-        first = own.Accumulator("first-outputs", own.first_output_tests(children, FIRST_WORDS))
+        first = own.Accumulator("first-outputs", own.first_output_tests(children, FIRST_WORDS), tiebreak_seed=root)
         first.feed_all(first_outputs(scheme, root, children, FIRST_WORDS, start=first_start))
         outcomes += first.outcomes()
     return outcomes, rows * k * 8
 
 
-def _run_external(name: str, scheme: Scheme, k: int, n_bytes: int, root: int, first_stream: int,
-                  testu01: str, progress: bool) -> tuple[list[own.Outcome], int, int]:
-    """Outcomes, tests reported without p-values (PractRand), bytes the tool read."""
+def _run_external(
+    name: str,
+    scheme: Scheme,
+    k: int,
+    n_bytes: int,
+    root: int,
+    first_stream: int,
+    testu01: str,
+    progress: bool,
+    first_fail: dict[str, int | None] | None = None,
+) -> tuple[list[own.Outcome], int, int]:
+    """Outcomes, tests reported without p-values (PractRand), bytes the tool read. For
+    PractRand, ``first_fail["practrand"]`` receives the first length it evaluated as FAIL."""
     chunks = _prefetch(Interleaved(scheme, k, root, first_stream=first_stream).chunks())
     bar = Progress(f"{name}: {scheme.name}", n_bytes if name == "practrand" else None, progress)
     try:
@@ -139,27 +172,42 @@ def _run_external(name: str, scheme: Scheme, k: int, n_bytes: int, root: int, fi
             rows, run = external.run_testu01(chunks, testu01, progress=bar)
             return rows, 0, run.bytes_read
         if name == "practrand":
-            rows, clean, run = external.run_practrand(chunks, n_bytes, progress=bar)
-            return rows, clean, run.bytes_fed
+            pr = external.run_practrand(chunks, n_bytes, progress=bar)
+            if first_fail is not None:
+                first_fail["practrand"] = pr.first_fail
+            return pr.rows, pr.clean, pr.length
         rows, fed = external.run_dieharder(chunks, progress=bar)
         return rows, 0, fed
     finally:
         bar.close()
 
 
-def _run(scheme: Scheme, k: int, n_bytes: int, batteries: Sequence[str], root: int, first_stream: int,
-         first_start: int, children: int, mode: str, testu01: str,
-         progress: bool) -> tuple[list[tuple[str, own.Outcome]], int, dict[str, int]]:
+def _run(
+    scheme: Scheme,
+    k: int,
+    n_bytes: int,
+    batteries: Sequence[str],
+    root: int,
+    first_stream: int,
+    first_start: int,
+    children: int,
+    mode: str,
+    testu01: str,
+    progress: bool,
+    first_fail: dict[str, int | None] | None = None,
+) -> tuple[list[tuple[str, own.Outcome]], int, dict[str, int]]:
     results: list[tuple[str, own.Outcome]] = []
     extra = 0
     read: dict[str, int] = {}
     for name in batteries:
         if name == "own":
-            outcomes, read[name] = _run_own(scheme, k, n_bytes, root, first_stream, first_start, children, mode,
-                                            progress)
+            outcomes, read[name] = _run_own(
+                scheme, k, n_bytes, root, first_stream, first_start, children, mode, progress
+            )
         else:
-            outcomes, clean, read[name] = _run_external(name, scheme, k, n_bytes, root, first_stream, testu01,
-                                                        progress)
+            outcomes, clean, read[name] = _run_external(
+                name, scheme, k, n_bytes, root, first_stream, testu01, progress, first_fail
+            )
             extra += clean
         results.extend((name, o) for o in outcomes)
     return results, extra, read
@@ -186,11 +234,15 @@ def check(
     """Test ``streams`` streams of ``scheme`` for independence; see ``seedtree.stats.verdict``.
 
     The own battery reads ``n_bytes`` of the interleaved stream (whole rows of ``streams``
-    words) plus the "first outputs" stream of ``first_children`` children (a default that
-    grows with ``n_bytes``; 0 turns it off). TestU01 and dieharder read as much of the
-    interleaved stream as their battery needs; PractRand reads ``n_bytes``. ``root`` (fresh
-    random if None, and recorded in the report) makes the run reproducible; the stream an
-    external battery read is ``seedtree stream --scheme S --streams K --root R``.
+    words; below 2 words per stream, the first word of the first ``n_bytes // 8`` streams,
+    as PractRand's first reports do, and the report says so) plus the "first outputs"
+    stream of ``first_children`` children (a default that grows with ``n_bytes``; 0 turns
+    it off). TestU01 and dieharder read as much of the interleaved stream as their battery
+    needs; PractRand reads up to ``n_bytes`` (rounded up to a power of 2), reporting from
+    1 KiB on and stopping at its first FAIL, whose length goes to
+    ``Report.first_fail["practrand"]``. ``root`` (fresh random if None, and recorded in the
+    report) makes the run reproducible; the stream an external battery read is
+    ``seedtree stream --scheme S --streams K --root R``.
 
     Raises ``BatteryUnavailable`` (before any work) if an asked-for tool is missing, and
     ValueError on bad arguments. The quick default takes a few seconds.
@@ -213,12 +265,16 @@ def check(
         from ..core.optional import require
 
         require(resolved.needs, f"the {resolved.name!r} scheme")
+    if "own" in batteries:
+        _own_shape(int(streams), int(n_bytes))  # ValueError before any work
     root = secrets.randbits(64) if root is None else int(root)
     children = _first_children(n_bytes, mode) if first_children is None else int(first_children)
     started = time.perf_counter()
 
-    first, extra1, read = _run(resolved, streams, n_bytes, batteries, root, 0, 0, children, mode, testu01,
-                                 progress)
+    first_fail: dict[str, int | None] = {}
+    first, extra1, read = _run(
+        resolved, streams, n_bytes, batteries, root, 0, 0, children, mode, testu01, progress, first_fail
+    )
     flagged1 = holm([o.p for _, o in first], ALPHA, extra1)
     second_root = None
     flagged2_by_key: dict[tuple, tuple[own.Outcome, bool]] = {}
@@ -226,8 +282,19 @@ def check(
         # A user scheme has no root to change: re-test on the next streams and children instead.
         user = resolved.kind == "user"
         second_root = root if user else retest_root(root)
-        second, extra2, _ = _run(resolved, streams, n_bytes, batteries, second_root, streams if user else 0,
-                                 children if user else 0, children, mode, testu01, progress)
+        second, extra2, _ = _run(
+            resolved,
+            streams,
+            n_bytes,
+            batteries,
+            second_root,
+            streams if user else 0,
+            children if user else 0,
+            children,
+            mode,
+            testu01,
+            progress,
+        )
         flagged2 = holm([o.p for _, o in second], ALPHA, extra2)
         seen: dict = {}
         for (b, o), f in zip(second, flagged2, strict=True):
@@ -246,18 +313,41 @@ def check(
             verdict = "suspicious"
         else:
             verdict = "pass"
-        rows.append({
-            "battery": b, "source": o.source, "test": o.name, "p": None if o.skipped else o.p,
-            "p_retest": None if o2 is None or o2.skipped else o2.p, "verdict": verdict,
-            "statistic": None if o.skipped else o.statistic, "detail": o.skipped or o.detail,
-        })
+        rows.append(
+            {
+                "battery": b,
+                "source": o.source,
+                "test": o.name,
+                "p": None if o.skipped else o.p,
+                "p_retest": None if o2 is None or o2.skipped else o2.p,
+                "verdict": verdict,
+                "statistic": None if o.skipped else o.statistic,
+                "detail": o.skipped or o.detail,
+            }
+        )
     notes = []
     if any(r["verdict"] == "skipped" for r in rows):
         notes.append("skipped tests do not count (their reason is in the table)")
     if resolved.kind == "user" and second_root is not None:
         notes.append(f"user scheme: the re-test used streams {streams}..{2 * streams - 1}")
+    if "own" in batteries and n_bytes < 16 * streams:
+        _, k_read = _own_shape(streams, n_bytes)
+        notes.append(
+            f"{n_bytes} bytes are fewer than 2 words per stream: the own battery read the first word of streams "
+            f"0..{k_read - 1} (the start of the interleaved stream, as PractRand's first reports do)"
+        )
     return Report(
-        scheme=resolved.name, kind=resolved.kind, streams=int(streams), bytes_read=read, root=root,
-        retest_root=second_root, batteries=list(batteries), passed=passed, rule=RULE, rows=rows,
-        seconds=time.perf_counter() - started, notes=notes,
+        scheme=resolved.name,
+        kind=resolved.kind,
+        streams=int(streams),
+        bytes_read=read,
+        root=root,
+        retest_root=second_root,
+        batteries=list(batteries),
+        passed=passed,
+        rule=RULE,
+        rows=rows,
+        seconds=time.perf_counter() - started,
+        notes=notes,
+        first_fail=first_fail,
     )

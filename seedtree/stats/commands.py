@@ -55,24 +55,40 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     )
     check.add_argument("--scheme", default="seedtree", help=_scheme_help())
     check.add_argument("--streams", type=int, default=1024, help="number of streams interleaved (default 1024)")
-    check.add_argument("--bytes", type=parse_size, default=None,
-                       help="bytes of interleaved stream for the own battery and PractRand (default 16M, "
-                       "1G with --thorough)")
-    check.add_argument("--battery", default="own",
-                       help="comma-separated: own, testu01, practrand, dieharder (default own)")
-    check.add_argument("--testu01", default="smallcrush",
-                       choices=["smallcrush", "crush", "bigcrush", "crush-linear", "smoke"],
-                       help="TestU01 battery for --battery testu01 (default smallcrush; crush-linear = Crush's "
-                       "MatrixRank and LinearComp tests only)")
+    check.add_argument(
+        "--bytes",
+        type=parse_size,
+        default=None,
+        help="bytes of interleaved stream for the own battery and PractRand (default 16M, 1G with --thorough)",
+    )
+    check.add_argument(
+        "--battery", default="own", help="comma-separated: own, testu01, practrand, dieharder (default own)"
+    )
+    check.add_argument(
+        "--testu01",
+        default="smallcrush",
+        choices=["smallcrush", "crush", "bigcrush", "crush-linear", "smoke"],
+        help="TestU01 battery for --battery testu01 (default smallcrush; crush-linear = Crush's "
+        "MatrixRank and LinearComp tests only)",
+    )
     check.add_argument("--root", type=parse_root, default=None, help="root seed (default: fresh, printed)")
     check.add_argument("--thorough", action="store_true", help="thorough mode: 1G by default, more rank matrices")
-    check.add_argument("--first-children", type=int, default=None,
-                       help="children in the first-outputs stream (default grows with --bytes; 0: off)")
+    check.add_argument(
+        "--first-children",
+        type=int,
+        default=None,
+        help="children in the first-outputs stream (default grows with --bytes; 0: off)",
+    )
     check.add_argument("--json", metavar="PATH", help="write the report as JSON")
     check.add_argument("--plot", metavar="PATH", help="write a p-value plot (PNG)")
     bar = check.add_mutually_exclusive_group()
-    bar.add_argument("--progress", dest="progress", action="store_true", default=None,
-                     help="progress bar on stderr (default: when stderr is a terminal)")
+    bar.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
     bar.add_argument("--no-progress", dest="progress", action="store_false")
     check.add_argument("--list", action="store_true", help="list the schemes and the external tools found, then exit")
     check.set_defaults(func=run_check)
@@ -88,8 +104,13 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     stream.add_argument("--streams", type=int, default=1024, help="number of streams interleaved (default 1024)")
     stream.add_argument("--bytes", type=parse_size, default=None, help="stop after this many bytes (default: endless)")
     stream.add_argument("--root", type=parse_root, default=None, help="root seed (default: fresh, printed on stderr)")
-    stream.add_argument("--first", type=int, default=None, metavar="WORDS",
-                        help="write the first-outputs stream instead: the first WORDS words of child 0, 1, 2, ...")
+    stream.add_argument(
+        "--first",
+        type=int,
+        default=None,
+        metavar="WORDS",
+        help="write the first-outputs stream instead: the first WORDS words of child 0, 1, 2, ...",
+    )
     stream.set_defaults(func=run_stream)
 
 
@@ -124,9 +145,17 @@ def run_check(args: argparse.Namespace) -> int:
     root = secrets.randbits(64) if args.root is None else args.root
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     try:
-        report = check(args.scheme, args.streams, n_bytes, batteries, root, progress,
-                       mode="thorough" if args.thorough else "quick", testu01=args.testu01,
-                       first_children=args.first_children)
+        report = check(
+            args.scheme,
+            args.streams,
+            n_bytes,
+            batteries,
+            root,
+            progress,
+            mode="thorough" if args.thorough else "quick",
+            testu01=args.testu01,
+            first_children=args.first_children,
+        )
     except (BatteryUnavailable, ValueError, TypeError, ImportError) as exc:
         return _error("check", str(exc))
     print(report.table())

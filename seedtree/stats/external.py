@@ -2,7 +2,12 @@
 
 - TestU01 through our harness ``seedtree-testu01`` (``testu01_harness.c``, built by
   ``scripts/install-batteries.sh`` next to the venv's python, or ``$SEEDTREE_TESTU01``).
-- PractRand's ``RNG_test stdin64`` when it is on PATH (not packaged; optional).
+- PractRand's ``RNG_test stdin64`` when it is on PATH (not packaged; optional; the build
+  recipe is in benchmarks/README.md). It is run with ``-tlmin 1KB``: it then reports at
+  every power of 2 from 1 KiB and stops at its first failing report, so the size at which it
+  FAILs is its true first-fail size (with its default ``-tlmin`` of 1.5 s of data, the first
+  report, and so the smallest size it can name, is 128-256 MiB). Lengths are given as
+  ``<n>KB``: RNG_test reads a bare number as log2 of the length.
 - dieharder's useful tests only (the ``dab_*`` ones, ``-Y 1 -k 2``: resolve weak results,
   higher-precision p-values); its classic Diehard tests are too weak to matter here.
 
@@ -125,8 +130,10 @@ def feed(
     def drain(name: str, stream) -> None:
         out[name] = stream.read()
 
-    readers = [threading.Thread(target=drain, args=(n, s), daemon=True) for n, s in
-               (("stdout", proc.stdout), ("stderr", proc.stderr))]
+    readers = [
+        threading.Thread(target=drain, args=(n, s), daemon=True)
+        for n, s in (("stdout", proc.stdout), ("stderr", proc.stderr))
+    ]
     for t in readers:
         t.start()
     fed = 0
@@ -155,8 +162,12 @@ def feed(
         timer.cancel()
         if proc.returncode == -9:
             raise TimeoutError(f"{cmd[0]} did not finish within {timeout:g} s (killed)")
-    return PipeRun(out.get("stdout", b"").decode(errors="replace"), out.get("stderr", b"").decode(errors="replace"),
-                   proc.returncode, fed)
+    return PipeRun(
+        out.get("stdout", b"").decode(errors="replace"),
+        out.get("stderr", b"").decode(errors="replace"),
+        proc.returncode,
+        fed,
+    )
 
 
 # -- TestU01 -------------------------------------------------------------------------------------
@@ -177,8 +188,11 @@ def parse_testu01(text: str, battery: str) -> list[Outcome]:
 
 
 def run_testu01(
-    chunks: Iterator[np.ndarray], battery: str = "smallcrush", halves: str = "both",
-    progress: Callable[[int], None] | None = None, timeout: float | None = None,
+    chunks: Iterator[np.ndarray],
+    battery: str = "smallcrush",
+    halves: str = "both",
+    progress: Callable[[int], None] | None = None,
+    timeout: float | None = None,
 ) -> tuple[list[Outcome], PipeRun]:
     """Run a TestU01 battery (``TESTU01_BATTERIES``) on the stream."""
     if battery not in TESTU01_BATTERIES:
@@ -193,13 +207,29 @@ def run_testu01(
 # -- PractRand ------------------------------------------------------------------------------------
 
 _PRACTRAND_ROW = re.compile(
-    r"^\s*(?P<name>\S.*?)\s+R=\s*(?P<r>[-+]?[\d.]+)\s+p\s*(?:=|~=)\s*(?P<p>1-[\d.e+-]+|[\d.e+-]+)\s+(?P<eval>.*)$")
-_PRACTRAND_CLEAN = re.compile(r"and (\d+) test result\(s\) without anomalies")
+    r"^\s*(?P<name>\S.*?)\s+R=\s*(?P<r>[-+]?[\d.]+)\s+p\s*(?:=|~=)\s*(?P<p>1-[\d.e+-]+|[\d.e+-]+)\s+(?P<eval>.*)$"
+)
+_PRACTRAND_CLEAN = re.compile(r"and (\d+) test result\(s\) without anomalies|no anomalies in (\d+) test result\(s\)")
+_PRACTRAND_LENGTH = re.compile(r"^length=.*\(2\^(\d+) bytes\)", re.M)
+PRACTRAND_TLMIN = 1 << 10  # first interim report at 1 KiB: the first-fail size is then exact to a power of 2
 
 
-def parse_practrand(text: str) -> tuple[list[Outcome], int]:
-    """PractRand's anomaly lines (``name  R= +x  p = y  evaluation``) as outcomes, and the
-    number of tests it reported without anomalies (they count in the family size)."""
+@dataclass
+class PractRandReport:
+    """One of RNG_test's reports: the length it covers, its anomaly rows, how many tests it
+    reported without anomalies, and whether any row is evaluated as a FAIL."""
+
+    length: int
+    rows: list[Outcome]
+    clean: int
+
+    @property
+    def failed(self) -> bool:
+        """Whether PractRand itself evaluated a test as FAIL at this length."""
+        return any("FAIL" in r.detail for r in self.rows)
+
+
+def _parse_rows(text: str) -> tuple[list[Outcome], int]:
     rows = []
     for line in text.splitlines():
         m = _PRACTRAND_ROW.match(line)
@@ -207,22 +237,84 @@ def parse_practrand(text: str) -> tuple[list[Outcome], int]:
             continue
         p_text = m.group("p")
         raw = 1.0 - float(p_text[2:]) if p_text.startswith("1-") else float(p_text)
-        rows.append(Outcome(m.group("name"), "practrand", float(m.group("r")), two_sided(raw),
-                            f"R={m.group('r')}, PractRand says {m.group('eval').strip()!r}"))
-    clean = sum(int(c) for c in _PRACTRAND_CLEAN.findall(text))
+        rows.append(
+            Outcome(
+                m.group("name"),
+                "practrand",
+                float(m.group("r")),
+                two_sided(raw),
+                f"R={m.group('r')}, PractRand says {m.group('eval').strip()!r}",
+            )
+        )
+    clean = sum(int(a or b) for a, b in _PRACTRAND_CLEAN.findall(text))
     return rows, clean
 
 
-def run_practrand(chunks: Iterator[np.ndarray], n_bytes: int,
-                  progress: Callable[[int], None] | None = None) -> tuple[list[Outcome], int, PipeRun]:
-    """``RNG_test stdin64`` on ``n_bytes`` of the stream (its last report counts)."""
-    tool = require_tool("practrand")
+def parse_practrand_reports(text: str) -> list[PractRandReport]:
+    """Every report in RNG_test's output, in order (one per power-of-2 length from
+    ``-tlmin`` on, the last one where it stopped)."""
+    marks = list(_PRACTRAND_LENGTH.finditer(text))
+    reports = []
+    for i, m in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
+        rows, clean = _parse_rows(text[m.end() : end])
+        reports.append(PractRandReport(1 << int(m.group(1)), rows, clean))
+    return reports
+
+
+def parse_practrand(text: str) -> tuple[list[Outcome], int]:
+    """The last report's anomaly lines (``name  R= +x  p = y  evaluation``) as outcomes, and
+    the number of tests it reported without anomalies (they count in the family size). Text
+    without report headers is read as one report."""
+    reports = parse_practrand_reports(text)
+    if not reports:
+        return _parse_rows(text)
+    return reports[-1].rows, reports[-1].clean
+
+
+@dataclass
+class PractRandRun:
+    """What ``run_practrand`` found: the last report's outcomes and clean count (the verdict
+    uses them), every report, and the first length PractRand evaluated as FAIL (None: no
+    FAIL up to ``length``, the longest it reached)."""
+
+    rows: list[Outcome]
+    clean: int
+    reports: list[PractRandReport]
+    first_fail: int | None
+    length: int
+    pipe: PipeRun
+
+
+def practrand_command(tool: str, n_bytes: int, tlmin: int = PRACTRAND_TLMIN) -> list[str]:
+    """``RNG_test stdin64`` reporting at every power of 2 from ``tlmin`` up to ``n_bytes``
+    rounded up to a power of 2, stopping at the first failing report (its default
+    ``-tlfail``). Lengths go as ``<n>KB``: a bare number means log2 of the length to RNG_test."""
     size = 1 << max(10, (n_bytes - 1).bit_length())  # PractRand lengths are powers of two
-    run = feed([tool, "stdin64", "-tlmin", str(size), "-tlmax", str(size)], chunks, progress=progress)
-    rows, clean = parse_practrand(run.stdout)
-    if run.returncode not in (0, None) and not rows and not clean:
-        raise RuntimeError(f"RNG_test failed (exit {run.returncode}): {run.stderr.strip()[-500:]}")
-    return rows, clean, run
+    tlmin = 1 << max(10, (tlmin - 1).bit_length())
+    return [tool, "stdin64", "-tlmin", f"{tlmin >> 10}KB", "-tlmax", f"{size >> 10}KB"]
+
+
+def run_practrand(
+    chunks: Iterator[np.ndarray],
+    n_bytes: int,
+    progress: Callable[[int], None] | None = None,
+    tlmin: int = PRACTRAND_TLMIN,
+    timeout: float | None = None,
+) -> PractRandRun:
+    """``RNG_test stdin64`` on up to ``n_bytes`` of the stream, reporting from ``tlmin`` on
+    (default 1 KiB), so that ``first_fail`` is PractRand's true first-fail size (to a power
+    of 2) rather than the length of its first report."""
+    tool = require_tool("practrand")
+    cmd = practrand_command(tool, n_bytes, tlmin)
+    # Not cut at ``size``: RNG_test stops itself at -tlmax (an early EOF would lose its last report).
+    run = feed(cmd, chunks, progress=progress, timeout=timeout)
+    reports = parse_practrand_reports(run.stdout)
+    if not reports:
+        raise RuntimeError(f"RNG_test printed no report (exit {run.returncode}): {run.stderr.strip()[-500:]}")
+    first_fail = next((r.length for r in reports if r.failed), None)
+    last = reports[-1]
+    return PractRandRun(last.rows, last.clean, reports, first_fail, last.length, run)
 
 
 # -- dieharder ------------------------------------------------------------------------------------
@@ -242,8 +334,9 @@ def parse_dieharder(text: str) -> list[Outcome]:
     return rows
 
 
-def run_dieharder(chunks: Iterator[np.ndarray], tests: dict[str, int] | None = None,
-                  progress: Callable[[int], None] | None = None) -> tuple[list[Outcome], int]:
+def run_dieharder(
+    chunks: Iterator[np.ndarray], tests: dict[str, int] | None = None, progress: Callable[[int], None] | None = None
+) -> tuple[list[Outcome], int]:
     """dieharder's ``dab_*`` tests (``-g 200``: raw words on stdin), one process per test;
     returns the outcomes and the bytes fed."""
     tool = require_tool("dieharder")

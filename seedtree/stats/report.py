@@ -30,7 +30,10 @@ class Report:
     for a skipped test), ``p_retest`` (None without a re-test), ``verdict`` (``pass``, ``suspicious``:
     flagged in the first run only, ``FAIL``: flagged in the re-test, ``skipped``),
     ``statistic``, ``detail``. ``bytes_read`` says how much of the interleaved stream each
-    battery read in the first run (the own battery: whole rows of ``streams`` words).
+    battery read in the first run (the own battery: whole rows of ``streams`` words; PractRand:
+    the length of its last report). ``first_fail`` holds, per external battery that reports
+    interim results (PractRand), the first length it evaluated as FAIL in the first run
+    (None: none up to ``bytes_read``).
     """
 
     scheme: str
@@ -45,6 +48,7 @@ class Report:
     rows: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    first_fail: dict[str, int | None] = field(default_factory=dict)
 
     @property
     def verdict(self) -> str:
@@ -86,6 +90,9 @@ class Report:
         outcome = self.verdict
         if self.suspicious:
             outcome += f" (first run suspicious; re-tested with root {self.retest_root})"
+        for battery, size in self.first_fail.items():
+            where = "no FAIL" if size is None else f"first FAIL at {size} bytes"
+            lines.append(f"{battery}: {where} (reports from 1 KiB to {self.bytes_read.get(battery, 0)} bytes)")
         lines.append(f"verdict: {outcome} in {self.seconds:.1f} s")
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
@@ -108,8 +115,9 @@ class Report:
         fig, ax = plt.subplots(figsize=(9, max(3.0, 0.22 * len(rows) + 1.2)))
         y = list(range(len(rows)))
         colors = {"pass": "tab:green", "suspicious": "tab:orange", "FAIL": "tab:red"}
-        ax.barh(y, [score(r["p"]) for r in rows], color=[colors[r["verdict"]] for r in rows], alpha=0.8,
-                label="first run")
+        ax.barh(
+            y, [score(r["p"]) for r in rows], color=[colors[r["verdict"]] for r in rows], alpha=0.8, label="first run"
+        )
         retest = [score(r["p_retest"]) for r in rows]
         if any(not math.isnan(v) for v in retest):
             ax.plot(retest, y, "k|", markersize=12, label="re-test")

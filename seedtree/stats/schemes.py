@@ -106,9 +106,7 @@ def _seedtree(root: int, idx: range) -> list[WordStream]:
 def _numpy_spawn(root: int, idx: range) -> list[WordStream]:
     # SeedSequence(root).spawn(n)[i] is by NumPy's definition SeedSequence(root, spawn_key=(i,));
     # building it directly lets the "first outputs" stream start at any child index.
-    return [
-        GeneratorStream(np.random.default_rng(np.random.SeedSequence(root, spawn_key=(i,)))) for i in idx
-    ]
+    return [GeneratorStream(np.random.default_rng(np.random.SeedSequence(root, spawn_key=(i,)))) for i in idx]
 
 
 def _default_rng_plus_i(root: int, idx: range) -> list[WordStream]:
@@ -198,15 +196,25 @@ SCHEMES: dict[str, Scheme] = {
         Scheme("seedtree", "good", "children SeedTree(root) / i (the library's own derivation)", _seedtree),
         Scheme("numpy-spawn", "good", "SeedSequence(root).spawn(k): NumPy's recommended recipe", _numpy_spawn),
         Scheme("default-rng-plus-i", "common", "np.random.default_rng(root + i)", _default_rng_plus_i),
-        Scheme("torch-worker", "common", "torch.manual_seed(base_seed + i), DataLoader's worker formula",
-               _torch_worker, needs="torch"),
+        Scheme(
+            "torch-worker",
+            "common",
+            "torch.manual_seed(base_seed + i), DataLoader's worker formula",
+            _torch_worker,
+            needs="torch",
+        ),
         Scheme("duplicated", "control", "every stream the same (forked workers sharing one RNG)", _duplicated),
         Scheme("shifted", "control", f"one PCG64 stream, stream i shifted by {SHIFT_DRAWS}*i draws", _shifted),
         Scheme("naive-pcg64", "control", "PCG64 with raw states root + i, one shared increment", _naive_pcg64),
         Scheme("naive-mt19937", "control", "np.random.RandomState(root + i)", _naive_mt19937),
         Scheme("pcg64-increments", "control", "one PCG64 state, increments 2i + 1", _pcg64_increments),
-        Scheme("torch-32bit", "control", "torch CPU generators seeded root + (i << 32) (only 32 bits kept)",
-               _torch_32bit, needs="torch"),
+        Scheme(
+            "torch-32bit",
+            "control",
+            "torch CPU generators seeded root + (i << 32) (only 32 bits kept)",
+            _torch_32bit,
+            needs="torch",
+        ),
     ]
 }
 
@@ -243,11 +251,15 @@ def get_scheme(scheme: str | Scheme | Callable[[int], np.random.Generator]) -> S
         try:
             func = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
-            raise ValueError(f"cannot load user scheme {scheme!r}: {exc}; give 'module:function' where "
-                             "function(i) returns a numpy.random.Generator") from None
+            raise ValueError(
+                f"cannot load user scheme {scheme!r}: {exc}; give 'module:function' where "
+                "function(i) returns a numpy.random.Generator"
+            ) from None
         return user_scheme(func, name=scheme)
-    raise ValueError(f"unknown scheme {scheme!r}; use one of {', '.join(SCHEMES)}, or 'module:function' "
-                     "for your own function i -> numpy.random.Generator")
+    raise ValueError(
+        f"unknown scheme {scheme!r}; use one of {', '.join(SCHEMES)}, or 'module:function' "
+        "for your own function i -> numpy.random.Generator"
+    )
 
 
 def scheme_names(kinds: Sequence[str] = ("good", "control", "common")) -> list[str]:
