@@ -4,6 +4,7 @@ default, the fork bookkeeping or the manifest ledger."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import sys
 from collections.abc import Iterator
@@ -20,6 +21,19 @@ def clean_seedtree() -> Iterator[None]:
     """Run a test as if seedtree had never been used in this process, then put back the
     global RNG states and seedtree's module state as they were (saved here by hand, not
     with ``seedtree.capture``, which is under test)."""
+    with _clean_state():
+        yield
+
+
+@pytest.fixture(scope="module")
+def clean_seedtree_module() -> Iterator[None]:
+    """``clean_seedtree`` around a module-scoped fixture (one that trains a reference run)."""
+    with _clean_state():
+        yield
+
+
+@contextlib.contextmanager
+def _clean_state() -> Iterator[None]:
     py_state = random.getstate()
     np_state = np.random.get_state()
     torch = sys.modules.get("torch")

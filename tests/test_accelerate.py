@@ -13,6 +13,8 @@ from torch import nn
 import seedtree as st
 from seedtree.torch import loader
 
+pytestmark = pytest.mark.usefixtures("clean_seedtree")  # the runs seed everything: leave nothing behind
+
 TREE = st.SeedTree(31) / "data"
 
 

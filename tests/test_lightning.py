@@ -21,6 +21,8 @@ import seedtree as st
 from seedtree.lightning import SeedTreeCallback
 from seedtree.torch import loader
 
+pytestmark = pytest.mark.usefixtures("clean_seedtree")  # the runs seed everything: leave nothing behind
+
 TREE = st.SeedTree(2026) / "data"
 N, BATCH = 24, 4  # 6 batches an epoch
 
@@ -72,7 +74,7 @@ def _fit(tmp: Path, epochs: int = 3, ckpt_path: str | None = None, make=Model, *
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> Model:
+def reference(tmp_path_factory: pytest.TempPathFactory, clean_seedtree_module: None) -> Model:
     return _fit(tmp_path_factory.mktemp("ref"))
 
 

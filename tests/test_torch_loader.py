@@ -132,6 +132,7 @@ def test_drop_uneven_gives_equal_shards():
     assert lengths == {9}
 
 
+@pytest.mark.usefixtures("clean_seedtree")
 def test_main_process_globals_untouched_with_num_workers_0():
     st.seed_everything(11)
     expected = (random.random(), float(np.random.rand()), torch.rand(1).item())
