@@ -728,6 +728,24 @@ class StreamLoader(DataLoader[Any]):
                 raise ValueError(
                     f"{where}.draws={draws} exceeds the {batches} batches of {ds.batch_size}; the state is damaged"
                 )
+            # Finished: either it ran out of samples (past its last shard), or it is the
+            # untouched lane of a rank that had finished the epoch (merge_stream_states).
+            if (m, position, batches, draws) != (0, 0, 0, 0) and m != len(shards):
+                raise ValueError(
+                    f"{where}.done=True but the lane stands at shard {m} of its {len(shards)}; the state is damaged"
+                )
+            total = sum(lengths[s] for s in shards) if lengths is not None else None
+            if batches and total is not None:
+                if capacity and draws != total:
+                    raise ValueError(
+                        f"{where}.draws={draws} must be the lane's {total} samples for a finished lane; "
+                        "the state is damaged"
+                    )
+                if not (batches - 1) * ds.batch_size < total <= batches * ds.batch_size:
+                    raise ValueError(
+                        f"{where}.batches={batches} cannot hold the lane's {total} samples in batches of "
+                        f"{ds.batch_size}; the state is damaged"
+                    )
             return
         # A lane that has not run out has handed out `batches` full batches: each sample
         # one draw of the buffer, and every sample read is handed out or in the buffer.
