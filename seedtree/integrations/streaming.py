@@ -687,12 +687,9 @@ class StreamLoader(DataLoader[Any]):
         lengths = ds.stream.lengths
         m, position, buffer = saved["shard"], saved["position"], saved["buffer"]
         if m > len(shards):
-            raise ValueError(
-                f"{where}.shard={m} is past the lane's {len(shards)} shards in epoch {epoch}; "
-                "the state is damaged: load the state_dict() that was saved"
-            )
+            raise ValueError(f"{where}.shard={m} is past the lane's {len(shards)} shards in epoch {epoch}; " + _DAMAGED)
         if m == len(shards) and position:
-            raise ValueError(f"{where}.position={position} after the lane's last shard must be 0; the state is damaged")
+            raise ValueError(f"{where}.position={position} after the lane's last shard must be 0; " + _DAMAGED)
         if m < len(shards) and lengths is not None and position > lengths[shards[m]]:
             raise ValueError(
                 f"{where}.position={position} is past the end of shard #{shards[m]} ({lengths[shards[m]]} samples); "
@@ -702,7 +699,7 @@ class StreamLoader(DataLoader[Any]):
         if len(buffer) > capacity:
             raise ValueError(
                 f"{where}.buffer holds {len(buffer)} samples but this loader's shuffle buffer holds {capacity}; "
-                "the state is damaged"
+                + _DAMAGED
             )
         rank_of = {s: k for k, s in enumerate(shards)}
         seen: set[tuple[int, int]] = set()
@@ -711,40 +708,37 @@ class StreamLoader(DataLoader[Any]):
             if k is None or k > m or (k == m and p >= position):
                 raise ValueError(
                     f"{where}.buffer[{i}]=[{s}, {p}] is not a sample the lane had read (its shards in this epoch: "
-                    f"{shards}, read up to shard {m} position {position}); the state is damaged"
+                    f"{shards}, read up to shard {m} position {position}); " + _DAMAGED
                 )
             if lengths is not None and p >= lengths[s]:
-                raise ValueError(f"{where}.buffer[{i}]=[{s}, {p}] is past the end of shard #{s}; the state is damaged")
+                raise ValueError(f"{where}.buffer[{i}]=[{s}, {p}] is past the end of shard #{s}; " + _DAMAGED)
             if (s, p) in seen:
-                raise ValueError(f"{where}.buffer[{i}]=[{s}, {p}] appears twice; the state is damaged")
+                raise ValueError(f"{where}.buffer[{i}]=[{s}, {p}] appears twice; " + _DAMAGED)
             seen.add((s, p))
         draws, batches = saved["draws"], saved["batches"]
         if not capacity and draws:
-            raise ValueError(f"{where}.draws={draws} must be 0 without a shuffle buffer; the state is damaged")
+            raise ValueError(f"{where}.draws={draws} must be 0 without a shuffle buffer; " + _DAMAGED)
         if saved["done"]:
             if buffer:
-                raise ValueError(f"{where}.buffer must be empty for a finished lane (done=True); the state is damaged")
+                raise ValueError(f"{where}.buffer must be empty for a finished lane (done=True); " + _DAMAGED)
             if draws > batches * ds.batch_size:
-                raise ValueError(
-                    f"{where}.draws={draws} exceeds the {batches} batches of {ds.batch_size}; the state is damaged"
-                )
+                raise ValueError(f"{where}.draws={draws} exceeds the {batches} batches of {ds.batch_size}; " + _DAMAGED)
             # Finished: either it ran out of samples (past its last shard), or it is the
             # untouched lane of a rank that had finished the epoch (merge_stream_states).
             if (m, position, batches, draws) != (0, 0, 0, 0) and m != len(shards):
                 raise ValueError(
-                    f"{where}.done=True but the lane stands at shard {m} of its {len(shards)}; the state is damaged"
+                    f"{where}.done=True but the lane stands at shard {m} of its {len(shards)}; " + _DAMAGED
                 )
             total = sum(lengths[s] for s in shards) if lengths is not None else None
             if batches and total is not None:
                 if capacity and draws != total:
                     raise ValueError(
-                        f"{where}.draws={draws} must be the lane's {total} samples for a finished lane; "
-                        "the state is damaged"
+                        f"{where}.draws={draws} must be the lane's {total} samples for a finished lane; " + _DAMAGED
                     )
                 if not (batches - 1) * ds.batch_size < total <= batches * ds.batch_size:
                     raise ValueError(
                         f"{where}.batches={batches} cannot hold the lane's {total} samples in batches of "
-                        f"{ds.batch_size}; the state is damaged"
+                        f"{ds.batch_size}; " + _DAMAGED
                     )
             return
         # A lane that has not run out has handed out `batches` full batches: each sample
@@ -752,7 +746,7 @@ class StreamLoader(DataLoader[Any]):
         if capacity and draws != batches * ds.batch_size:
             raise ValueError(
                 f"{where}.draws={draws} must be batches * batch_size = {batches * ds.batch_size} for a lane "
-                "that has not finished; the state is damaged"
+                "that has not finished; " + _DAMAGED
             )
         read = draws + len(buffer) if capacity else batches * ds.batch_size
         if lengths is not None or m == 0:
@@ -760,12 +754,12 @@ class StreamLoader(DataLoader[Any]):
             if read != before + position:
                 raise ValueError(
                     f"{where}: shard {m} position {position} is sample {before + position} of the lane, but its "
-                    f"batches, draws and buffer account for {read} samples read; the state is damaged"
+                    f"batches, draws and buffer account for {read} samples read; " + _DAMAGED
                 )
         elif read < position:
             raise ValueError(
                 f"{where}.position={position} is past the {read} samples its batches, draws and buffer account "
-                "for; the state is damaged"
+                "for; " + _DAMAGED
             )
 
 
@@ -782,6 +776,7 @@ _IDENTITY_KEYS = (
 )
 _STATE_KEYS = frozenset({*_IDENTITY_KEYS, "epoch", "lanes"})
 _LANE_KEYS = frozenset({"shard", "position", "buffer", "draws", "batches", "done"})
+_DAMAGED = "the state is damaged: resume from the state_dict() as it was saved"
 _COUNT_LIMIT = 2**63  # batches and draws: far past any run, and within what PCG64's advance takes
 
 
@@ -796,12 +791,22 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _check_keys(value: dict[Any, Any], expected: frozenset[str], name: str) -> None:
+    """Refuse a dict without exactly the ``expected`` keys, naming the first missing or extra one."""
+    missing = sorted(expected - set(value))
+    if missing:
+        raise ValueError(f"{name} has no {missing[0]!r} (missing {missing}); " + _DAMAGED)
+    extra = [k for k in value if k not in expected]
+    if extra:
+        raise ValueError(f"{name} has an unexpected key {_show(extra[0])}; " + _DAMAGED)
+
+
 def _int_field(value: Any, name: str, limit: int) -> int:
     """``value`` as an int in [0, limit); else ValueError naming the field."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an int, got {type(value).__name__} {_show(value)}; the state is damaged")
+        raise ValueError(f"{name} must be an int, got {type(value).__name__} {_show(value)}; " + _DAMAGED)
     if not 0 <= value < limit:
-        raise ValueError(f"{name}={_show(value)} must be in [0, {limit}); the state is damaged")
+        raise ValueError(f"{name}={_show(value)} must be in [0, {limit}); " + _DAMAGED)
     return int(value)
 
 
@@ -809,9 +814,7 @@ def _lane_shape(saved: Any, name: str) -> dict[str, Any]:
     """A lane state with exactly its keys and types, as plain ints and lists."""
     if not isinstance(saved, dict):
         raise ValueError(f"{name} must be a dict or None, got {type(saved).__name__} {_show(saved)}")
-    if set(saved) != _LANE_KEYS:
-        missing, extra = sorted(_LANE_KEYS - set(saved)), sorted(map(str, set(saved) - _LANE_KEYS))
-        raise ValueError(f"{name} has keys missing {missing} / unexpected {extra}; the state is damaged")
+    _check_keys(saved, _LANE_KEYS, name)
     buffer = saved["buffer"]
     if isinstance(buffer, np.ndarray):
         buffer = buffer.tolist()
@@ -828,7 +831,7 @@ def _lane_shape(saved: Any, name: str) -> dict[str, Any]:
             ]
         )
     if not isinstance(saved["done"], bool):
-        raise ValueError(f"{name}.done must be True or False, got {_show(saved['done'])}; the state is damaged")
+        raise ValueError(f"{name}.done must be True or False, got {_show(saved['done'])}; " + _DAMAGED)
     return {
         "shard": _int_field(saved["shard"], f"{name}.shard", KEY_LIMIT),
         "position": _int_field(saved["position"], f"{name}.position", KEY_LIMIT),
@@ -844,16 +847,14 @@ def _state_shape(state: Any, name: str) -> dict[str, Any]:
     lanes each None or a well-formed lane state (a copy; ``state`` is not changed)."""
     if not isinstance(state, dict) or state.get("format") != STREAM_STATE_FORMAT:
         raise ValueError(f"{name} is not a stream state (expected format={STREAM_STATE_FORMAT!r} from state_dict())")
-    if set(state) != _STATE_KEYS:
-        missing, extra = sorted(_STATE_KEYS - set(state)), sorted(map(str, set(state) - _STATE_KEYS))
-        raise ValueError(f"{name} has keys missing {missing} / unexpected {extra}; pass what state_dict() returned")
+    _check_keys(state, _STATE_KEYS, name)
     epoch = _int_field(state["epoch"], f"{name} epoch", KEY_LIMIT)
     n_lanes, lanes = state["n_lanes"], state["lanes"]
     if isinstance(n_lanes, bool) or not isinstance(n_lanes, int) or n_lanes < 1:
-        raise ValueError(f"{name} n_lanes={_show(n_lanes)} must be a positive int; the state is damaged")
+        raise ValueError(f"{name} n_lanes={_show(n_lanes)} must be a positive int; " + _DAMAGED)
     if not isinstance(lanes, (list, tuple)) or len(lanes) != n_lanes:
         got = f"{len(lanes)} entries" if isinstance(lanes, (list, tuple)) else f"a {type(lanes).__name__}"
-        raise ValueError(f"{name} lanes must be a list of n_lanes={n_lanes} entries, got {got}; the state is damaged")
+        raise ValueError(f"{name} lanes must be a list of n_lanes={n_lanes} entries, got {got}; " + _DAMAGED)
     checked = [None if s is None else _lane_shape(s, f"{name} lanes[{i}]") for i, s in enumerate(lanes)]
     return dict(state, epoch=epoch, lanes=checked)
 
