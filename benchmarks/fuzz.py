@@ -30,6 +30,7 @@ PROPERTIES = (
     "test_manifest_with_one_changed_character_never_changes_a_stream_silently",
     "test_restore_of_a_mutated_state",
     "test_loader_load_state_dict_of_a_mutated_state",
+    "test_stream_loader_load_state_dict_of_a_mutated_state",
 )
 
 

@@ -381,6 +381,79 @@ def test_loader_load_state_dict_of_a_mutated_state(data: hs.DataObject) -> None:
         assert _rest(again) == _rest(ld)
 
 
+# -- the stream loader's load_state_dict --------------------------------------------------
+
+STREAM_LENGTHS = [4, 0, 7, 3, 5, 2]  # uneven, one empty: 6 shards over 4 lanes
+
+
+def read_stream_shard(shard: int, start: int = 0) -> Any:
+    """Shard s of the fuzzed stream: sample j is ``(1000 * s + j, one draw of its stream)``."""
+    for j in range(start, STREAM_LENGTHS[shard]):
+        yield 1000 * shard + j, float(st.rng().random())
+
+
+def _stream_loader(lengths: bool) -> Any:
+    from seedtree.torch import ShardedStream, loader
+
+    stream = ShardedStream(
+        list(range(len(STREAM_LENGTHS))),
+        read_stream_shard,
+        lanes=4,
+        shuffle_buffer=3,
+        lengths=STREAM_LENGTHS if lengths else None,
+    )
+    return loader(stream, LOADER_TREE / "stream", batch_size=2, rank=0, world_size=1)
+
+
+BASE_STREAM: dict[str, Any] | None = None
+
+
+@FUZZ
+@given(data=hs.data())
+def test_stream_loader_load_state_dict_of_a_mutated_state(data: hs.DataObject) -> None:
+    """The stream loader's state (lanes with shard, position, shuffle buffer, draws and
+    batches) with one edit, loaded by a loader that knows the shard lengths (everything is
+    checked) or does not (positions are checked against what the counts account for)."""
+    global BASE_STREAM
+    pytest.importorskip("torch")
+    TRIED["stream loader.load_state_dict: one edit"] += 1
+    if BASE_STREAM is None:
+        first = _stream_loader(lengths=True)
+        batches = iter(first)
+        for _ in range(5):  # mid-epoch: lanes mid-shard, buffers full, one lane past a shard
+            next(batches)
+        BASE_STREAM = json.loads(json.dumps(first.state_dict()))
+        del batches
+    lengths = data.draw(hs.booleans(), label="lengths known")
+    state = mutate(data, copy.deepcopy(BASE_STREAM))
+    ld = _stream_loader(lengths)
+    before = all_states()
+    untouched = _stream_loader(lengths).state_dict()
+    try:
+        ld.load_state_dict(state)
+    except ValueError as exc:
+        one_line_message(exc)
+        assert "\n" not in str(exc), "one line"
+        assert all_states() == before, f"a refused stream state changed an RNG state ({exc})"
+        assert ld.state_dict() == untouched and ld.cursor.resume is None, f"a refused state moved the loader ({exc})"
+        return
+    assert all_states() == before
+    # Accepted: it round-trips, and the loader runs from it, reading no sample twice.
+    again = _stream_loader(lengths)
+    again.load_state_dict(json.loads(json.dumps(ld.state_dict())))
+    assert again.state_dict() == ld.state_dict()
+    with st.isolate():
+        try:
+            rest = _rest(again)
+        except ValueError as exc:
+            # Without lengths a buffered sample past its shard's end is only seen on reading.
+            assert not lengths and "cannot rebuild the shuffle buffer" in str(exc), exc
+            return
+        assert rest == _rest(ld)
+    ids = [i for batch in rest for i, _ in batch]
+    assert len(ids) == len(set(ids)), "a resumed state must not read a sample twice"
+
+
 def test_a_checkpoint_taken_after_an_elastic_resume_resumes_where_it_was() -> None:
     """Found by fuzzing the loader state: after a resume on another number of ranks, a
     checkpoint reloaded on the new layout went back to the start of the epoch (it kept

@@ -404,3 +404,81 @@ def test_lightning_fit_sees_the_reference_epochs(shards, reference):
     )
     trainer.fit(model, dl)
     assert torch.equal(torch.cat(model.seen), torch.cat(reference))
+
+
+def _set(path: tuple, value) -> object:
+    """A damage: ``state[path] = value`` (``...`` as value deletes the key)."""
+
+    def damage(state: dict) -> None:
+        *outer, last = path
+        target = state
+        for key in outer:
+            target = target[key]
+        if value is ...:
+            del target[last]
+        else:
+            target[last] = value
+
+    return damage
+
+
+# The six kinds of damage a fuzz probe found (raw KeyError, IndexError, TypeError, and
+# states accepted that then crashed on iteration), and neighbours of each.
+DAMAGED = {
+    "KeyError: no epoch": (_set(("epoch",), ...), "has no 'epoch'"),
+    "KeyError: no lanes": (_set(("lanes",), ...), "has no 'lanes'"),
+    "IndexError: lanes cut short": (lambda s: s.update(lanes=s["lanes"][:2]), "lanes must be a list of n_lanes=4"),
+    "TypeError: lanes an int": (_set(("lanes",), -99999999), "lanes must be a list"),
+    "TypeError: a lane a string": (_set(("lanes", 1), "x"), r"lanes\[1\] must be a dict or None"),
+    "negative epoch": (_set(("epoch",), -1), "epoch=-1 must be in"),
+    "epoch not a path key": (_set(("epoch",), 2**32), "epoch=4294967296 must be in"),
+    "negative shard": (_set(("lanes", 0, "shard"), -1), r"lanes\[0\]\.shard=-1"),
+    "shard past the lane": (_set(("lanes", 0, "shard"), 9), r"lanes\[0\]\.shard=9 is past the lane's"),
+    "no batches": (_set(("lanes", 0, "batches"), ...), r"lanes\[0\] has no 'batches'"),
+    "batches a bool": (_set(("lanes", 0, "batches"), True), r"lanes\[0\]\.batches must be an int"),
+    "negative draws": (_set(("lanes", 2, "draws"), -3), r"lanes\[2\]\.draws=-3"),
+    "draws off by one": (lambda s: s["lanes"][2].update(draws=s["lanes"][2]["draws"] + 1), r"lanes\[2\]\.draws="),
+    "position past the shard": (_set(("lanes", 0, "position"), 99), r"lanes\[0\]\.position=99 is past the end"),
+    "buffer entry not a pair": (_set(("lanes", 0, "buffer", 0), [3]), r"lanes\[0\]\.buffer\[0\] must be a"),
+    "buffer entry out of range": (_set(("lanes", 0, "buffer", 0), [3, 50]), r"lanes\[0\]\.buffer\[0\]=\[3, 50\]"),
+    "buffer entry twice": (
+        lambda s: s["lanes"][0]["buffer"].__setitem__(1, s["lanes"][0]["buffer"][0]),
+        r"lanes\[0\]\.buffer\[1\]=.* appears twice",
+    ),
+    "shuffle a 1": (_set(("shuffle",), 1), "saved with shuffle=1 but this loader has shuffle=True"),
+    "an extra key": (_set(("lanes", 3, "note"), "x"), r"lanes\[3\] has an unexpected key 'note'"),
+}
+
+
+@pytest.mark.parametrize("kind", list(DAMAGED))
+def test_a_damaged_stream_state_is_refused_naming_the_field_and_changes_nothing(shards, kind):
+    damage, field = DAMAGED[kind]
+    dl = loader(stream_of(shards, shuffle_buffer=4, lengths=LENGTHS), TREE, batch_size=BATCH)
+    it = iter(dl)
+    for _ in range(7):  # mid-epoch: every lane mid-shard with a full buffer
+        next(it)
+    state = json.loads(json.dumps(dl.state_dict()))
+    assert all(lane["buffer"] and lane["batches"] for lane in state["lanes"]), "the damages need busy lanes"
+    damage(state)
+    before = json.loads(json.dumps(dl.state_dict()))
+    with pytest.raises(ValueError, match=field) as caught:
+        dl.load_state_dict(state)
+    assert "\n" not in str(caught.value)
+    assert dl.state_dict() == before and dl.cursor.resume is None, "a refused state must leave the cursor as it was"
+    with pytest.raises(ValueError, match=field):  # the same, as a list of rank states (merged first)
+        dl.load_state_dict([state])
+    assert dl.state_dict() == before and dl.cursor.resume is None
+
+
+def test_merge_refuses_damaged_or_overlapping_rank_states(shards):
+    dls = [loader(stream_of(shards), TREE, batch_size=BATCH, rank=r, world_size=2) for r in range(2)]
+    for d in dls:
+        next(iter(d))
+    states = [json.loads(json.dumps(d.state_dict())) for d in dls]
+    with pytest.raises(ValueError, match="gives lane 0 again"):
+        merge_stream_states([states[0], states[0]])
+    del states[1]["lanes"][1]["position"]
+    with pytest.raises(ValueError, match=r"stream state #1 lanes\[1\] has no 'position'"):
+        merge_stream_states(states)
+    with pytest.raises(ValueError, match="non-empty list"):
+        merge_stream_states([])

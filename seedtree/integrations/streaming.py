@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..core.codec import path_to_json
+from ..core.keys import KEY_LIMIT
 from ..core.optional import require
 from ..core.tree import SeedTree
 from ..runtime import ambient
@@ -425,7 +426,7 @@ def lanes_of(consumer: int, consumers: int, lanes: int) -> list[int]:
     return list(range(consumer, lanes, consumers))
 
 
-class StreamCursor(Sampler):
+class StreamCursor(Sampler[None]):
     """Where the stream stands: the epoch and, per lane, its state after the last batch the
     loader handed out. It is the loader's ``.sampler``, so Lightning's and accelerate's
     ``set_epoch`` calls reach it; the epoch travels to (persistent) workers through a small
@@ -443,8 +444,9 @@ class StreamCursor(Sampler):
 
     def set_epoch(self, epoch: int) -> None:
         """Start epoch ``epoch`` from its beginning at the next iteration."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < KEY_LIMIT:
+            # the epoch is a path key: past 2**32 the workers could not derive its node
+            raise ValueError(f"epoch must be an int in [0, 2**32), got {_show(epoch)}")
         self.epoch, self.progress, self.resume = epoch, {}, None
 
     def begin(self) -> None:
@@ -465,7 +467,7 @@ class StreamCursor(Sampler):
         self.resume = None
 
 
-class _StreamDataset(IterableDataset):
+class _StreamDataset(IterableDataset[_Emitted]):
     """The worker-side dataset: runs the lanes of its consumer for the cursor's epoch."""
 
     def __init__(
@@ -543,7 +545,7 @@ class _StreamDataset(IterableDataset):
             round_ += 1
 
 
-class StreamLoader(DataLoader):
+class StreamLoader(DataLoader[Any]):
     """The DataLoader ``loader()`` returns for a stream. Iterating it hands out the lanes'
     batches in the epoch's fixed order (dropping the workers' alignment markers) and moves
     the cursor; with ``num_workers=0`` the caller's global RNG states are put back after
@@ -638,19 +640,27 @@ class StreamLoader(DataLoader):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue exactly where ``state`` stood, at the next iteration, with this or any
-        other number of workers and ranks. Refuses a state from another stream, batching,
-        shuffling or tree, and one that lacks a lane this rank runs (merge the ranks' states)."""
+        other number of workers and ranks. Refuses, with one line naming the field, a state
+        from another stream, batching, shuffling or tree, one that lacks a lane this rank
+        runs (merge the ranks' states), and a damaged one (wrong types or keys, an epoch,
+        shard, position, buffer entry or count out of range or inconsistent with the
+        others); everything is checked before anything is applied, so a refused state
+        leaves the cursor as it was."""
         if isinstance(state, (list, tuple)):
             state = merge_stream_states(list(state))
-        if not isinstance(state, dict) or state.get("format") != STREAM_STATE_FORMAT:
-            raise ValueError(f"not a stream state (expected format={STREAM_STATE_FORMAT!r} from state_dict())")
+        state = _state_shape(state, "stream state")
         for key, mine in self._identity().items():
-            if state.get(key) != mine:
+            if state[key] != mine or type(state[key]) is not type(mine):
                 raise ValueError(
-                    f"stream state was saved with {key}={state.get(key)!r} but this loader has {key}={mine!r}; "
+                    f"stream state was saved with {key}={_show(state[key])} but this loader has {key}={mine!r}; "
                     "resume with the same shards, lanes, batching, shuffling and tree"
                 )
         ds = self._stream_ds
+        epoch = state["epoch"]
+        shards = ds.lane_shards(epoch)
+        for lane, saved in enumerate(state["lanes"]):
+            if saved is not None:
+                self._check_lane(saved, lane, epoch, shards[lane])
         resume = {}
         for lane in lanes_of(ds.rank, ds.world_size, ds.stream.lanes):
             saved = state["lanes"][lane]
@@ -661,10 +671,96 @@ class StreamLoader(DataLoader):
                     "merge_stream_states([...]) (or the list) to load_state_dict"
                 )
             resume[lane] = dict(saved, buffer=np.asarray(saved["buffer"], dtype=np.int64).reshape(-1, 2))
+        # Everything is checked: only now is the cursor touched.
         cursor = self.cursor
-        cursor.epoch, cursor.resume, cursor.progress = int(state["epoch"]), resume, dict(resume)
+        cursor.epoch, cursor.resume, cursor.progress = epoch, resume, dict(resume)
         if self.persistent_workers and self._iterator is not None:
             self._iterator = None  # workers started earlier hold no resume state: start fresh ones
+
+    def _check_lane(self, saved: dict[str, Any], lane: int, epoch: int, shards: list[int]) -> None:
+        """Refuse a lane state (already well-formed) that this stream's lane could not have
+        saved in the epoch whose shards are ``shards``: a shard index past the lane's list,
+        a position past its shard, buffer entries not yet read or read twice, counts that
+        disagree with each other (where the shard lengths are known, with them too)."""
+        ds = self._stream_ds
+        where = f"stream state lanes[{lane}]"
+        lengths = ds.stream.lengths
+        m, position, buffer = saved["shard"], saved["position"], saved["buffer"]
+        if m > len(shards):
+            raise ValueError(f"{where}.shard={m} is past the lane's {len(shards)} shards in epoch {epoch}; " + _DAMAGED)
+        if m == len(shards) and position:
+            raise ValueError(f"{where}.position={position} after the lane's last shard must be 0; " + _DAMAGED)
+        if m < len(shards) and lengths is not None and position > lengths[shards[m]]:
+            raise ValueError(
+                f"{where}.position={position} is past the end of shard #{shards[m]} ({lengths[shards[m]]} samples); "
+                "the state is damaged, or lengths= differs from the run that saved it"
+            )
+        capacity = ds.stream.shuffle_buffer if ds.shuffle else 0
+        if len(buffer) > capacity:
+            raise ValueError(
+                f"{where}.buffer holds {len(buffer)} samples but this loader's shuffle buffer holds {capacity}; "
+                + _DAMAGED
+            )
+        rank_of = {s: k for k, s in enumerate(shards)}
+        seen: set[tuple[int, int]] = set()
+        for i, (s, p) in enumerate(buffer):
+            k = rank_of.get(s)
+            if k is None or k > m or (k == m and p >= position):
+                raise ValueError(
+                    f"{where}.buffer[{i}]=[{s}, {p}] is not a sample the lane had read (its shards in this epoch: "
+                    f"{shards}, read up to shard {m} position {position}); " + _DAMAGED
+                )
+            if lengths is not None and p >= lengths[s]:
+                raise ValueError(f"{where}.buffer[{i}]=[{s}, {p}] is past the end of shard #{s}; " + _DAMAGED)
+            if (s, p) in seen:
+                raise ValueError(f"{where}.buffer[{i}]=[{s}, {p}] appears twice; " + _DAMAGED)
+            seen.add((s, p))
+        draws, batches = saved["draws"], saved["batches"]
+        if not capacity and draws:
+            raise ValueError(f"{where}.draws={draws} must be 0 without a shuffle buffer; " + _DAMAGED)
+        if saved["done"]:
+            if buffer:
+                raise ValueError(f"{where}.buffer must be empty for a finished lane (done=True); " + _DAMAGED)
+            if draws > batches * ds.batch_size:
+                raise ValueError(f"{where}.draws={draws} exceeds the {batches} batches of {ds.batch_size}; " + _DAMAGED)
+            # Finished: either it ran out of samples (past its last shard), or it is the
+            # untouched lane of a rank that had finished the epoch (merge_stream_states).
+            if (m, position, batches, draws) != (0, 0, 0, 0) and m != len(shards):
+                raise ValueError(
+                    f"{where}.done=True but the lane stands at shard {m} of its {len(shards)}; " + _DAMAGED
+                )
+            total = sum(lengths[s] for s in shards) if lengths is not None else None
+            if batches and total is not None:
+                if capacity and draws != total:
+                    raise ValueError(
+                        f"{where}.draws={draws} must be the lane's {total} samples for a finished lane; " + _DAMAGED
+                    )
+                if not (batches - 1) * ds.batch_size < total <= batches * ds.batch_size:
+                    raise ValueError(
+                        f"{where}.batches={batches} cannot hold the lane's {total} samples in batches of "
+                        f"{ds.batch_size}; " + _DAMAGED
+                    )
+            return
+        # A lane that has not run out has handed out `batches` full batches: each sample
+        # one draw of the buffer, and every sample read is handed out or in the buffer.
+        if capacity and draws != batches * ds.batch_size:
+            raise ValueError(
+                f"{where}.draws={draws} must be batches * batch_size = {batches * ds.batch_size} for a lane "
+                "that has not finished; " + _DAMAGED
+            )
+        read = draws + len(buffer) if capacity else batches * ds.batch_size
+        if lengths is not None or m == 0:
+            before = sum(lengths[s] for s in shards[:m]) if lengths is not None else 0
+            if read != before + position:
+                raise ValueError(
+                    f"{where}: shard {m} position {position} is sample {before + position} of the lane, but its "
+                    f"batches, draws and buffer account for {read} samples read; " + _DAMAGED
+                )
+        elif read < position:
+            raise ValueError(
+                f"{where}.position={position} is past the {read} samples its batches, draws and buffer account "
+                "for; " + _DAMAGED
+            )
 
 
 _IDENTITY_KEYS = (
@@ -678,26 +774,120 @@ _IDENTITY_KEYS = (
     "entropy",
     "path",
 )
+_STATE_KEYS = frozenset({*_IDENTITY_KEYS, "epoch", "lanes"})
+_LANE_KEYS = frozenset({"shard", "position", "buffer", "draws", "batches", "done"})
+_DAMAGED = "the state is damaged: resume from the state_dict() as it was saved"
+_COUNT_LIMIT = 2**63  # batches and draws: far past any run, and within what PCG64's advance takes
+
+
+def _show(value: Any) -> str:
+    """``value`` for an error message: short, and safe for ints too long for ``repr``."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
+        return f"{'-' if value < 0 else ''}<a {value.bit_length()}-bit int>"
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):
+        return f"<a {type(value).__name__}>"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_keys(value: dict[Any, Any], expected: frozenset[str], name: str) -> None:
+    """Refuse a dict without exactly the ``expected`` keys, naming the first missing or extra one."""
+    missing = sorted(expected - set(value))
+    if missing:
+        raise ValueError(f"{name} has no {missing[0]!r} (missing {missing}); " + _DAMAGED)
+    extra = [k for k in value if k not in expected]
+    if extra:
+        raise ValueError(f"{name} has an unexpected key {_show(extra[0])}; " + _DAMAGED)
+
+
+def _int_field(value: Any, name: str, limit: int) -> int:
+    """``value`` as an int in [0, limit); else ValueError naming the field."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an int, got {type(value).__name__} {_show(value)}; " + _DAMAGED)
+    if not 0 <= value < limit:
+        raise ValueError(f"{name}={_show(value)} must be in [0, {limit}); " + _DAMAGED)
+    return int(value)
+
+
+def _lane_shape(saved: Any, name: str) -> dict[str, Any]:
+    """A lane state with exactly its keys and types, as plain ints and lists."""
+    if not isinstance(saved, dict):
+        raise ValueError(f"{name} must be a dict or None, got {type(saved).__name__} {_show(saved)}")
+    _check_keys(saved, _LANE_KEYS, name)
+    buffer = saved["buffer"]
+    if isinstance(buffer, np.ndarray):
+        buffer = buffer.tolist()
+    if not isinstance(buffer, (list, tuple)):
+        raise ValueError(f"{name}.buffer must be a list of [shard, position] pairs, got {type(buffer).__name__}")
+    pairs = []
+    for i, pair in enumerate(buffer):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise ValueError(f"{name}.buffer[{i}] must be a [shard, position] pair, got {_show(pair)}")
+        pairs.append(
+            [
+                _int_field(pair[0], f"{name}.buffer[{i}][0]", KEY_LIMIT),
+                _int_field(pair[1], f"{name}.buffer[{i}][1]", KEY_LIMIT),
+            ]
+        )
+    if not isinstance(saved["done"], bool):
+        raise ValueError(f"{name}.done must be True or False, got {_show(saved['done'])}; " + _DAMAGED)
+    return {
+        "shard": _int_field(saved["shard"], f"{name}.shard", KEY_LIMIT),
+        "position": _int_field(saved["position"], f"{name}.position", KEY_LIMIT),
+        "buffer": pairs,
+        "draws": _int_field(saved["draws"], f"{name}.draws", _COUNT_LIMIT),
+        "batches": _int_field(saved["batches"], f"{name}.batches", _COUNT_LIMIT),
+        "done": saved["done"],
+    }
+
+
+def _state_shape(state: Any, name: str) -> dict[str, Any]:
+    """A stream state with exactly its keys, an epoch that is a path key, and ``n_lanes``
+    lanes each None or a well-formed lane state (a copy; ``state`` is not changed)."""
+    if not isinstance(state, dict) or state.get("format") != STREAM_STATE_FORMAT:
+        raise ValueError(f"{name} is not a stream state (expected format={STREAM_STATE_FORMAT!r} from state_dict())")
+    _check_keys(state, _STATE_KEYS, name)
+    epoch = _int_field(state["epoch"], f"{name} epoch", KEY_LIMIT)
+    n_lanes, lanes = state["n_lanes"], state["lanes"]
+    if isinstance(n_lanes, bool) or not isinstance(n_lanes, int) or n_lanes < 1:
+        raise ValueError(f"{name} n_lanes={_show(n_lanes)} must be a positive int; " + _DAMAGED)
+    if not isinstance(lanes, (list, tuple)) or len(lanes) != n_lanes:
+        got = f"{len(lanes)} entries" if isinstance(lanes, (list, tuple)) else f"a {type(lanes).__name__}"
+        raise ValueError(f"{name} lanes must be a list of n_lanes={n_lanes} entries, got {got}; " + _DAMAGED)
+    checked = [None if s is None else _lane_shape(s, f"{name} lanes[{i}]") for i, s in enumerate(lanes)]
+    return dict(state, epoch=epoch, lanes=checked)
 
 
 def merge_stream_states(states: list[dict[str, Any]]) -> dict[str, Any]:
     """One state from every rank's ``state_dict()``: each lane's position from the rank that
     ran it. A rank whose lanes had all finished (its state already at the next epoch) counts
-    as having finished them in the common epoch."""
-    if not states:
-        raise ValueError("merge_stream_states needs at least one state")
-    epoch = min(int(s["epoch"]) for s in states)
-    merged = dict(states[0], epoch=epoch, lanes=[None] * len(states[0]["lanes"]))
-    for s in states:
-        if any(s.get(k) != states[0].get(k) for k in _IDENTITY_KEYS):
-            raise ValueError("these stream states come from different streams, batching or trees; merge one run's")
-        later = int(s["epoch"]) - epoch
+    as having finished them in the common epoch. Refuses (ValueError naming the field) a
+    damaged state, states of different runs or epochs, and a lane given by two states."""
+    if not isinstance(states, (list, tuple)) or not states:
+        raise ValueError("merge_stream_states needs a non-empty list of the ranks' state_dict()s")
+    checked = [_state_shape(s, f"stream state #{i}") for i, s in enumerate(states)]
+    first = checked[0]
+    epoch = min(s["epoch"] for s in checked)
+    merged = dict(first, epoch=epoch, lanes=[None] * len(first["lanes"]))
+    for i, s in enumerate(checked):
+        for k in _IDENTITY_KEYS:
+            if s[k] != first[k] or type(s[k]) is not type(first[k]):
+                raise ValueError(
+                    f"stream state #{i} has {k}={_show(s[k])} but #0 has {_show(first[k])}: these come from "
+                    "different streams, batching or trees; merge one run's"
+                )
+        later = s["epoch"] - epoch
         apart = f"stream states from epochs {epoch} and {s['epoch']} cannot be merged: save them at the same step"
         if later not in (0, 1):
             raise ValueError(apart)
         for lane, saved in enumerate(s["lanes"]):
             if saved is None:
                 continue
+            if merged["lanes"][lane] is not None:
+                raise ValueError(
+                    f"stream state #{i} gives lane {lane} again (an earlier state has it): pass each rank's state once"
+                )
             if later:
                 if saved["batches"] or saved["shard"] or saved["position"]:
                     raise ValueError(apart)
