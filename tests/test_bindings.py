@@ -18,7 +18,7 @@ import torch
 
 import seedtree as st
 from seedtree.runtime import capture as bindings_capture, controllers as bindings
-from seedtree.core.layout import MT_WORDS, WORDS_NUMPY_GLOBAL, WORDS_TORCH_CPU
+from seedtree.core.layout import MT_WORDS, WORDS_NUMPY_GLOBAL, WORDS_RANDOM, WORDS_TORCH_CPU
 from seedtree.core.tree import SeedTree
 
 pytestmark = pytest.mark.usefixtures("clean_seedtree")
@@ -50,7 +50,10 @@ def test_seed_globals_writes_each_librarys_whole_state() -> None:
     assert names[:3] == ["random", "numpy", "torch"]
     assert ("torch_cuda" in names) == torch.cuda.is_available()
 
-    assert random.getstate() == random.Random(node.random_seed()).getstate()
+    assert random.getstate() == node.random_state() == node.random().getstate()
+    state = random.getstate()[1]
+    np.testing.assert_array_equal(state[1:MT_WORDS], node.words(WORDS_RANDOM + 1, MT_WORDS - 1))
+    assert state[0] == int(node.words(WORDS_RANDOM, 1)[0]) | 0x80000000 and state[MT_WORDS] == MT_WORDS
 
     _, key, pos, has_gauss, gauss = np.random.get_state()
     np.testing.assert_array_equal(key, node.words(WORDS_NUMPY_GLOBAL, MT_WORDS))

@@ -362,7 +362,7 @@ def test_word_ranges_of_consumers_are_disjoint_and_distinct() -> None:
     node = SeedTree(12) / "n"
     blocks = {
         "numpy": node.words(0, 624),
-        "random": node.words(WORDS_RANDOM, 4),
+        "random": node.words(WORDS_RANDOM, 624),
         "numpy_global": node.words(WORDS_NUMPY_GLOBAL, 624),
         "torch": node.words(WORDS_TORCH_CPU, 626),
         "cuda": node.words(WORDS_CUDA, 16),
@@ -375,13 +375,15 @@ def test_word_ranges_of_consumers_are_disjoint_and_distinct() -> None:
                 assert not np.array_equal(blocks[a][:4], blocks[b][:4])
 
 
-def test_random_is_seeded_with_128_bits() -> None:
+def test_random_state_is_624_node_words() -> None:
     node = SeedTree(4) / "r"
-    seed = node.random_seed()
-    words = node.words(WORDS_RANDOM, 4).tolist()
-    assert seed == words[0] | words[1] << 32 | words[2] << 64 | words[3] << 96
-    assert seed >= 2**64 or words[2] == words[3] == 0
-    r, ref = node.random(), random.Random(seed)
+    version, internal, gauss = node.random_state()
+    words = node.words(WORDS_RANDOM, MT_WORDS).tolist()
+    assert version == 3 and gauss is None and len(internal) == MT_WORDS + 1
+    assert internal[0] == words[0] | 0x80000000 and list(internal[1:MT_WORDS]) == words[1:]
+    assert internal[MT_WORDS] == MT_WORDS  # the first draw twists the whole state
+    r, ref = node.random(), random.Random()
+    ref.setstate(node.random_state())
     assert isinstance(r, random.Random)
     assert [r.random() for _ in range(3)] == [ref.random() for _ in range(3)]
     assert node.random().getrandbits(64) != (SeedTree(4) / "s").random().getrandbits(64)

@@ -23,7 +23,7 @@ import numpy as np
 from numpy.random.bit_generator import ISpawnableSeedSequence
 
 from . import mixing
-from .layout import MT_WORDS, WORD_LIMIT, WORDS_CUDA, WORDS_RANDOM, WORDS_TORCH_CPU, torch_cpu_image
+from .layout import MT_WORDS, WORD_LIMIT, WORDS_CUDA, WORDS_RANDOM, WORDS_TORCH_CPU, random_state, torch_cpu_image
 from .optional import require
 from .keys import KEY_LIMIT, Key, check_int_keys, check_key, key_words
 
@@ -379,9 +379,13 @@ class SeedTree:
             value |= w << (32 * i)
         return value & ((1 << bits) - 1)
 
-    def states(self, keys: Iterable[Key] | np.ndarray, n_words: int = 4, start: int = 0) -> np.ndarray:
+    def states(
+        self, keys: Iterable[Key] | np.ndarray, n_words: int = 4, start: int = 0, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """The ``generate_state(n_words)`` words of each child ``self / k``, shape (n, n_words);
         with ``start``, its words ``start .. start + n_words`` (``(self / k).words(start, n_words)``).
+        With ``out`` (a C-contiguous uint32 array of shape (n, n_words)), they are written
+        there and ``out`` is returned (callers seeding batch after batch reuse one buffer).
 
         An int array (or range, or list of ints) of keys is derived vectorised, with no
         per-child Python work; a 2-D array (n, depth) derives ``self / k[0] / k[1] ...`` per
@@ -397,14 +401,24 @@ class SeedTree:
         if not valid_start or not 0 <= start <= start + n_words <= WORD_LIMIT:
             raise ValueError(f"start must be an int with start + n_words <= 2**30, got start={start!r}")
         arr = self._int_keys(keys)
+        if out is not None:
+            n = len(keys) if arr is None else len(arr)
+            if not (isinstance(out, np.ndarray) and out.dtype == np.uint32 and out.flags.c_contiguous
+                    and out.shape == (n, n_words)):
+                raise ValueError(f"out must be a C-contiguous uint32 array of shape {(n, n_words)}")
         if arr is None:
             rows = [(self / k).words(start, n_words) for k in keys]
-            return np.stack(rows) if rows else np.empty((0, n_words), np.uint32)
-        if start == 0:
-            return mixing.derive_states(self._mix_state(), arr, n_words)
-        if len(arr) == 0:
-            return np.empty((0, n_words), np.uint32)
-        return mixing.expand_at(mixing.absorb_many(self._mix_state(), arr)[0], int(start), n_words)
+            result = np.stack(rows) if rows else np.empty((0, n_words), np.uint32)
+        elif start == 0:
+            result = mixing.derive_states(self._mix_state(), arr, n_words)
+        elif len(arr) == 0:
+            result = np.empty((0, n_words), np.uint32)
+        else:
+            return mixing.expand_at(mixing.absorb_many(self._mix_state(), arr)[0], int(start), n_words, out)
+        if out is not None:
+            np.copyto(out, result)
+            return out
+        return result
 
     def _int_keys(self, keys: list[Key] | range | np.ndarray) -> np.ndarray | None:
         """Validated uint32 keys (n,) or (n, depth), or None for a list holding str/bytes keys."""
@@ -480,14 +494,18 @@ class SeedTree:
         return _bit_generator_class(bit_generator)(_NodeSeed(self))
 
     def random(self) -> _random.Random:
-        """A ``random.Random`` seeded with 128 bits of this node (never a small int)."""
+        """A ``random.Random`` whose whole 624-word MT19937 state is filled from this node
+        (never a small int): the state the ``random`` controller gives the global module."""
         import random
 
-        return random.Random(self.random_seed())
+        gen = random.Random()
+        gen.setstate(self.random_state())
+        return gen
 
-    def random_seed(self) -> int:
-        """The 128-bit int this node seeds python's ``random`` with."""
-        return int.from_bytes(self.words(WORDS_RANDOM, 4).astype("<u4").tobytes(), "little")
+    def random_state(self) -> tuple[int, tuple[int, ...], None]:
+        """The ``random.setstate`` state this node gives python's ``random`` (see
+        ``seedtree.core.layout.random_state``)."""
+        return random_state(self.words(WORDS_RANDOM, MT_WORDS))
 
     def torch(self, device: Any = "cpu") -> _torch.Generator:
         """A ``torch.Generator`` on ``device`` for this node.

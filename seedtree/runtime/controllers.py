@@ -14,6 +14,7 @@ and are JSON-serialisable when torch is not in use.
 
 from __future__ import annotations
 
+import _random
 import ctypes
 import importlib
 import importlib.util
@@ -25,12 +26,21 @@ from typing import Any
 
 import numpy as np
 
-from ..core.layout import MT_WORDS, WORDS_NUMPY_GLOBAL, WORDS_RANDOM, WORDS_TORCH_CPU, torch_cpu_image
+from ..core.layout import (
+    MT_TOP_BIT,
+    MT_WORDS,
+    WORDS_NUMPY_GLOBAL,
+    WORDS_RANDOM,
+    WORDS_TORCH_CPU,
+    random_state,
+    torch_cpu_image,
+)
 from ..core.tree import SeedTree
 
 __all__ = [
     "REGISTRY",
     "LibController",
+    "Batch",
     "NumpyGlobal",
     "Plan",
     "PythonRandom",
@@ -89,15 +99,82 @@ class LibController(ABC):
         nothing; ``restore`` itself trusts its input (``isolate`` hands back what it captured)."""
 
 
+def _memory(address: int, ctype: Any, n: int) -> np.ndarray:
+    """``n`` values of ``ctype`` at ``address`` as a NumPy array sharing that memory."""
+    return np.ctypeslib.as_array((ctype * n).from_address(address))
+
+
 class PythonRandom(LibController):
-    """Python's ``random`` module, seeded with 128 bits of the node."""
+    """Python's ``random`` module: its whole 624-word MT19937 state is written from the node
+    (``seedtree.core.layout.random_state``)."""
 
     name = "random"
     module = "random"
-    words = (WORDS_RANDOM, 4)
+    words = (WORDS_RANDOM, MT_WORDS)
+
+    def __init__(self) -> None:
+        self._fast: bool | None = None  # decided on first use by a self-check
+        self._inst: Any = None  # the module's own Random instance (kept alive with the view)
+        self._mem: np.ndarray | None = None  # its position and state words, in place
 
     def seed_words(self, words: np.ndarray) -> None:
-        random.seed(int.from_bytes(words.astype("<u4", copy=False).tobytes(), "little"))
+        if self._fast is None:
+            self._fast = self._check_fast_path(words)
+        mem = self._mem
+        if self._fast and mem is not None:
+            # random.setstate wants a 625-int tuple (~20 us to build from an array, 3 us to
+            # apply); random.seed() runs init_by_array (~4 us). Instead the state words and the
+            # position are written in place, where the self-check found them.
+            mem[1:] = words
+            mem[1] |= MT_TOP_BIT
+            mem[0] = MT_WORDS
+            self._inst.gauss_next = None
+        else:
+            random.setstate(random_state(words))
+
+    def _locate(self) -> np.ndarray | None:
+        """The C ``RandomObject`` of ``random``'s instance is ``{PyObject_HEAD; int index;
+        uint32_t state[624]}`` in CPython: find it by reading (never writing) a known state
+        there, or give up."""
+        inst = getattr(random, "_inst", None)
+        if (
+            sys.implementation.name != "cpython"
+            or not isinstance(inst, _random.Random)
+            or random.getstate.__self__ is not inst  # type: ignore[attr-defined]
+            or _random.Random.__basicsize__ < 16 + 4 * (MT_WORDS + 1)
+        ):
+            return None
+        probe = np.arange(1000, 1000 + MT_WORDS, dtype=np.uint32)
+        saved = random.getstate()
+        try:
+            random.setstate((3, (*probe.tolist(), 17), None))
+            seen = np.frombuffer(ctypes.string_at(id(inst) + 16, 4 * (MT_WORDS + 1)), dtype=np.uint32)
+            if seen[0] != 17 or not np.array_equal(seen[1:], probe):
+                return None
+        finally:
+            random.setstate(saved)
+        self._inst = inst
+        return _memory(id(inst) + 16, ctypes.c_uint32, MT_WORDS + 1)
+
+    def _check_fast_path(self, words: np.ndarray) -> bool:
+        saved = random.getstate()
+        try:
+            self._mem = self._locate()
+            if self._mem is None:
+                return False
+            random.gauss(0.0, 1.0)  # a cached Gaussian the fast path must drop
+            self._fast = True
+            self.seed_words(words)
+            fast_state, fast_draw = random.getstate(), [random.random(), random.gauss(0.0, 1.0)]
+            random.setstate(random_state(words))
+            ok = fast_state == random_state(words) and fast_draw == [random.random(), random.gauss(0.0, 1.0)]
+        except Exception:
+            ok = False
+        finally:
+            random.setstate(saved)
+        if not ok:
+            self._mem = None
+        return ok
 
     def capture(self) -> dict[str, Any]:
         version, internal, gauss_next = random.getstate()
@@ -137,33 +214,75 @@ class NumpyGlobal(LibController):
 
     def __init__(self) -> None:
         self._fast: bool | None = None  # decided on first use by a self-check
-        self._key: np.ndarray | None = None  # the legacy generator's key, in place
+        self._mem: Any = None  # the legacy generator's key and position, in place
+        self._has_gauss: Any = None  # its cached Gaussian, in place (None: not found)
+        self._gauss: Any = None
+        self._rs: Any = None
 
     def seed_words(self, words: np.ndarray) -> None:
         if self._fast is None:
             self._fast = self._check_fast_path(words)
         if self._fast:
-            self._write_key(words)
+            self._write(words)
         else:
             np.random.set_state(("MT19937", words, MT_WORDS))
 
-    def _write_key(self, key: np.ndarray) -> None:
-        # set_state copies the key word by word in Python (~35 us). Instead: the legacy
-        # seed() resets the cached Gaussian and sets the position to 624 (~2 us), then the
-        # key is written in place through the bit generator's documented ctypes state address.
-        np.random.seed(0)
-        if self._key is None:
-            address = np.random.mtrand._rand._bit_generator.ctypes.state_address
-            self._key = np.ctypeslib.as_array((ctypes.c_uint32 * MT_WORDS).from_address(address))
-        self._key[:] = key
+    def _write(self, key: np.ndarray) -> None:
+        # set_state copies the key word by word in Python (~35 us) and np.random.seed(0)
+        # costs ~1.3 us: instead the key and position are written in place through the bit
+        # generator's documented ctypes state address, and the cached Gaussian where the
+        # self-check found it (or, if it was not found, reset by seed(0) first).
+        mem = self._mem
+        if self._gauss is None:
+            np.random.seed(0)
+        else:
+            self._has_gauss[0] = 0
+            self._gauss[0] = 0.0
+        mem[:MT_WORDS] = key
+        mem[MT_WORDS] = MT_WORDS
+
+    def _locate(self) -> None:
+        """The key and position (``mt19937_state {uint32 key[624]; int pos}`` at the
+        documented state address, checked by reading a known state back), and the legacy
+        generator's cached Gaussian: ``{int has_gauss; double gauss}`` inside the
+        RandomState object, found by reading (never writing) two known states there."""
+        rs = np.random.mtrand._rand
+        self._mem = _memory(rs._bit_generator.ctypes.state_address, ctypes.c_uint32, MT_WORDS + 1)
+        self._has_gauss = self._gauss = None
+        key = np.arange(7, 7 + MT_WORDS, dtype=np.uint32)
+        np.random.set_state(("MT19937", key, 123))
+        if not (np.array_equal(self._mem[:MT_WORDS], key) and self._mem[MT_WORDS] == 123):
+            raise RuntimeError("the MT19937 state is not where its ctypes address says")
+        size = type(rs).__basicsize__
+        if sys.implementation.name != "cpython" or size < 24:
+            return
+        found = None
+        for has_gauss, gauss in ((1, 1.2345678901234567e-301), (0, -9.876543210987654e299)):
+            np.random.set_state(("MT19937", key, MT_WORDS, has_gauss, gauss))
+            raw = ctypes.string_at(id(rs), size)
+            doubles = {o for o in range(8, size - 7) if np.frombuffer(raw, np.float64, 1, o)[0] == gauss}
+            matches = {o for o in doubles if np.frombuffer(raw, np.int32, 1, o - 8)[0] == has_gauss}
+            found = matches if found is None else found & matches
+        if found is not None and len(found) == 1:
+            offset = found.pop()
+            self._has_gauss = _memory(id(rs) + offset - 8, ctypes.c_int32, 1)
+            self._gauss = _memory(id(rs) + offset, ctypes.c_double, 1)
+            self._rs = rs  # kept alive with the views
 
     def _check_fast_path(self, key: np.ndarray) -> bool:
         saved = np.random.get_state()
         try:
-            self._write_key(key)
-            fast_draw = np.random.random_sample(3)
+            self._locate()
+            np.random.standard_normal()  # a cached Gaussian the fast path must drop
+            self._write(key)
+            fast_state = np.random.get_state()
+            fast_draw = np.random.random_sample(3).tolist() + np.random.standard_normal(3).tolist()
             np.random.set_state(("MT19937", key, MT_WORDS))
-            ok = bool(np.array_equal(fast_draw, np.random.random_sample(3)))
+            ok = (
+                np.array_equal(fast_state[1], key)
+                and fast_state[2:] == (MT_WORDS, 0, 0.0)
+                and fast_draw == np.random.random_sample(3).tolist() + np.random.standard_normal(3).tolist()
+            )
         except Exception:
             ok = False
         finally:
@@ -308,26 +427,31 @@ class TorchCUDA(LibController):
 class Plan:
     """How to seed a set of controllers from one node: the span of node words that covers
     every word-seeded controller (expanded once), and each controller's slice of it.
-    Callers seeding many nodes at once (a DataLoader batch) expand ``(start, count)`` for
-    all of them in one vectorised call and pass each node its row."""
+    Callers seeding many nodes at once (a DataLoader batch, a chunk of tasks) take a
+    ``Batch`` of all their rows, derived in one vectorised call, and seed row by row."""
 
     SPAN_LIMIT = 4096
     """Most words expanded at once for all word-seeded controllers."""
 
     def __init__(self, chosen: list[LibController]) -> None:
         self.controllers = chosen
+        self.names = [c.name for c in chosen]
         spans = [c.words for c in chosen if c.words is not None]
         self.start = min((lo for lo, _ in spans), default=0)
         stop = max((lo + n for lo, n in spans), default=0)
         if not spans or stop - self.start > self.SPAN_LIMIT:
             self.start, stop = 0, 0
-        self.count = stop - self.start
+        # Whole 16-byte units of words: the vectorised expansion writes rows in place.
+        self.count = -(-(stop - self.start) // 4) * 4
         self.steps: list[tuple[LibController, int, int]] = []
         for c in chosen:
             if c.words is not None and self.count:
                 self.steps.append((c, c.words[0] - self.start, c.words[0] - self.start + c.words[1]))
             else:
                 self.steps.append((c, 0, 0))
+        self._word_seeders = [c.seed_words for c, _, hi in self.steps if hi]
+        self._node_seeders = [c.seed for c, _, hi in self.steps if not hi]
+        self._free: list[Batch] = []  # batches handed back, for reuse (no fresh buffers per batch)
 
     def seed(self, node: SeedTree, words: np.ndarray | None = None) -> list[str]:
         """Seed every controller from ``node``; ``words`` are the node's words
@@ -339,7 +463,45 @@ class Plan:
                 controller.seed_words(words[lo:hi])
             else:
                 controller.seed(node)
-        return [c.name for c in self.controllers]
+        return list(self.names)
+
+    def batch(self, tree: SeedTree, keys: list[int]) -> Batch:
+        """The words of every child ``tree / k`` (int keys), derived in one vectorised
+        call; seed child j with ``batch.seed(j, node)``. Hand it back with ``release``."""
+        batch = None
+        try:
+            batch = self._free.pop()
+        except IndexError:
+            pass
+        if batch is None or batch.rows.shape[0] != len(keys):
+            batch = Batch(self, len(keys))
+        if self.count:
+            tree.states(np.asarray(keys, dtype=np.int64), self.count, self.start, out=batch.rows)
+        return batch
+
+    def release(self, batch: Batch) -> None:
+        """Hand a batch's buffers back for the next ``batch`` call (a few are kept)."""
+        if len(self._free) < 4:
+            self._free.append(batch)
+
+
+class Batch:
+    """The words of a run of children for one ``Plan``, with each controller's slice of
+    each row cut once (the buffers are reused batch after batch)."""
+
+    __slots__ = ("plan", "rows", "slices")
+
+    def __init__(self, plan: Plan, n: int) -> None:
+        self.plan = plan
+        self.rows = np.empty((n, plan.count), dtype=np.uint32)
+        self.slices = [[self.rows[j, lo:hi] for _, lo, hi in plan.steps if hi] for j in range(n)]
+
+    def seed(self, j: int, node: SeedTree) -> None:
+        """Seed every controller of the plan for child ``j`` (whose node is ``node``)."""
+        for seed_words, words in zip(self.plan._word_seeders, self.slices[j], strict=True):
+            seed_words(words)
+        for seed in self.plan._node_seeders:
+            seed(node)
 
 
 class Registry:
