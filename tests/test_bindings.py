@@ -350,3 +350,54 @@ def test_seed_everything_gives_each_cuda_device_its_own_seed() -> None:
     saved.seek(0)
     st.restore(torch.load(saved, weights_only=True))
     assert torch.equal(torch.rand(3, device="cuda"), x)
+
+
+# -- the batch path (DataLoader batches, chunks of tasks) --------------------------------
+
+
+def _states_then_dirty() -> tuple:
+    states = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    random.gauss(0.0, 1.0)  # leave cached Gaussians and moved positions for the next item
+    np.random.standard_normal()
+    torch.randn(3)
+    return states
+
+
+def test_batch_seeding_gives_each_item_its_nodes_states_and_isolate_puts_everything_back() -> None:
+    from seedtree.runtime.tasks import run_keyed_batch
+
+    tree = SeedTree(8) / "batch"
+    keys = [3, 0, 7, 2**32 - 1, 5]
+    np.random.standard_normal()  # the caller's own cached Gaussians must come back too
+    random.gauss(0.0, 1.0)
+    before = st.capture()
+    with st.isolate():
+        got = run_keyed_batch(tree, keys, [(_states_then_dirty, (), {})] * len(keys), ("random", "numpy", "torch"))
+    after = st.capture()
+    assert after["random"] == before["random"] and after["numpy"] == before["numpy"]
+    assert torch.equal(after["torch"], before["torch"])
+    for key, (r, n, t) in zip(keys, got, strict=True):
+        node = tree / key
+        assert r == node.random_state()
+        np.testing.assert_array_equal(n[1], node.words(WORDS_NUMPY_GLOBAL, MT_WORDS))
+        assert n[2:] == (MT_WORDS, 0, 0.0)
+        assert torch.equal(t, torch.from_numpy(node.torch_cpu_state()))
+
+
+def test_in_place_seeding_matches_the_portable_path() -> None:
+    node = SeedTree(5) / "in-place"
+    for cls, start in ((bindings.PythonRandom, WORDS_RANDOM), (bindings.NumpyGlobal, WORDS_NUMPY_GLOBAL)):
+        words = node.words(start, MT_WORDS)
+        portable = cls()
+        portable._fast = False
+        fast = cls()
+        with st.isolate():
+            random.gauss(0.0, 1.0)
+            np.random.standard_normal()
+            fast.seed_words(words)
+            got = fast.capture()
+            random.gauss(0.0, 1.0)
+            np.random.standard_normal()
+            portable.seed_words(words)
+            assert got == portable.capture()
+        assert fast._fast is True, f"{cls.__name__}: the self-check should accept the in-place path on CPython"

@@ -256,6 +256,29 @@ class SeedTree:
         node._spawn_key = None
         return node
 
+    def children(self, keys: Iterable[Key] | np.ndarray) -> list[SeedTree]:
+        """``[self / k for k in keys]``; int keys (a list, range or array) are validated
+        all at once, then each child costs one small object (a DataLoader batch, a chunk
+        of tasks)."""
+        if not isinstance(keys, (np.ndarray, range)):
+            keys = list(keys)
+        arr = self._int_keys(keys)
+        if arr is None:
+            return [self / k for k in keys]
+        if arr.ndim != 1:
+            return [self.child(*row) for row in arr.tolist()]
+        new, cls, path = SeedTree.__new__, SeedTree, self._path
+        nodes = []
+        for key in arr.tolist():
+            node = new(cls)
+            node._entropy = self._entropy
+            node._path = path + (key,)
+            node._parent = self
+            node._state = None
+            node._spawn_key = None
+            nodes.append(node)
+        return nodes
+
     def spawn(self, n: int, start: int = 0) -> list[SeedTree]:
         """Children ``self / start`` .. ``self / (start + n - 1)``.
 
@@ -425,6 +448,9 @@ class SeedTree:
         if isinstance(keys, range):
             return _range_keys(self._checked_range(keys))
         if isinstance(keys, list):
+            if keys and set(map(type, keys)) == {int} and 0 <= min(keys) and max(keys) < KEY_LIMIT:
+                # Plain in-range ints (a batch of indices): checked at C speed.
+                return check_int_keys(np.asarray(keys, dtype=np.int64), len(self._path))
             if any(not isinstance(k, (int, np.integer)) or isinstance(k, bool) for k in keys):
                 for k in keys:
                     check_key(k, len(self._path))  # bools and floats fail here, with the key named

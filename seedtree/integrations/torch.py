@@ -175,7 +175,9 @@ class _SampleBound(Dataset):
 
     def _get(self, index: int) -> Any:
         if self.reseed:
-            _reseed_dataset(self.dataset, current())
+            method = getattr(self.dataset, RESEED_METHOD, None)
+            if callable(method):  # current() only for datasets that re-key themselves
+                method(current())
         return self.dataset[index]
 
     def __getattr__(self, name: str) -> Any:

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import _random
 import ctypes
+import functools
 import importlib
 import importlib.util
 import random
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ from ..core.layout import (
     WORDS_NUMPY_GLOBAL,
     WORDS_RANDOM,
     WORDS_TORCH_CPU,
+    TORCH_CPU_IMAGE_BYTES,
     random_state,
     torch_cpu_image,
 )
@@ -83,6 +85,22 @@ class LibController(ABC):
     def seed_words(self, words: np.ndarray) -> None:
         """Seed from this controller's ``words`` range of a node."""
         raise NotImplementedError(f"{type(self).__name__} sets no words: it seeds through seed()")
+
+    def row_seeders(self, rows: np.ndarray) -> tuple[Callable[[], None] | None, list[Callable[[], None]]]:
+        """For a batch buffer ``rows`` (n, this controller's word count; refilled batch
+        after batch in place): ``(refresh, seeders)``, where ``refresh()`` runs once after
+        each refill and ``seeders[j]()`` seeds from row j (same state as
+        ``seed_words(rows[j])``). Override to do per-batch work vectorised."""
+        return None, [functools.partial(self.seed_words, rows[j]) for j in range(len(rows))]
+
+    def snapshot(self) -> Any:
+        """The state in whatever form ``put_back`` restores fastest (``isolate`` uses
+        these; ``capture`` is the portable form)."""
+        return self.capture()
+
+    def put_back(self, snapshot: Any) -> None:
+        """Restore what ``snapshot`` returned."""
+        self.restore(snapshot)
 
     @abstractmethod
     def capture(self) -> Any:
@@ -175,6 +193,12 @@ class PythonRandom(LibController):
         if not ok:
             self._mem = None
         return ok
+
+    def snapshot(self) -> Any:
+        return random.getstate()
+
+    def put_back(self, snapshot: Any) -> None:
+        random.setstate(snapshot)
 
     def capture(self) -> dict[str, Any]:
         version, internal, gauss_next = random.getstate()
@@ -289,6 +313,21 @@ class NumpyGlobal(LibController):
             np.random.set_state(saved)
         return ok
 
+    def snapshot(self) -> Any:
+        if self._fast is None:
+            self._fast = self._check_fast_path(np.arange(MT_WORDS, dtype=np.uint32))
+        if self._fast and self._gauss is not None:
+            return (self._mem.copy(), int(self._has_gauss[0]), float(self._gauss[0]))
+        return np.random.get_state()
+
+    def put_back(self, snapshot: Any) -> None:
+        if isinstance(snapshot, tuple) and len(snapshot) == 3:
+            self._mem[:] = snapshot[0]
+            self._has_gauss[0] = snapshot[1]
+            self._gauss[0] = snapshot[2]
+        else:
+            np.random.set_state(snapshot)
+
     def capture(self) -> dict[str, Any]:
         _, key, pos, has_gauss, gauss = np.random.get_state()
         return {"key": key.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)}
@@ -338,6 +377,29 @@ class TorchCPU(LibController):
         np.copyto(self._state_words, words[:MT_WORDS])
         np.copyto(self._seed_words, words[MT_WORDS:])  # the 64-bit initial seed, low word first
         torch.default_generator.set_state(self._tensor)
+
+    def row_seeders(self, rows: np.ndarray) -> tuple[Callable[[], None] | None, list[Callable[[], None]]]:
+        # One generator image per row, filled for the whole batch by one vectorised copy
+        # (a 32-to-64-bit copy per sample costs more than torch's set_state itself).
+        torch = sys.modules["torch"]
+        n = len(rows)
+        images = np.empty((n, TORCH_CPU_IMAGE_BYTES), dtype=np.uint8)
+        images[:] = torch_cpu_image(np.zeros(MT_WORDS, dtype=np.uint32), 0)
+        states = images[:, 24 : 24 + 8 * MT_WORDS].view("<u8")
+        seeds = images[:, 0:8].view("<u4")
+
+        def refresh() -> None:
+            np.copyto(states, rows[:, :MT_WORDS])
+            np.copyto(seeds, rows[:, MT_WORDS:])
+
+        set_state = torch.default_generator.set_state
+        return refresh, [functools.partial(set_state, torch.from_numpy(images[j])) for j in range(n)]
+
+    def snapshot(self) -> Any:
+        return sys.modules["torch"].default_generator.get_state()
+
+    def put_back(self, snapshot: Any) -> None:
+        sys.modules["torch"].default_generator.set_state(snapshot)
 
     def capture(self) -> Any:
         return sys.modules["torch"].get_rng_state()
@@ -449,7 +511,6 @@ class Plan:
                 self.steps.append((c, c.words[0] - self.start, c.words[0] - self.start + c.words[1]))
             else:
                 self.steps.append((c, 0, 0))
-        self._word_seeders = [c.seed_words for c, _, hi in self.steps if hi]
         self._node_seeders = [c.seed for c, _, hi in self.steps if not hi]
         self._free: list[Batch] = []  # batches handed back, for reuse (no fresh buffers per batch)
 
@@ -477,6 +538,7 @@ class Plan:
             batch = Batch(self, len(keys))
         if self.count:
             tree.states(np.asarray(keys, dtype=np.int64), self.count, self.start, out=batch.rows)
+            batch.refresh()
         return batch
 
     def release(self, batch: Batch) -> None:
@@ -486,22 +548,35 @@ class Plan:
 
 
 class Batch:
-    """The words of a run of children for one ``Plan``, with each controller's slice of
-    each row cut once (the buffers are reused batch after batch)."""
+    """The words of a run of children for one ``Plan``, and each controller's seeders for
+    each row, made once: the buffers are refilled batch after batch."""
 
-    __slots__ = ("plan", "rows", "slices")
+    __slots__ = ("plan", "rows", "refreshers", "seeders")
 
     def __init__(self, plan: Plan, n: int) -> None:
         self.plan = plan
         self.rows = np.empty((n, plan.count), dtype=np.uint32)
-        self.slices = [[self.rows[j, lo:hi] for _, lo, hi in plan.steps if hi] for j in range(n)]
+        self.refreshers: list[Callable[[], None]] = []
+        per_controller = []
+        for controller, lo, hi in plan.steps:
+            if hi:
+                refresh, seeders = controller.row_seeders(self.rows[:, lo:hi])
+                if refresh is not None:
+                    self.refreshers.append(refresh)
+                per_controller.append(seeders)
+        self.seeders = [list(row) for row in zip(*per_controller, strict=True)] if per_controller else [[]] * n
+
+    def refresh(self) -> None:
+        """After the rows were refilled: let controllers do their per-batch work."""
+        for refresh in self.refreshers:
+            refresh()
 
     def seed(self, j: int, node: SeedTree) -> None:
         """Seed every controller of the plan for child ``j`` (whose node is ``node``)."""
-        for seed_words, words in zip(self.plan._word_seeders, self.slices[j], strict=True):
-            seed_words(words)
-        for seed in self.plan._node_seeders:
-            seed(node)
+        for seed in self.seeders[j]:
+            seed()
+        for seed_node in self.plan._node_seeders:
+            seed_node(node)
 
 
 class Registry:

@@ -50,9 +50,10 @@ def run_keyed_batch(
     item to item, so a library first imported by item j is seeded from item j's node."""
     bind, unbind = ambient.bind, ambient.unbind
     out = []
+    nodes = tree.children(keys)
     if not modules:
-        for key, (fn, args, kwargs) in zip(keys, calls, strict=True):
-            token = bind(tree / key)
+        for node, (fn, args, kwargs) in zip(nodes, calls, strict=True):
+            token = bind(node)
             try:
                 out.append(fn(*args, **kwargs))
             finally:
@@ -63,8 +64,7 @@ def run_keyed_batch(
     seen = len(sys.modules)
     armed: bool | None = None  # None: arm at the next item; False: nothing to watch for
     try:
-        for j, (key, (fn, args, kwargs)) in enumerate(zip(keys, calls, strict=True)):
-            node = tree / key
+        for j, (node, (fn, args, kwargs)) in enumerate(zip(nodes, calls, strict=True)):
             token = bind(node)
             try:
                 if len(sys.modules) != seen:
