@@ -52,18 +52,18 @@ def test_seed_globals_writes_each_librarys_whole_state() -> None:
 
     assert random.getstate() == node.random_state() == node.random().getstate()
     state = random.getstate()[1]
-    np.testing.assert_array_equal(state[1:MT_WORDS], node.words(WORDS_RANDOM + 1, MT_WORDS - 1))
-    assert state[0] == int(node.words(WORDS_RANDOM, 1)[0]) | 0x80000000 and state[MT_WORDS] == MT_WORDS
+    np.testing.assert_array_equal(state[1:MT_WORDS], node.globals_words(WORDS_RANDOM + 1, MT_WORDS - 1))
+    assert state[0] == int(node.globals_words(WORDS_RANDOM, 1)[0]) | 0x80000000 and state[MT_WORDS] == MT_WORDS
 
     _, key, pos, has_gauss, gauss = np.random.get_state()
-    np.testing.assert_array_equal(key, node.words(WORDS_NUMPY_GLOBAL, MT_WORDS))
+    np.testing.assert_array_equal(key, node.globals_words(WORDS_NUMPY_GLOBAL, MT_WORDS))
     assert (pos, has_gauss, gauss) == (MT_WORDS, 0, 0.0)
     ref = np.random.RandomState()
-    ref.set_state(("MT19937", node.words(WORDS_NUMPY_GLOBAL, MT_WORDS), MT_WORDS))
+    ref.set_state(("MT19937", node.globals_words(WORDS_NUMPY_GLOBAL, MT_WORDS), MT_WORDS))
     assert np.random.standard_normal(3).tolist() == ref.standard_normal(3).tolist()
 
     image = torch.get_rng_state().numpy()
-    np.testing.assert_array_equal(image[24 : 24 + 8 * MT_WORDS].view("<u8"), node.words(WORDS_TORCH_CPU, MT_WORDS))
+    np.testing.assert_array_equal(image[24 : 24 + 8 * MT_WORDS].view("<u8"), node.globals_words(WORDS_TORCH_CPU, MT_WORDS))
     assert torch.equal(torch.get_rng_state(), node.torch().get_state())  # the same whole image, seed included
     assert torch.initial_seed() == node.torch().initial_seed()
     assert torch.rand(3).tolist() == torch.rand(3, generator=node.torch()).tolist()
@@ -79,7 +79,7 @@ def test_numpy_global_fast_path_equals_set_state() -> None:
             np.random.standard_normal()
         controller.seed(node)
         fast = np.random.random_sample(5).tolist() + np.random.standard_normal(3).tolist()
-        np.random.set_state(("MT19937", node.words(WORDS_NUMPY_GLOBAL, MT_WORDS), MT_WORDS))
+        np.random.set_state(("MT19937", node.globals_words(WORDS_NUMPY_GLOBAL, MT_WORDS), MT_WORDS))
         slow = np.random.random_sample(5).tolist() + np.random.standard_normal(3).tolist()
         assert fast == slow
     assert controller._fast is not None
@@ -379,7 +379,7 @@ def test_batch_seeding_gives_each_item_its_nodes_states_and_isolate_puts_everyth
     for key, (r, n, t) in zip(keys, got, strict=True):
         node = tree / key
         assert r == node.random_state()
-        np.testing.assert_array_equal(n[1], node.words(WORDS_NUMPY_GLOBAL, MT_WORDS))
+        np.testing.assert_array_equal(n[1], node.globals_words(WORDS_NUMPY_GLOBAL, MT_WORDS))
         assert n[2:] == (MT_WORDS, 0, 0.0)
         assert torch.equal(t, torch.from_numpy(node.torch_cpu_state()))
 

@@ -23,7 +23,18 @@ import numpy as np
 from numpy.random.bit_generator import ISpawnableSeedSequence
 
 from . import mixing
-from .layout import MT_WORDS, WORD_LIMIT, WORDS_CUDA, WORDS_RANDOM, WORDS_TORCH_CPU, random_state, torch_cpu_image
+from .layout import (
+    GLOBALS_WORDS,
+    MT_WORDS,
+    WORD_LIMIT,
+    WORDS_CUDA,
+    WORDS_GLOBALS_KEY,
+    WORDS_RANDOM,
+    WORDS_TORCH_CPU,
+    expand_globals,
+    random_state,
+    torch_cpu_image,
+)
 from .optional import require
 from .keys import KEY_LIMIT, Key, check_int_keys, check_key, key_words
 
@@ -531,7 +542,15 @@ class SeedTree:
     def random_state(self) -> tuple[int, tuple[int, ...], None]:
         """The ``random.setstate`` state this node gives python's ``random`` (see
         ``seedtree.core.layout.random_state``)."""
-        return random_state(self.words(WORDS_RANDOM, MT_WORDS))
+        return random_state(self.globals_words(WORDS_RANDOM, MT_WORDS))
+
+    def globals_words(self, start: int = 0, count: int = GLOBALS_WORDS) -> np.ndarray:
+        """Words ``start .. start + count`` of this node's globals expansion: what the
+        global generators (python ``random``, NumPy's global, torch's CPU generator) are
+        filled from (see ``seedtree.core.layout``)."""
+        if not 0 <= start <= start + count <= GLOBALS_WORDS:
+            raise ValueError(f"globals_words({start}, {count}) is outside [0, {GLOBALS_WORDS})")
+        return expand_globals(self.words(WORDS_GLOBALS_KEY, 4)[None, :])[0, start : start + count]
 
     def torch(self, device: Any = "cpu") -> _torch.Generator:
         """A ``torch.Generator`` on ``device`` for this node.
@@ -551,7 +570,7 @@ class SeedTree:
 
     def torch_cpu_state(self) -> np.ndarray:
         """The byte image a torch CPU generator is given for this node."""
-        words = self.words(WORDS_TORCH_CPU, MT_WORDS + 2)
+        words = self.globals_words(WORDS_TORCH_CPU, MT_WORDS + 2)
         seed = int(words[MT_WORDS]) | (int(words[MT_WORDS + 1]) << 32)
         return torch_cpu_image(words[:MT_WORDS], seed)
 

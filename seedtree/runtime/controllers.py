@@ -28,12 +28,15 @@ from typing import Any
 import numpy as np
 
 from ..core.layout import (
+    GLOBALS_WORDS,
     MT_TOP_BIT,
+    WORDS_GLOBALS_KEY,
     MT_WORDS,
     WORDS_NUMPY_GLOBAL,
     WORDS_RANDOM,
     WORDS_TORCH_CPU,
     TORCH_CPU_IMAGE_BYTES,
+    expand_globals,
     random_state,
     torch_cpu_image,
 )
@@ -63,9 +66,10 @@ class LibController(ABC):
     (the import name); a controller is used only while its module is imported and
     ``usable()``.
 
-    ``words = (start, count)`` says which of a node's words the controller seeds from
-    (see ``seedtree.core.layout``); controllers that set it implement ``seed_words``, and
-    seeding many of them costs one expansion of a node's words. Others override ``seed``.
+    ``words = (start, count)`` says which words of a node's globals expansion the
+    controller seeds from (see ``seedtree.core.layout``); controllers that set it
+    implement ``seed_words``, and seeding many of them (for many nodes) costs one
+    vectorised expansion. Others override ``seed``.
     """
 
     name: str = ""
@@ -80,7 +84,7 @@ class LibController(ABC):
         """Seed the library's global generator from ``node``."""
         if self.words is None:
             raise NotImplementedError(f"{type(self).__name__} sets no words: override seed()")
-        self.seed_words(node.words(*self.words))
+        self.seed_words(node.globals_words(*self.words))
 
     def seed_words(self, words: np.ndarray) -> None:
         """Seed from this controller's ``words`` range of a node."""
@@ -487,28 +491,23 @@ class TorchCUDA(LibController):
 
 
 class Plan:
-    """How to seed a set of controllers from one node: the span of node words that covers
-    every word-seeded controller (expanded once), and each controller's slice of it.
+    """How to seed a set of controllers from one node: the node's globals expansion
+    (computed once for every word-seeded controller), and each controller's slice of it.
     Callers seeding many nodes at once (a DataLoader batch, a chunk of tasks) take a
     ``Batch`` of all their rows, derived in one vectorised call, and seed row by row."""
-
-    SPAN_LIMIT = 4096
-    """Most words expanded at once for all word-seeded controllers."""
 
     def __init__(self, chosen: list[LibController]) -> None:
         self.controllers = chosen
         self.names = [c.name for c in chosen]
-        spans = [c.words for c in chosen if c.words is not None]
-        self.start = min((lo for lo, _ in spans), default=0)
-        stop = max((lo + n for lo, n in spans), default=0)
-        if not spans or stop - self.start > self.SPAN_LIMIT:
-            self.start, stop = 0, 0
-        # Whole 16-byte units of words: the vectorised expansion writes rows in place.
-        self.count = -(-(stop - self.start) // 4) * 4
+        # Controllers whose words lie in the globals expansion are seeded from it (one
+        # expansion for all of them); any other seeds itself from the node.
+        batched = [c for c in chosen if c.words is not None and 0 <= c.words[0] < sum(c.words) <= GLOBALS_WORDS]
+        self.start = 0
+        self.count = GLOBALS_WORDS if batched else 0
         self.steps: list[tuple[LibController, int, int]] = []
         for c in chosen:
-            if c.words is not None and self.count:
-                self.steps.append((c, c.words[0] - self.start, c.words[0] - self.start + c.words[1]))
+            if c in batched and c.words is not None:
+                self.steps.append((c, c.words[0], c.words[0] + c.words[1]))
             else:
                 self.steps.append((c, 0, 0))
         self._node_seeders = [c.seed for c, _, hi in self.steps if not hi]
@@ -518,7 +517,7 @@ class Plan:
         """Seed every controller from ``node``; ``words`` are the node's words
         ``start .. start + count`` if the caller has them already."""
         if words is None and self.count:
-            words = node.words(self.start, self.count)
+            words = node.globals_words()
         for controller, lo, hi in self.steps:
             if hi and words is not None:
                 controller.seed_words(words[lo:hi])
@@ -537,7 +536,7 @@ class Plan:
         if batch is None or batch.rows.shape[0] != len(keys):
             batch = Batch(self, len(keys))
         if self.count:
-            tree.states(np.asarray(keys, dtype=np.int64), self.count, self.start, out=batch.rows)
+            expand_globals(tree.states(keys, 4, WORDS_GLOBALS_KEY), out=batch.rows)
             batch.refresh()
         return batch
 
