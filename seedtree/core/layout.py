@@ -87,15 +87,18 @@ def expand_globals(keys: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
     (shape (n, 4), uint32: a node's words ``[WORDS_GLOBALS_KEY, +4)``), shape (n,
     GLOBALS_WORDS); written into ``out`` (C-contiguous uint32 of that shape) if given.
     Vectorised over the rows: a DataLoader batch costs a dozen array operations."""
-    keys = np.asarray(keys, dtype=np.uint32)
+    keys = np.ascontiguousarray(keys, dtype=np.uint32)
     n = keys.shape[0]
     if out is None:
         out = np.empty((n, GLOBALS_WORDS), dtype=np.uint32)
     elif out.shape != (n, GLOBALS_WORDS) or out.dtype != np.uint32 or not out.flags.c_contiguous:
         raise ValueError(f"out must be a C-contiguous uint32 array of shape {(n, GLOBALS_WORDS)}")
-    k64 = keys.astype(np.uint64)
-    a = (k64[:, 0] | (k64[:, 1] << np.uint64(32)))[:, None]
-    b = (k64[:, 2] | (k64[:, 3] << np.uint64(32)))[:, None]
+    if sys.byteorder == "little":  # (a, b) are the rows' two 64-bit halves, low word first
+        ab = keys.view(np.uint64)
+    else:
+        k64 = keys.astype(np.uint64)
+        ab = k64[:, 0::2] | (k64[:, 1::2] << np.uint64(32))
+    a, b = ab[:, 0:1], ab[:, 1:2]
     z = out.view(np.uint64)
     t = getattr(_SCRATCH, "buf", None)
     if t is None or t.size < z.size:

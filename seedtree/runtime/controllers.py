@@ -511,7 +511,7 @@ class Plan:
             else:
                 self.steps.append((c, 0, 0))
         self._node_seeders = [c.seed for c, _, hi in self.steps if not hi]
-        self._free: list[Batch] = []  # batches handed back, for reuse (no fresh buffers per batch)
+        self._free: dict[int, list[Batch]] = {}  # by size: batches handed back, for reuse
 
     def seed(self, node: SeedTree, words: np.ndarray | None = None) -> list[str]:
         """Seed every controller from ``node``; ``words`` are the node's words
@@ -528,12 +528,9 @@ class Plan:
     def batch(self, tree: SeedTree, keys: list[int]) -> Batch:
         """The words of every child ``tree / k`` (int keys), derived in one vectorised
         call; seed child j with ``batch.seed(j, node)``. Hand it back with ``release``."""
-        batch = None
         try:
-            batch = self._free.pop()
+            batch = self._free.setdefault(len(keys), []).pop()
         except IndexError:
-            pass
-        if batch is None or batch.rows.shape[0] != len(keys):
             batch = Batch(self, len(keys))
         if self.count:
             expand_globals(tree.states(keys, 4, WORDS_GLOBALS_KEY), out=batch.rows)
@@ -542,8 +539,9 @@ class Plan:
 
     def release(self, batch: Batch) -> None:
         """Hand a batch's buffers back for the next ``batch`` call (a few are kept)."""
-        if len(self._free) < 4:
-            self._free.append(batch)
+        free = self._free.setdefault(len(batch.rows), [])
+        if len(free) < 4 and len(self._free) < 16:
+            free.append(batch)
 
 
 class Batch:
