@@ -145,7 +145,7 @@ def plot(rows: list[Row], path: Path) -> None:
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.set_xlabel("measured / target (an upper bound), target / measured (a lower bound): ≤ 1 is met")
+    ax.set_xlabel("measured ÷ target for upper bounds, target ÷ measured for lower bounds (≤ 1: met)")
     ax.set_title("seedtree benchmarks against their targets")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -380,8 +380,12 @@ def test_random_state_is_624_node_words() -> None:
     version, internal, gauss = node.random_state()
     words = node.globals_words(WORDS_RANDOM, MT_WORDS).tolist()
     assert version == 3 and gauss is None and len(internal) == MT_WORDS + 1
-    assert internal[0] == words[0] | 0x80000000 and list(internal[1:MT_WORDS]) == words[1:]
-    assert internal[MT_WORDS] == MT_WORDS  # the first draw twists the whole state
+    assert list(internal[:MT_WORDS]) == words
+    assert internal[MT_WORDS] == 0  # a fresh block: the first draws read the words, tempered
+    first = words[0] ^ (words[0] >> 11)  # MT19937's tempering of word 0
+    first ^= (first << 7) & 0x9D2C5680
+    first ^= (first << 15) & 0xEFC60000
+    assert node.random().getrandbits(32) == first ^ (first >> 18)
     r, ref = node.random(), random.Random()
     ref.setstate(node.random_state())
     assert isinstance(r, random.Random)
@@ -453,7 +457,7 @@ def test_torch_cpu_generator_gets_the_whole_mersenne_twister_state() -> None:
     assert torch.equal(x, torch.randint(0, 2**31, (8,), generator=a.torch()))
     assert not torch.equal(x, torch.randint(0, 2**31, (8,), generator=gb))
     mt = np.random.MT19937()
-    mt.state = {"bit_generator": "MT19937", "state": {"key": a.globals_words(WORDS_TORCH_CPU, MT_WORDS), "pos": MT_WORDS}}
+    mt.state = {"bit_generator": "MT19937", "state": {"key": a.globals_words(WORDS_TORCH_CPU, MT_WORDS), "pos": 0}}
     outputs = set((mt.random_raw(16) % 2**31).tolist())
     assert set(x.tolist()) <= outputs  # each torch draw comes out of that very twister
     tail = a.globals_words(WORDS_TORCH_CPU + MT_WORDS, 2).tolist()

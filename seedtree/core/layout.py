@@ -20,7 +20,7 @@ then SplitMix64's finaliser, each 64-bit output giving two words, low first. Wor
 expansion:
 
 ==================  ===================  ========================================
-[0, 624)            NumPy's global        whole MT19937 key (position 624)
+[0, 624)            NumPy's global        whole MT19937 key (position 0)
 [624, +626)         torch CPU             whole MT19937 state + 64-bit initial seed
 [1250, +624)        ``random``            whole MT19937 state (``random_state``)
 ==================  ===================  ========================================
@@ -46,7 +46,7 @@ import numpy as np
 
 __all__ = [
     "GLOBALS_WORDS",
-    "MT_TOP_BIT",
+    "MT_FRESH",
     "MT_WORDS",
     "WORDS_CUDA",
     "WORDS_GLOBALS_KEY",
@@ -72,7 +72,10 @@ WORDS_TORCH_CPU = WORDS_NUMPY_GLOBAL + MT_WORDS
 WORDS_RANDOM = WORDS_TORCH_CPU + MT_WORDS + 2
 GLOBALS_WORDS = WORDS_RANDOM + MT_WORDS + 2
 """Words of the globals expansion (an even count: whole 64-bit outputs)."""
-MT_TOP_BIT = 0x80000000
+MT_FRESH = 0
+"""Position every seeded Mersenne Twister starts at: its 624 words are taken as a freshly
+twisted block, so the first draws read them (tempered) and no twist runs before the first
+draw (a per-sample twist of three generators would cost more than writing the states)."""
 
 _GAMMA = 0x9E3779B97F4A7C15  # SplitMix64's increment and finaliser constants
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -128,16 +131,15 @@ def torch_cpu_image(words: np.ndarray, initial_seed: int) -> np.ndarray:
     cached normal is pending."""
     image = np.zeros(TORCH_CPU_IMAGE_BYTES, dtype=np.uint8)
     image[0:8] = np.frombuffer(int(initial_seed).to_bytes(8, "little"), dtype=np.uint8)
-    image[8:16] = np.frombuffer((1).to_bytes(4, "little") * 2, dtype=np.uint8)  # left, seeded
+    # left = 624, seeded = 1, next = 0: the next 623 draws read words 0..622, then a twist
+    # (torch accepts left in 1..624; its own seeding leaves left = 1, a twist first).
+    image[8:16] = np.frombuffer(MT_WORDS.to_bytes(4, "little") + (1).to_bytes(4, "little"), dtype=np.uint8)
     image[24 : 24 + 8 * MT_WORDS].view("<u8")[:] = words
     return image
 
 
 def random_state(words: np.ndarray) -> tuple[int, tuple[int, ...], None]:
     """The ``random.setstate`` state whose whole MT19937 state is ``words`` (624 uint32),
-    with the top bit of the first word set as python's own seeding sets it (MT19937 reads
-    only that bit of word 0; it keeps the state from ever being all zero), at position
-    624 (the next draw twists) and with no cached Gaussian."""
-    state = [int(w) for w in words[:MT_WORDS]]
-    state[0] |= MT_TOP_BIT
-    return (3, (*state, MT_WORDS), None)
+    at position ``MT_FRESH`` (the first draws read the words themselves) and with no
+    cached Gaussian."""
+    return (3, (*(int(w) for w in words[:MT_WORDS]), MT_FRESH), None)

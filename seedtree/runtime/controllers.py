@@ -29,7 +29,7 @@ import numpy as np
 
 from ..core.layout import (
     GLOBALS_WORDS,
-    MT_TOP_BIT,
+    MT_FRESH,
     WORDS_GLOBALS_KEY,
     MT_WORDS,
     WORDS_NUMPY_GLOBAL,
@@ -148,8 +148,7 @@ class PythonRandom(LibController):
             # apply); random.seed() runs init_by_array (~4 us). Instead the state words and the
             # position are written in place, where the self-check found them.
             mem[1:] = words
-            mem[1] |= MT_TOP_BIT
-            mem[0] = MT_WORDS
+            mem[0] = MT_FRESH
             self._inst.gauss_next = None
         else:
             random.setstate(random_state(words))
@@ -253,7 +252,7 @@ class NumpyGlobal(LibController):
         if self._fast:
             self._write(words)
         else:
-            np.random.set_state(("MT19937", words, MT_WORDS))
+            np.random.set_state(("MT19937", words, MT_FRESH))
 
     def _write(self, key: np.ndarray) -> None:
         # set_state copies the key word by word in Python (~35 us) and np.random.seed(0)
@@ -267,7 +266,7 @@ class NumpyGlobal(LibController):
             self._has_gauss[0] = 0
             self._gauss[0] = 0.0
         mem[:MT_WORDS] = key
-        mem[MT_WORDS] = MT_WORDS
+        mem[MT_WORDS] = MT_FRESH
 
     def _locate(self) -> None:
         """The key and position (``mt19937_state {uint32 key[624]; int pos}`` at the
@@ -305,10 +304,10 @@ class NumpyGlobal(LibController):
             self._write(key)
             fast_state = np.random.get_state()
             fast_draw = np.random.random_sample(3).tolist() + np.random.standard_normal(3).tolist()
-            np.random.set_state(("MT19937", key, MT_WORDS))
+            np.random.set_state(("MT19937", key, MT_FRESH))
             ok = (
                 np.array_equal(fast_state[1], key)
-                and fast_state[2:] == (MT_WORDS, 0, 0.0)
+                and fast_state[2:] == (MT_FRESH, 0, 0.0)
                 and fast_draw == np.random.random_sample(3).tolist() + np.random.standard_normal(3).tolist()
             )
         except Exception:

@@ -191,7 +191,7 @@ def _loader_globals(root: int, idx: range) -> list[WordStream]:
     # streams 3s, 3s + 1, 3s + 2 are python's random, NumPy's global RandomState and torch's
     # CPU generator of sample s of epoch 0 (node SeedTree(root) / 0 / s), built from the
     # word layout, whose states the controllers write (the binding tests check they match).
-    from ..core.layout import MT_WORDS, WORDS_NUMPY_GLOBAL
+    from ..core.layout import MT_FRESH, MT_WORDS, WORDS_NUMPY_GLOBAL
 
     epoch = SeedTree(root) / 0
     streams: list[WordStream] = []
@@ -201,7 +201,7 @@ def _loader_globals(root: int, idx: range) -> list[WordStream]:
             streams.append(PyRandomStream(node.random()))
         elif library == 1:
             rs = np.random.RandomState()
-            rs.set_state(("MT19937", node.globals_words(WORDS_NUMPY_GLOBAL, MT_WORDS), MT_WORDS))
+            rs.set_state(("MT19937", node.globals_words(WORDS_NUMPY_GLOBAL, MT_WORDS), MT_FRESH))
             streams.append(RandomStateStream(rs))
         else:
             streams.append(TorchStream(node.torch()))
