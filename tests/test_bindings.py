@@ -401,3 +401,23 @@ def test_in_place_seeding_matches_the_portable_path() -> None:
             portable.seed_words(words)
             assert got == portable.capture()
         assert fast._fast is True, f"{cls.__name__}: the self-check should accept the in-place path on CPython"
+
+
+def test_loader_globals_scheme_streams_are_what_the_batch_path_seeds() -> None:
+    """The statistics scheme builds each sample's generators from the layout; the loader's
+    batch path must seed exactly those, or the battery would test something else."""
+    from seedtree.runtime.tasks import run_keyed_batch
+    from seedtree.stats.schemes import SCHEMES
+
+    streams = SCHEMES["loader-globals"].streams(77, range(9))
+
+    def draw() -> tuple[int, int, int]:
+        return (
+            random.getrandbits(64),
+            int(np.random.randint(0, 1 << 64, size=1, dtype=np.uint64)[0]),
+            int(torch.empty(1, dtype=torch.int64).random_(-(1 << 63), None).numpy().view(np.uint64)[0]),
+        )
+
+    with st.isolate():
+        got = run_keyed_batch(SeedTree(77) / 0, [0, 1, 2], [(draw, (), {})] * 3, ("random", "numpy", "torch"))
+    assert got == [tuple(int(s.take(1)[0]) for s in streams[3 * k : 3 * k + 3]) for k in range(3)]
