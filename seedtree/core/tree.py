@@ -17,7 +17,7 @@ import os
 import secrets
 import sys
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from numpy.random.bit_generator import ISpawnableSeedSequence
@@ -459,9 +459,10 @@ class SeedTree:
         if isinstance(keys, range):
             return _range_keys(self._checked_range(keys))
         if isinstance(keys, list):
-            if keys and set(map(type, keys)) == {int} and 0 <= min(keys) and max(keys) < KEY_LIMIT:
-                # Plain in-range ints (a batch of indices): checked at C speed.
-                return check_int_keys(np.asarray(keys, dtype=np.int64), len(self._path))
+            if keys and set(map(type, keys)) == {int}:
+                ints = cast("list[int]", keys)
+                if 0 <= min(ints) and max(ints) < KEY_LIMIT:  # plain in-range ints (a batch): checked at C speed
+                    return check_int_keys(np.asarray(ints, dtype=np.int64), len(self._path))
             if any(not isinstance(k, (int, np.integer)) or isinstance(k, bool) for k in keys):
                 for k in keys:
                     check_key(k, len(self._path))  # bools and floats fail here, with the key named

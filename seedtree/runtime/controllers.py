@@ -252,7 +252,7 @@ class NumpyGlobal(LibController):
         if self._fast:
             self._write(words)
         else:
-            np.random.set_state(("MT19937", words, MT_FRESH))
+            np.random.set_state(("MT19937", words, MT_FRESH, 0, 0.0))
 
     def _write(self, key: np.ndarray) -> None:
         # set_state copies the key word by word in Python (~35 us) and np.random.seed(0)
@@ -277,7 +277,7 @@ class NumpyGlobal(LibController):
         self._mem = _memory(rs._bit_generator.ctypes.state_address, ctypes.c_uint32, MT_WORDS + 1)
         self._has_gauss = self._gauss = None
         key = np.arange(7, 7 + MT_WORDS, dtype=np.uint32)
-        np.random.set_state(("MT19937", key, 123))
+        np.random.set_state(("MT19937", key, 123, 0, 0.0))
         if not (np.array_equal(self._mem[:MT_WORDS], key) and self._mem[MT_WORDS] == 123):
             raise RuntimeError("the MT19937 state is not where its ctypes address says")
         size = type(rs).__basicsize__
@@ -302,9 +302,9 @@ class NumpyGlobal(LibController):
             self._locate()
             np.random.standard_normal()  # a cached Gaussian the fast path must drop
             self._write(key)
-            fast_state = np.random.get_state()
+            fast_state: Any = np.random.get_state()
             fast_draw = np.random.random_sample(3).tolist() + np.random.standard_normal(3).tolist()
-            np.random.set_state(("MT19937", key, MT_FRESH))
+            np.random.set_state(("MT19937", key, MT_FRESH, 0, 0.0))
             ok = (
                 np.array_equal(fast_state[1], key)
                 and fast_state[2:] == (MT_FRESH, 0, 0.0)

@@ -201,7 +201,7 @@ def _loader_globals(root: int, idx: range) -> list[WordStream]:
             streams.append(PyRandomStream(node.random()))
         elif library == 1:
             rs = np.random.RandomState()
-            rs.set_state(("MT19937", node.globals_words(WORDS_NUMPY_GLOBAL, MT_WORDS), MT_FRESH))
+            rs.set_state(("MT19937", node.globals_words(WORDS_NUMPY_GLOBAL, MT_WORDS), MT_FRESH, 0, 0.0))
             streams.append(RandomStateStream(rs))
         else:
             streams.append(TorchStream(node.torch()))
