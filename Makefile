@@ -1,4 +1,4 @@
-# The two entry points of the README: `make demo` and `make test`.
+# The entry points of the README: `make demo`, `make test` and `make bench`.
 # Each creates .venv and installs what it needs on first use.
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -22,8 +22,21 @@ test: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
+# Every benchmark script, then one summary table and plot (benchmarks/results/summary.*).
+# `make bench QUICK=1` runs the short versions (about 6 minutes on 2 cores instead of ~30).
+BENCH_RUN := nice $(PY)
+ifdef QUICK
+BENCH_ARGS_derive := --n 20000 --repeats 3
+BENCH_ARGS_workers := --quick
+BENCH_ARGS_throughput := --mib 16 --rounds 256 --repeat 1
+BENCH_ARGS_dask_overhead := --tasks 2000 --chunks 4
+BENCH_ARGS_battery := --sections power,calibration,speed --roots 4 --calib-mib 16 --speed-mib 64 --budget-seconds 120
+endif
+BENCH_SCRIPTS := derive workers throughput dask_overhead loader_order battery
+
 bench: $(STAMP)
-	$(PY) benchmarks/derive.py
+	$(foreach s,$(BENCH_SCRIPTS),$(BENCH_RUN) benchmarks/$(s).py $(BENCH_ARGS_$(s)) &&) true
+	$(PY) benchmarks/summary.py
 
 clean:
 	rm -rf $(VENV) build site *.egg-info

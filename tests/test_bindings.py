@@ -18,7 +18,7 @@ import torch
 
 import seedtree as st
 from seedtree.runtime import capture as bindings_capture, controllers as bindings
-from seedtree.core.layout import MT_WORDS, WORDS_NUMPY_GLOBAL, WORDS_TORCH_CPU
+from seedtree.core.layout import MT_WORDS, WORDS_NUMPY_GLOBAL, WORDS_RANDOM, WORDS_TORCH_CPU
 from seedtree.core.tree import SeedTree
 
 pytestmark = pytest.mark.usefixtures("clean_seedtree")
@@ -50,17 +50,20 @@ def test_seed_globals_writes_each_librarys_whole_state() -> None:
     assert names[:3] == ["random", "numpy", "torch"]
     assert ("torch_cuda" in names) == torch.cuda.is_available()
 
-    assert random.getstate() == random.Random(node.random_seed()).getstate()
+    assert random.getstate() == node.python_random_state() == node.random().getstate()
+    state = random.getstate()[1]
+    np.testing.assert_array_equal(state[:MT_WORDS], node.globals_words(WORDS_RANDOM, MT_WORDS))
+    assert state[MT_WORDS] == 0  # the words are a fresh block: the first draws read them
 
     _, key, pos, has_gauss, gauss = np.random.get_state()
-    np.testing.assert_array_equal(key, node.words(WORDS_NUMPY_GLOBAL, MT_WORDS))
-    assert (pos, has_gauss, gauss) == (MT_WORDS, 0, 0.0)
+    np.testing.assert_array_equal(key, node.globals_words(WORDS_NUMPY_GLOBAL, MT_WORDS))
+    assert (pos, has_gauss, gauss) == (0, 0, 0.0)
     ref = np.random.RandomState()
-    ref.set_state(("MT19937", node.words(WORDS_NUMPY_GLOBAL, MT_WORDS), MT_WORDS))
+    ref.set_state(("MT19937", node.globals_words(WORDS_NUMPY_GLOBAL, MT_WORDS), 0))
     assert np.random.standard_normal(3).tolist() == ref.standard_normal(3).tolist()
 
     image = torch.get_rng_state().numpy()
-    np.testing.assert_array_equal(image[24 : 24 + 8 * MT_WORDS].view("<u8"), node.words(WORDS_TORCH_CPU, MT_WORDS))
+    np.testing.assert_array_equal(image[24 : 24 + 8 * MT_WORDS].view("<u8"), node.globals_words(WORDS_TORCH_CPU, MT_WORDS))
     assert torch.equal(torch.get_rng_state(), node.torch().get_state())  # the same whole image, seed included
     assert torch.initial_seed() == node.torch().initial_seed()
     assert torch.rand(3).tolist() == torch.rand(3, generator=node.torch()).tolist()
@@ -76,7 +79,7 @@ def test_numpy_global_fast_path_equals_set_state() -> None:
             np.random.standard_normal()
         controller.seed(node)
         fast = np.random.random_sample(5).tolist() + np.random.standard_normal(3).tolist()
-        np.random.set_state(("MT19937", node.words(WORDS_NUMPY_GLOBAL, MT_WORDS), MT_WORDS))
+        np.random.set_state(("MT19937", node.globals_words(WORDS_NUMPY_GLOBAL, MT_WORDS), 0))
         slow = np.random.random_sample(5).tolist() + np.random.standard_normal(3).tolist()
         assert fast == slow
     assert controller._fast is not None
@@ -347,3 +350,74 @@ def test_seed_everything_gives_each_cuda_device_its_own_seed() -> None:
     saved.seek(0)
     st.restore(torch.load(saved, weights_only=True))
     assert torch.equal(torch.rand(3, device="cuda"), x)
+
+
+# -- the batch path (DataLoader batches, chunks of tasks) --------------------------------
+
+
+def _states_then_dirty() -> tuple:
+    states = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    random.gauss(0.0, 1.0)  # leave cached Gaussians and moved positions for the next item
+    np.random.standard_normal()
+    torch.randn(3)
+    return states
+
+
+def test_batch_seeding_gives_each_item_its_nodes_states_and_isolate_puts_everything_back() -> None:
+    from seedtree.runtime.tasks import run_keyed_batch
+
+    tree = SeedTree(8) / "batch"
+    keys = [3, 0, 7, 2**32 - 1, 5]
+    np.random.standard_normal()  # the caller's own cached Gaussians must come back too
+    random.gauss(0.0, 1.0)
+    before = st.capture()
+    with st.isolate():
+        got = run_keyed_batch(tree, keys, [(_states_then_dirty, (), {})] * len(keys), ("random", "numpy", "torch"))
+    after = st.capture()
+    assert after["random"] == before["random"] and after["numpy"] == before["numpy"]
+    assert torch.equal(after["torch"], before["torch"])
+    for key, (r, n, t) in zip(keys, got, strict=True):
+        node = tree / key
+        assert r == node.python_random_state()
+        np.testing.assert_array_equal(n[1], node.globals_words(WORDS_NUMPY_GLOBAL, MT_WORDS))
+        assert n[2:] == (0, 0, 0.0)
+        assert torch.equal(t, torch.from_numpy(node.torch_cpu_state()))
+
+
+def test_in_place_seeding_matches_the_portable_path() -> None:
+    node = SeedTree(5) / "in-place"
+    for cls, start in ((bindings.PythonRandom, WORDS_RANDOM), (bindings.NumpyGlobal, WORDS_NUMPY_GLOBAL)):
+        words = node.words(start, MT_WORDS)
+        portable = cls()
+        portable._fast = False
+        fast = cls()
+        with st.isolate():
+            random.gauss(0.0, 1.0)
+            np.random.standard_normal()
+            fast.seed_words(words)
+            got = fast.capture()
+            random.gauss(0.0, 1.0)
+            np.random.standard_normal()
+            portable.seed_words(words)
+            assert got == portable.capture()
+        assert fast._fast is True, f"{cls.__name__}: the self-check should accept the in-place path on CPython"
+
+
+def test_loader_globals_scheme_streams_are_what_the_batch_path_seeds() -> None:
+    """The statistics scheme builds each sample's generators from the layout; the loader's
+    batch path must seed exactly those, or the battery would test something else."""
+    from seedtree.runtime.tasks import run_keyed_batch
+    from seedtree.stats.schemes import SCHEMES
+
+    streams = SCHEMES["loader-globals"].streams(77, range(9))
+
+    def draw() -> tuple[int, int, int]:
+        return (
+            random.getrandbits(64),
+            int(np.random.randint(0, 1 << 64, size=1, dtype=np.uint64)[0]),
+            int(torch.empty(1, dtype=torch.int64).random_(-(1 << 63), None).numpy().view(np.uint64)[0]),
+        )
+
+    with st.isolate():
+        got = run_keyed_batch(SeedTree(77) / 0, [0, 1, 2], [(draw, (), {})] * 3, ("random", "numpy", "torch"))
+    assert got == [tuple(int(s.take(1)[0]) for s in streams[3 * k : 3 * k + 3]) for k in range(3)]

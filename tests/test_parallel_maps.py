@@ -180,6 +180,39 @@ def import_and_draw(item):
     return fakerng.draw()
 
 
+def import_from_two_and_draw(item):
+    if item < 2:
+        return None
+    import fakerng
+
+    return fakerng.draw()
+
+
+def test_a_library_first_imported_by_a_later_task_of_a_chunk_is_seeded_from_that_task(tmp_path, monkeypatch):
+    import sys
+
+    from seedtree.runtime import controllers
+    from seedtree.runtime.tasks import run_keyed_batch
+
+    (tmp_path / "fakerng.py").write_text(FAKE_LIBRARY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "fakerng", raising=False)
+    st.register(FakeBinding())
+    try:
+        controllers.REGISTRY._installed.pop("fakerng", None)
+        with st.isolate():  # one batch of five, as a DataLoader batch or a chunk of tasks runs
+            calls = [(import_from_two_and_draw, (k,), {}) for k in range(5)]
+            got = run_keyed_batch(TREE, list(range(5)), calls, controllers.REGISTRY.loaded_modules())
+        expected = [None, None]
+        for k in range(2, 5):
+            value = (TREE / k).seed_int(64, 7)
+            expected.append((value * 6364136223846793005 + 1442695040888963407) % 2**64)
+        assert got == expected, "task 2 imports it (seeded from task 2's node), tasks 3 and 4 are seeded per task"
+    finally:
+        controllers.unregister("fakerng")
+        controllers.REGISTRY._plans.clear()
+
+
 def test_a_library_first_imported_by_inline_tasks_is_seeded_per_task_then_put_back(tmp_path, monkeypatch):
     import sys
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import random
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -56,9 +55,9 @@ def test_pool_initializer_gives_distinct_worker_streams(method):
         # Each worker's first draws are those of its own node, tree / "worker" / identity.
         node = SeedTree(TREE.entropy, path)
         assert path[0] == "worker" and len(path) > 1
-        assert draws[0] == random.Random(node.random_seed()).random()
+        assert draws[0] == node.random().random()
         legacy = np.random.RandomState()
-        legacy.set_state(("MT19937", node.words(WORDS_NUMPY_GLOBAL, MT_WORDS), MT_WORDS))
+        legacy.set_state(("MT19937", node.globals_words(WORDS_NUMPY_GLOBAL, MT_WORDS), 0))
         assert draws[1] == legacy.random_sample()
         assert draws[2] == torch.rand(1, generator=node.torch()).item()
 

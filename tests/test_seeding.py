@@ -39,7 +39,7 @@ def _global_draws() -> list[int]:
 def _expected_draws(node: SeedTree) -> list[int]:
     """What _global_draws gives in a process whose globals were seeded from ``node``."""
     legacy = np.random.RandomState()
-    legacy.set_state(("MT19937", node.words(WORDS_NUMPY_GLOBAL, MT_WORDS), MT_WORDS))
+    legacy.set_state(("MT19937", node.globals_words(WORDS_NUMPY_GLOBAL, MT_WORDS), 0))
     return [
         node.random().getrandbits(64),
         int(legacy.randint(0, 2**63 - 1, dtype=np.int64)),

@@ -92,7 +92,7 @@ def test_bad_scheme_names_say_what_to_use() -> None:
 def test_every_named_scheme_is_described() -> None:
     kinds = {s.kind for s in SCHEMES.values()}
     assert kinds == {"good", "control", "common"}
-    assert {"seedtree", "numpy-spawn"} == {n for n, s in SCHEMES.items() if s.kind == "good"}
+    assert {"seedtree", "numpy-spawn", "loader-globals"} == {n for n, s in SCHEMES.items() if s.kind == "good"}
     assert {"duplicated", "shifted", "naive-pcg64", "naive-mt19937", "pcg64-increments", "torch-32bit"} == {
         n for n, s in SCHEMES.items() if s.kind == "control"
     }

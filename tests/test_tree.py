@@ -362,9 +362,9 @@ def test_word_ranges_of_consumers_are_disjoint_and_distinct() -> None:
     node = SeedTree(12) / "n"
     blocks = {
         "numpy": node.words(0, 624),
-        "random": node.words(WORDS_RANDOM, 4),
-        "numpy_global": node.words(WORDS_NUMPY_GLOBAL, 624),
-        "torch": node.words(WORDS_TORCH_CPU, 626),
+        "random": node.globals_words(WORDS_RANDOM, 624),
+        "numpy_global": node.globals_words(WORDS_NUMPY_GLOBAL, 624),
+        "torch": node.globals_words(WORDS_TORCH_CPU, 626),
         "cuda": node.words(WORDS_CUDA, 16),
     }
     seen = np.concatenate(list(blocks.values()))
@@ -375,13 +375,19 @@ def test_word_ranges_of_consumers_are_disjoint_and_distinct() -> None:
                 assert not np.array_equal(blocks[a][:4], blocks[b][:4])
 
 
-def test_random_is_seeded_with_128_bits() -> None:
+def test_random_state_is_624_node_words() -> None:
     node = SeedTree(4) / "r"
-    seed = node.random_seed()
-    words = node.words(WORDS_RANDOM, 4).tolist()
-    assert seed == words[0] | words[1] << 32 | words[2] << 64 | words[3] << 96
-    assert seed >= 2**64 or words[2] == words[3] == 0
-    r, ref = node.random(), random.Random(seed)
+    version, internal, gauss = node.python_random_state()
+    words = node.globals_words(WORDS_RANDOM, MT_WORDS).tolist()
+    assert version == 3 and gauss is None and len(internal) == MT_WORDS + 1
+    assert list(internal[:MT_WORDS]) == words
+    assert internal[MT_WORDS] == 0  # a fresh block: the first draws read the words, tempered
+    first = words[0] ^ (words[0] >> 11)  # MT19937's tempering of word 0
+    first ^= (first << 7) & 0x9D2C5680
+    first ^= (first << 15) & 0xEFC60000
+    assert node.random().getrandbits(32) == first ^ (first >> 18)
+    r, ref = node.random(), random.Random()
+    ref.setstate(node.python_random_state())
     assert isinstance(r, random.Random)
     assert [r.random() for _ in range(3)] == [ref.random() for _ in range(3)]
     assert node.random().getrandbits(64) != (SeedTree(4) / "s").random().getrandbits(64)
@@ -432,8 +438,8 @@ def test_torch_cpu_generator_gets_the_whole_mersenne_twister_state() -> None:
     a, b = SeedTree(1) / "t" / 0, SeedTree(1) / "t" / 1
     ga, gb = a.torch(), b.torch()
     assert ga.device.type == "cpu"
-    np.testing.assert_array_equal(_torch_mt_words(ga), a.words(WORDS_TORCH_CPU, MT_WORDS))
-    np.testing.assert_array_equal(_torch_mt_words(gb), b.words(WORDS_TORCH_CPU, MT_WORDS))
+    np.testing.assert_array_equal(_torch_mt_words(ga), a.globals_words(WORDS_TORCH_CPU, MT_WORDS))
+    np.testing.assert_array_equal(_torch_mt_words(gb), b.globals_words(WORDS_TORCH_CPU, MT_WORDS))
     # Not a 32-bit manual_seed state: manual_seed(s) fills the twister from s by a recurrence,
     # state[i] = 1812433253 * (state[i-1] ^ state[i-1] >> 30) + i; ours does not follow it.
     def follows_seed_recurrence(words: np.ndarray) -> bool:
@@ -451,10 +457,10 @@ def test_torch_cpu_generator_gets_the_whole_mersenne_twister_state() -> None:
     assert torch.equal(x, torch.randint(0, 2**31, (8,), generator=a.torch()))
     assert not torch.equal(x, torch.randint(0, 2**31, (8,), generator=gb))
     mt = np.random.MT19937()
-    mt.state = {"bit_generator": "MT19937", "state": {"key": a.words(WORDS_TORCH_CPU, MT_WORDS), "pos": MT_WORDS}}
+    mt.state = {"bit_generator": "MT19937", "state": {"key": a.globals_words(WORDS_TORCH_CPU, MT_WORDS), "pos": 0}}
     outputs = set((mt.random_raw(16) % 2**31).tolist())
     assert set(x.tolist()) <= outputs  # each torch draw comes out of that very twister
-    tail = a.words(WORDS_TORCH_CPU + MT_WORDS, 2).tolist()
+    tail = a.globals_words(WORDS_TORCH_CPU + MT_WORDS, 2).tolist()
     assert ga.initial_seed() == tail[0] | tail[1] << 32  # reported seed: 64 bits of the node
 
 
@@ -554,3 +560,31 @@ def test_entropy_beyond_128_bits_follows_numpy_concatenation() -> None:
     """Documented, not hidden: NumPy's own SeedSequence aliases these two."""
     assert SeedTree(2**128).numpy().random() == (SeedTree(0) / 1).numpy().random()
     assert np.random.default_rng(np.random.SeedSequence(2**128)).random() == SeedTree(2**128).numpy().random()
+
+
+def test_globals_expansion_is_the_documented_keyed_splitmix64() -> None:
+    """Rebuilt in plain python from the layout's description: key (a, b) = node words
+    [2**24, +4) as two 64-bit halves; output k = fmix64((a + (k + 1) * G) ^ b), low word first."""
+    from seedtree.core.layout import GLOBALS_WORDS, WORDS_GLOBALS_KEY, expand_globals
+
+    mask = 2**64 - 1
+
+    def fmix(z: int) -> int:
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        return z ^ (z >> 31)
+
+    for node in (SeedTree(0), SeedTree(2**100 + 7) / "g" / 3):
+        w = node.words(WORDS_GLOBALS_KEY, 4).tolist()
+        a, b = w[0] | w[1] << 32, w[2] | w[3] << 32
+        expected = []
+        for k in range(GLOBALS_WORDS // 2):
+            z = fmix(((a + (k + 1) * 0x9E3779B97F4A7C15) & mask) ^ b)
+            expected += [z & 0xFFFFFFFF, z >> 32]
+        assert node.globals_words().tolist() == expected
+    keys = SeedTree(3).states(range(5), 4, WORDS_GLOBALS_KEY)
+    rows = expand_globals(keys)
+    for k in range(5):  # vectorised over a batch = one node at a time
+        np.testing.assert_array_equal(rows[k], (SeedTree(3) / k).globals_words())
+    with pytest.raises(ValueError, match="outside"):
+        SeedTree(3).globals_words(GLOBALS_WORDS - 1, 2)

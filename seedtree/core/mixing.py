@@ -14,6 +14,7 @@ The constants are the published ones of ``seed_seq_fe``/NumPy.
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 
 import numpy as np
@@ -153,23 +154,52 @@ def _expand_rows(pool: list[np.ndarray], n_words: int, out: np.ndarray, h: np.nd
         np.bitwise_xor(h, t, out=out[:, j])
 
 
+@lru_cache(maxsize=256)
+def _level_columns(hash_const: int, depth: int) -> tuple[tuple[tuple[np.ndarray, np.ndarray], ...], int]:
+    """``_level_constants`` as (4, 1) columns per level (xor, multiply), for absorbing one
+    key word into all four pool words of many children in one array operation each."""
+    levels, hash_const = _level_constants(hash_const, depth)
+    columns = []
+    for pairs in levels:
+        xor_c = np.array([[x] for x, _ in pairs], dtype=np.uint32)
+        mul_c = np.array([[m] for _, m in pairs], dtype=np.uint32)
+        xor_c.setflags(write=False)
+        mul_c.setflags(write=False)
+        columns.append((xor_c, mul_c))
+    return tuple(columns), hash_const
+
+
 def absorb_many(state: MixState, keys: np.ndarray) -> tuple[list[np.ndarray], int]:
     """Vectorised ``absorb``: one child per row of ``keys`` (shape (n,) or (n, depth), uint32).
 
     Returns the four pool-word arrays of the children and the (shared) next hash constant.
+    The four pool words are updated together as one (4, n) array: nine array operations per
+    key level, whatever n (a DataLoader batch of 64 pays for calls, not arithmetic).
     """
     keys = keys[:, None] if keys.ndim == 1 else keys
     n, depth = keys.shape
-    levels, hash_const = _level_constants(state[1], depth)
+    levels, hash_const = _level_columns(state[1], depth)
     if depth == 0:
         return [np.full(n, p, dtype=np.uint32) for p in state[0]], hash_const
-    pool = [np.empty(n, dtype=np.uint32) for _ in range(POOL_SIZE)]
-    h = np.empty(n, dtype=np.uint32)
-    t = np.empty(n, dtype=np.uint32)
+    pool = np.empty((POOL_SIZE, n), dtype=np.uint32)
+    h = np.empty((POOL_SIZE, n), dtype=np.uint32)
+    t = np.empty((POOL_SIZE, n), dtype=np.uint32)
     for level in range(depth):
-        column = np.ascontiguousarray(keys[:, level], dtype=np.uint32)
-        _absorb_level(pool, state[0] if level == 0 else None, column, levels[level], h, t)
-    return pool, hash_const
+        xor_c, mul_c = levels[level]
+        np.bitwise_xor(keys[:, level], xor_c, out=h)  # hashmix(key word), per pool word
+        np.multiply(h, mul_c, out=h)
+        np.right_shift(h, _U16, out=t)
+        np.bitwise_xor(h, t, out=h)
+        np.multiply(h, _R, out=h)  # mix(pool word, h) = (L*x - R*h) ^ >> 16
+        if level == 0:
+            lx = np.array([[(MIX_MULT_L * p) & MASK32] for p in state[0]], dtype=np.uint32)
+            np.subtract(lx, h, out=pool)
+        else:
+            np.multiply(pool, _L, out=pool)
+            np.subtract(pool, h, out=pool)
+        np.right_shift(pool, _U16, out=t)
+        np.bitwise_xor(pool, t, out=pool)
+    return list(pool), hash_const
 
 
 # Children derived per block in ``derive_states``: the block's working set (six uint32
@@ -211,17 +241,55 @@ def derive_states(state: MixState, keys: np.ndarray, n_words: int) -> np.ndarray
 
 
 
-def expand_at(pools: list[np.ndarray], start: int, count: int) -> np.ndarray:
+def expand_at(pools: list[np.ndarray], start: int, count: int, out: np.ndarray | None = None) -> np.ndarray:
     """Vectorised ``expand(pool, start, count)`` for many pools (four arrays of pool words):
-    shape (n, count). Row-major, for few children and many words (per-batch seeding); for
-    many children and few words ``derive_states`` is faster."""
-    pick, xor_c, mul_c = _expand_constants(start, count)
-    out = np.stack(pools, axis=1)[:, pick]
-    out ^= xor_c
-    out *= mul_c
-    out ^= out >> XSHIFT
-    result: np.ndarray = out
-    return result
+    shape (n, count), each row contiguous; written into ``out`` (a C-contiguous uint32
+    array of that shape) when given. Row-major, for few children and many words (per-batch
+    seeding); for many children and few words ``derive_states`` is faster."""
+    n = len(pools[0])
+    phase = start % POOL_SIZE
+    padded = -(-count // POOL_SIZE) * POOL_SIZE
+    if out is None or padded != count:
+        buf = np.empty((n, padded), dtype=np.uint32)
+    else:
+        if out.shape != (n, count) or out.dtype != np.uint32 or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous uint32 array of shape {(n, count)}")
+        buf = out
+    # Word i reads pool word (start + i) % 4: lay the four pool words of each child side
+    # by side in that phase, and tile them across the row as 16-byte units (one copy;
+    # a broadcast over an inner axis of 4 would cost ten times more).
+    unit = np.empty((n, POOL_SIZE), dtype=np.uint32)
+    for i in range(POOL_SIZE):
+        unit[:, i] = pools[(phase + i) % POOL_SIZE]
+    np.copyto(buf.view(_UNIT), unit.view(_UNIT))
+    _, xor_c, mul_c = _expand_constants(start, padded)
+    np.bitwise_xor(buf, xor_c, out=buf)
+    np.multiply(buf, mul_c, out=buf)
+    t = _scratch(buf.size)[: buf.size].reshape(buf.shape)
+    np.right_shift(buf, _U16, out=t)
+    np.bitwise_xor(buf, t, out=buf)
+    if buf is out:
+        return out
+    if out is not None:
+        np.copyto(out, buf[:, :count])
+        return out
+    return buf[:, :count] if padded != count else buf
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(size: int) -> np.ndarray:
+    """A per-thread scratch buffer of at least ``size`` words, kept between calls (a fresh
+    half-megabyte temporary per DataLoader batch costs page faults, not arithmetic)."""
+    buf = getattr(_SCRATCH, "buf", None)
+    if buf is None or buf.size < size:
+        buf = _SCRATCH.buf = np.empty(size, dtype=np.uint32)
+    return buf
+
+
+_UNIT = np.dtype((np.void, 4 * POOL_SIZE))
+
 
 @lru_cache(maxsize=64)
 def _expand_constants(start: int, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ import os
 import secrets
 import sys
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from numpy.random.bit_generator import ISpawnableSeedSequence
@@ -25,13 +25,17 @@ from numpy.random.bit_generator import ISpawnableSeedSequence
 from . import mixing
 from .keys import KEY_LIMIT, Key, check_int_keys, check_key, key_words
 from .layout import (
+    GLOBALS_WORDS,
     JAX_WORDS,
     MT_WORDS,
     WORD_LIMIT,
     WORDS_CUDA,
+    WORDS_GLOBALS_KEY,
     WORDS_JAX,
     WORDS_RANDOM,
     WORDS_TORCH_CPU,
+    expand_globals,
+    python_random_state,
     torch_cpu_image,
 )
 from .optional import require
@@ -266,6 +270,29 @@ class SeedTree:
         node._spawn_key = None
         return node
 
+    def children(self, keys: Iterable[Key] | np.ndarray) -> list[SeedTree]:
+        """``[self / k for k in keys]``; int keys (a list, range or array) are validated
+        all at once, then each child costs one small object (a DataLoader batch, a chunk
+        of tasks)."""
+        if not isinstance(keys, (np.ndarray, range)):
+            keys = list(keys)
+        arr = self._int_keys(keys)
+        if arr is None:
+            return [self / k for k in keys]
+        if arr.ndim != 1:
+            return [self.child(*row) for row in arr.tolist()]
+        new, cls, path = SeedTree.__new__, SeedTree, self._path
+        nodes = []
+        for key in arr.tolist():
+            node = new(cls)
+            node._entropy = self._entropy
+            node._path = path + (key,)
+            node._parent = self
+            node._state = None
+            node._spawn_key = None
+            nodes.append(node)
+        return nodes
+
     def spawn(self, n: int, start: int = 0) -> list[SeedTree]:
         """Children ``self / start`` .. ``self / (start + n - 1)``.
 
@@ -389,9 +416,13 @@ class SeedTree:
             value |= w << (32 * i)
         return value & ((1 << bits) - 1)
 
-    def states(self, keys: Iterable[Key] | np.ndarray, n_words: int = 4, start: int = 0) -> np.ndarray:
+    def states(
+        self, keys: Iterable[Key] | np.ndarray, n_words: int = 4, start: int = 0, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """The ``generate_state(n_words)`` words of each child ``self / k``, shape (n, n_words);
         with ``start``, its words ``start .. start + n_words`` (``(self / k).words(start, n_words)``).
+        With ``out`` (a C-contiguous uint32 array of shape (n, n_words)), they are written
+        there and ``out`` is returned (callers seeding batch after batch reuse one buffer).
 
         An int array (or range, or list of ints) of keys is derived vectorised, with no
         per-child Python work; a 2-D array (n, depth) derives ``self / k[0] / k[1] ...`` per
@@ -407,20 +438,34 @@ class SeedTree:
         if not valid_start or not 0 <= start <= start + n_words <= WORD_LIMIT:
             raise ValueError(f"start must be an int with start + n_words <= 2**30, got start={start!r}")
         arr = self._int_keys(keys)
+        if out is not None:
+            n = len(keys) if arr is None else len(arr)
+            if not (isinstance(out, np.ndarray) and out.dtype == np.uint32 and out.flags.c_contiguous
+                    and out.shape == (n, n_words)):
+                raise ValueError(f"out must be a C-contiguous uint32 array of shape {(n, n_words)}")
         if arr is None:
             rows = [(self / k).words(start, n_words) for k in keys]
-            return np.stack(rows) if rows else np.empty((0, n_words), np.uint32)
-        if start == 0:
-            return mixing.derive_states(self._mix_state(), arr, n_words)
-        if len(arr) == 0:
-            return np.empty((0, n_words), np.uint32)
-        return mixing.expand_at(mixing.absorb_many(self._mix_state(), arr)[0], int(start), n_words)
+            result = np.stack(rows) if rows else np.empty((0, n_words), np.uint32)
+        elif start == 0:
+            result = mixing.derive_states(self._mix_state(), arr, n_words)
+        elif len(arr) == 0:
+            result = np.empty((0, n_words), np.uint32)
+        else:
+            return mixing.expand_at(mixing.absorb_many(self._mix_state(), arr)[0], int(start), n_words, out)
+        if out is not None:
+            np.copyto(out, result)
+            return out
+        return result
 
     def _int_keys(self, keys: list[Key] | range | np.ndarray) -> np.ndarray | None:
         """Validated uint32 keys (n,) or (n, depth), or None for a list holding str/bytes keys."""
         if isinstance(keys, range):
             return _range_keys(self._checked_range(keys))
         if isinstance(keys, list):
+            if keys and set(map(type, keys)) == {int}:
+                ints = cast("list[int]", keys)
+                if 0 <= min(ints) and max(ints) < KEY_LIMIT:  # plain in-range ints (a batch): checked at C speed
+                    return check_int_keys(np.asarray(ints, dtype=np.int64), len(self._path))
             if any(not isinstance(k, (int, np.integer)) or isinstance(k, bool) for k in keys):
                 for k in keys:
                     check_key(k, len(self._path))  # bools and floats fail here, with the key named
@@ -519,14 +564,26 @@ class SeedTree:
         return jax.random.wrap_key_data(self.words(WORDS_JAX, size).reshape(shape), impl=impl)
 
     def random(self) -> _random.Random:
-        """A ``random.Random`` seeded with 128 bits of this node (never a small int)."""
+        """A ``random.Random`` whose whole 624-word MT19937 state is filled from this node
+        (never a small int): the state the ``random`` controller gives the global module."""
         import random
 
-        return random.Random(self.random_seed())
+        gen = random.Random()
+        gen.setstate(self.python_random_state())
+        return gen
 
-    def random_seed(self) -> int:
-        """The 128-bit int this node seeds python's ``random`` with."""
-        return int.from_bytes(self.words(WORDS_RANDOM, 4).astype("<u4").tobytes(), "little")
+    def python_random_state(self) -> tuple[int, tuple[int, ...], None]:
+        """The ``random.setstate`` state this node gives python's ``random`` (see
+        ``seedtree.core.layout.python_random_state``)."""
+        return python_random_state(self.globals_words(WORDS_RANDOM, MT_WORDS))
+
+    def globals_words(self, start: int = 0, count: int = GLOBALS_WORDS) -> np.ndarray:
+        """Words ``start .. start + count`` of this node's globals expansion: what the
+        global generators (python ``random``, NumPy's global, torch's CPU generator) are
+        filled from (see ``seedtree.core.layout``)."""
+        if not 0 <= start <= start + count <= GLOBALS_WORDS:
+            raise ValueError(f"globals_words({start}, {count}) is outside [0, {GLOBALS_WORDS})")
+        return expand_globals(self.words(WORDS_GLOBALS_KEY, 4)[None, :])[0, start : start + count]
 
     def torch(self, device: Any = "cpu") -> _torch.Generator:
         """A ``torch.Generator`` on ``device`` for this node.
@@ -546,7 +603,7 @@ class SeedTree:
 
     def torch_cpu_state(self) -> np.ndarray:
         """The byte image a torch CPU generator is given for this node."""
-        words = self.words(WORDS_TORCH_CPU, MT_WORDS + 2)
+        words = self.globals_words(WORDS_TORCH_CPU, MT_WORDS + 2)
         seed = int(words[MT_WORDS]) | (int(words[MT_WORDS + 1]) << 32)
         return torch_cpu_image(words[:MT_WORDS], seed)
 

@@ -14,23 +14,38 @@ and are JSON-serialisable when torch is not in use.
 
 from __future__ import annotations
 
+import _random
 import ctypes
+import functools
 import importlib
 import importlib.util
 import random
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
-from ..core.layout import MT_WORDS, WORDS_NUMPY_GLOBAL, WORDS_RANDOM, WORDS_TORCH_CPU, torch_cpu_image
+from ..core.layout import (
+    GLOBALS_WORDS,
+    MT_FRESH,
+    WORDS_GLOBALS_KEY,
+    MT_WORDS,
+    WORDS_NUMPY_GLOBAL,
+    WORDS_RANDOM,
+    WORDS_TORCH_CPU,
+    TORCH_CPU_IMAGE_BYTES,
+    expand_globals,
+    python_random_state,
+    torch_cpu_image,
+)
 from ..core.tree import SeedTree
 
 __all__ = [
     "REGISTRY",
     "LibController",
+    "Batch",
     "NumpyGlobal",
     "Plan",
     "PythonRandom",
@@ -51,9 +66,10 @@ class LibController(ABC):
     (the import name); a controller is used only while its module is imported and
     ``usable()``.
 
-    ``words = (start, count)`` says which of a node's words the controller seeds from
-    (see ``seedtree.core.layout``); controllers that set it implement ``seed_words``, and
-    seeding many of them costs one expansion of a node's words. Others override ``seed``.
+    ``words = (start, count)`` says which words of a node's globals expansion the
+    controller seeds from (see ``seedtree.core.layout``); controllers that set it
+    implement ``seed_words``, and seeding many of them (for many nodes) costs one
+    vectorised expansion. Others override ``seed``.
     """
 
     name: str = ""
@@ -68,11 +84,27 @@ class LibController(ABC):
         """Seed the library's global generator from ``node``."""
         if self.words is None:
             raise NotImplementedError(f"{type(self).__name__} sets no words: override seed()")
-        self.seed_words(node.words(*self.words))
+        self.seed_words(node.globals_words(*self.words))
 
     def seed_words(self, words: np.ndarray) -> None:
         """Seed from this controller's ``words`` range of a node."""
         raise NotImplementedError(f"{type(self).__name__} sets no words: it seeds through seed()")
+
+    def row_seeders(self, rows: np.ndarray) -> tuple[Callable[[], None] | None, list[Callable[[], None]]]:
+        """For a batch buffer ``rows`` (n, this controller's word count; refilled batch
+        after batch in place): ``(refresh, seeders)``, where ``refresh()`` runs once after
+        each refill and ``seeders[j]()`` seeds from row j (same state as
+        ``seed_words(rows[j])``). Override to do per-batch work vectorised."""
+        return None, [functools.partial(self.seed_words, rows[j]) for j in range(len(rows))]
+
+    def snapshot(self) -> Any:
+        """The state in whatever form ``put_back`` restores fastest (``isolate`` uses
+        these; ``capture`` is the portable form)."""
+        return self.capture()
+
+    def put_back(self, snapshot: Any) -> None:
+        """Restore what ``snapshot`` returned."""
+        self.restore(snapshot)
 
     @abstractmethod
     def capture(self) -> Any:
@@ -89,15 +121,87 @@ class LibController(ABC):
         nothing; ``restore`` itself trusts its input (``isolate`` hands back what it captured)."""
 
 
+def _memory(address: int, ctype: Any, n: int) -> np.ndarray:
+    """``n`` values of ``ctype`` at ``address`` as a NumPy array sharing that memory."""
+    return np.ctypeslib.as_array((ctype * n).from_address(address))
+
+
 class PythonRandom(LibController):
-    """Python's ``random`` module, seeded with 128 bits of the node."""
+    """Python's ``random`` module: its whole 624-word MT19937 state is written from the node
+    (``seedtree.core.layout.python_random_state``)."""
 
     name = "random"
     module = "random"
-    words = (WORDS_RANDOM, 4)
+    words = (WORDS_RANDOM, MT_WORDS)
+
+    def __init__(self) -> None:
+        self._fast: bool | None = None  # decided on first use by a self-check
+        self._inst: Any = None  # the module's own Random instance (kept alive with the view)
+        self._mem: np.ndarray | None = None  # its position and state words, in place
 
     def seed_words(self, words: np.ndarray) -> None:
-        random.seed(int.from_bytes(words.astype("<u4", copy=False).tobytes(), "little"))
+        if self._fast is None:
+            self._fast = self._check_fast_path(words)
+        mem = self._mem
+        if self._fast and mem is not None:
+            # random.setstate wants a 625-int tuple (~20 us to build from an array, 3 us to
+            # apply); random.seed() runs init_by_array (~4 us). Instead the state words and the
+            # position are written in place, where the self-check found them.
+            mem[1:] = words
+            mem[0] = MT_FRESH
+            self._inst.gauss_next = None
+        else:
+            random.setstate(python_random_state(words))
+
+    def _locate(self) -> np.ndarray | None:
+        """The C ``RandomObject`` of ``random``'s instance is ``{PyObject_HEAD; int index;
+        uint32_t state[624]}`` in CPython: find it by reading (never writing) a known state
+        there, or give up."""
+        inst = getattr(random, "_inst", None)
+        if (
+            sys.implementation.name != "cpython"
+            or not isinstance(inst, _random.Random)
+            or random.getstate.__self__ is not inst  # type: ignore[attr-defined]
+            or _random.Random.__basicsize__ < 16 + 4 * (MT_WORDS + 1)
+        ):
+            return None
+        probe = np.arange(1000, 1000 + MT_WORDS, dtype=np.uint32)
+        saved = random.getstate()
+        try:
+            random.setstate((3, (*probe.tolist(), 17), None))
+            seen = np.frombuffer(ctypes.string_at(id(inst) + 16, 4 * (MT_WORDS + 1)), dtype=np.uint32)
+            if seen[0] != 17 or not np.array_equal(seen[1:], probe):
+                return None
+        finally:
+            random.setstate(saved)
+        self._inst = inst
+        return _memory(id(inst) + 16, ctypes.c_uint32, MT_WORDS + 1)
+
+    def _check_fast_path(self, words: np.ndarray) -> bool:
+        saved = random.getstate()
+        try:
+            self._mem = self._locate()
+            if self._mem is None:
+                return False
+            random.gauss(0.0, 1.0)  # a cached Gaussian the fast path must drop
+            self._fast = True
+            self.seed_words(words)
+            fast_state, fast_draw = random.getstate(), [random.random(), random.gauss(0.0, 1.0)]
+            random.setstate(python_random_state(words))
+            ok = fast_state == python_random_state(words) and fast_draw == [random.random(), random.gauss(0.0, 1.0)]
+        except Exception:
+            ok = False
+        finally:
+            random.setstate(saved)
+        if not ok:
+            self._mem = None
+        return ok
+
+    def snapshot(self) -> Any:
+        return random.getstate()
+
+    def put_back(self, snapshot: Any) -> None:
+        random.setstate(snapshot)
 
     def capture(self) -> dict[str, Any]:
         version, internal, gauss_next = random.getstate()
@@ -137,38 +241,95 @@ class NumpyGlobal(LibController):
 
     def __init__(self) -> None:
         self._fast: bool | None = None  # decided on first use by a self-check
-        self._key: np.ndarray | None = None  # the legacy generator's key, in place
+        self._mem: Any = None  # the legacy generator's key and position, in place
+        self._has_gauss: Any = None  # its cached Gaussian, in place (None: not found)
+        self._gauss: Any = None
+        self._rs: Any = None
 
     def seed_words(self, words: np.ndarray) -> None:
         if self._fast is None:
             self._fast = self._check_fast_path(words)
         if self._fast:
-            self._write_key(words)
+            self._write(words)
         else:
-            np.random.set_state(("MT19937", words, MT_WORDS))
+            np.random.set_state(("MT19937", words, MT_FRESH, 0, 0.0))
 
-    def _write_key(self, key: np.ndarray) -> None:
-        # set_state copies the key word by word in Python (~35 us). Instead: the legacy
-        # seed() resets the cached Gaussian and sets the position to 624 (~2 us), then the
-        # key is written in place through the bit generator's documented ctypes state address.
-        np.random.seed(0)
-        if self._key is None:
-            address = np.random.mtrand._rand._bit_generator.ctypes.state_address
-            self._key = np.ctypeslib.as_array((ctypes.c_uint32 * MT_WORDS).from_address(address))
-        self._key[:] = key
+    def _write(self, key: np.ndarray) -> None:
+        # set_state copies the key word by word in Python (~35 us) and np.random.seed(0)
+        # costs ~1.3 us: instead the key and position are written in place through the bit
+        # generator's documented ctypes state address, and the cached Gaussian where the
+        # self-check found it (or, if it was not found, reset by seed(0) first).
+        mem = self._mem
+        if self._gauss is None:
+            np.random.seed(0)
+        else:
+            self._has_gauss[0] = 0
+            self._gauss[0] = 0.0
+        mem[:MT_WORDS] = key
+        mem[MT_WORDS] = MT_FRESH
+
+    def _locate(self) -> None:
+        """The key and position (``mt19937_state {uint32 key[624]; int pos}`` at the
+        documented state address, checked by reading a known state back), and the legacy
+        generator's cached Gaussian: ``{int has_gauss; double gauss}`` inside the
+        RandomState object, found by reading (never writing) two known states there."""
+        rs = np.random.mtrand._rand
+        self._mem = _memory(rs._bit_generator.ctypes.state_address, ctypes.c_uint32, MT_WORDS + 1)
+        self._has_gauss = self._gauss = None
+        key = np.arange(7, 7 + MT_WORDS, dtype=np.uint32)
+        np.random.set_state(("MT19937", key, 123, 0, 0.0))
+        if not (np.array_equal(self._mem[:MT_WORDS], key) and self._mem[MT_WORDS] == 123):
+            raise RuntimeError("the MT19937 state is not where its ctypes address says")
+        size = type(rs).__basicsize__
+        if sys.implementation.name != "cpython" or size < 24:
+            return
+        found = None
+        for has_gauss, gauss in ((1, 1.2345678901234567e-301), (0, -9.876543210987654e299)):
+            np.random.set_state(("MT19937", key, MT_WORDS, has_gauss, gauss))
+            raw = ctypes.string_at(id(rs), size)
+            doubles = {o for o in range(8, size - 7) if np.frombuffer(raw, np.float64, 1, o)[0] == gauss}
+            matches = {o for o in doubles if np.frombuffer(raw, np.int32, 1, o - 8)[0] == has_gauss}
+            found = matches if found is None else found & matches
+        if found is not None and len(found) == 1:
+            offset = found.pop()
+            self._has_gauss = _memory(id(rs) + offset - 8, ctypes.c_int32, 1)
+            self._gauss = _memory(id(rs) + offset, ctypes.c_double, 1)
+            self._rs = rs  # kept alive with the views
 
     def _check_fast_path(self, key: np.ndarray) -> bool:
         saved = np.random.get_state()
         try:
-            self._write_key(key)
-            fast_draw = np.random.random_sample(3)
-            np.random.set_state(("MT19937", key, MT_WORDS))
-            ok = bool(np.array_equal(fast_draw, np.random.random_sample(3)))
+            self._locate()
+            np.random.standard_normal()  # a cached Gaussian the fast path must drop
+            self._write(key)
+            fast_state: Any = np.random.get_state()
+            fast_draw = np.random.random_sample(3).tolist() + np.random.standard_normal(3).tolist()
+            np.random.set_state(("MT19937", key, MT_FRESH, 0, 0.0))
+            ok = (
+                np.array_equal(fast_state[1], key)
+                and fast_state[2:] == (MT_FRESH, 0, 0.0)
+                and fast_draw == np.random.random_sample(3).tolist() + np.random.standard_normal(3).tolist()
+            )
         except Exception:
             ok = False
         finally:
             np.random.set_state(saved)
         return ok
+
+    def snapshot(self) -> Any:
+        if self._fast is None:
+            self._fast = self._check_fast_path(np.arange(MT_WORDS, dtype=np.uint32))
+        if self._fast and self._gauss is not None:
+            return (self._mem.copy(), int(self._has_gauss[0]), float(self._gauss[0]))
+        return np.random.get_state()
+
+    def put_back(self, snapshot: Any) -> None:
+        if isinstance(snapshot, tuple) and len(snapshot) == 3:
+            self._mem[:] = snapshot[0]
+            self._has_gauss[0] = snapshot[1]
+            self._gauss[0] = snapshot[2]
+        else:
+            np.random.set_state(snapshot)
 
     def capture(self) -> dict[str, Any]:
         _, key, pos, has_gauss, gauss = np.random.get_state()
@@ -223,6 +384,29 @@ class TorchCPU(LibController):
         np.copyto(self._state_words, words[:MT_WORDS])
         np.copyto(self._seed_words, words[MT_WORDS:])  # the 64-bit initial seed, low word first
         torch.default_generator.set_state(self._tensor)
+
+    def row_seeders(self, rows: np.ndarray) -> tuple[Callable[[], None] | None, list[Callable[[], None]]]:
+        # One generator image per row, filled for the whole batch by one vectorised copy
+        # (a 32-to-64-bit copy per sample costs more than torch's set_state itself).
+        torch = sys.modules["torch"]
+        n = len(rows)
+        images = np.empty((n, TORCH_CPU_IMAGE_BYTES), dtype=np.uint8)
+        images[:] = torch_cpu_image(np.zeros(MT_WORDS, dtype=np.uint32), 0)
+        states = images[:, 24 : 24 + 8 * MT_WORDS].view("<u8")
+        seeds = images[:, 0:8].view("<u4")
+
+        def refresh() -> None:
+            np.copyto(states, rows[:, :MT_WORDS])
+            np.copyto(seeds, rows[:, MT_WORDS:])
+
+        set_state = torch.default_generator.set_state
+        return refresh, [functools.partial(set_state, torch.from_numpy(images[j])) for j in range(n)]
+
+    def snapshot(self) -> Any:
+        return sys.modules["torch"].default_generator.get_state()
+
+    def put_back(self, snapshot: Any) -> None:
+        sys.modules["torch"].default_generator.set_state(snapshot)
 
     def capture(self) -> Any:
         return sys.modules["torch"].get_rng_state()
@@ -324,40 +508,89 @@ class TorchCUDA(LibController):
 
 
 class Plan:
-    """How to seed a set of controllers from one node: the span of node words that covers
-    every word-seeded controller (expanded once), and each controller's slice of it.
-    Callers seeding many nodes at once (a DataLoader batch) expand ``(start, count)`` for
-    all of them in one vectorised call and pass each node its row."""
-
-    SPAN_LIMIT = 4096
-    """Most words expanded at once for all word-seeded controllers."""
+    """How to seed a set of controllers from one node: the node's globals expansion
+    (computed once for every word-seeded controller), and each controller's slice of it.
+    Callers seeding many nodes at once (a DataLoader batch, a chunk of tasks) take a
+    ``Batch`` of all their rows, derived in one vectorised call, and seed row by row."""
 
     def __init__(self, chosen: list[LibController]) -> None:
         self.controllers = chosen
-        spans = [c.words for c in chosen if c.words is not None]
-        self.start = min((lo for lo, _ in spans), default=0)
-        stop = max((lo + n for lo, n in spans), default=0)
-        if not spans or stop - self.start > self.SPAN_LIMIT:
-            self.start, stop = 0, 0
-        self.count = stop - self.start
+        self.names = [c.name for c in chosen]
+        # Controllers whose words lie in the globals expansion are seeded from it (one
+        # expansion for all of them); any other seeds itself from the node.
+        batched = [c for c in chosen if c.words is not None and 0 <= c.words[0] < sum(c.words) <= GLOBALS_WORDS]
+        self.start = 0
+        self.count = GLOBALS_WORDS if batched else 0
         self.steps: list[tuple[LibController, int, int]] = []
         for c in chosen:
-            if c.words is not None and self.count:
-                self.steps.append((c, c.words[0] - self.start, c.words[0] - self.start + c.words[1]))
+            if c in batched and c.words is not None:
+                self.steps.append((c, c.words[0], c.words[0] + c.words[1]))
             else:
                 self.steps.append((c, 0, 0))
+        self._node_seeders = [c.seed for c, _, hi in self.steps if not hi]
+        self._free: dict[int, list[Batch]] = {}  # by size: batches handed back, for reuse
 
     def seed(self, node: SeedTree, words: np.ndarray | None = None) -> list[str]:
         """Seed every controller from ``node``; ``words`` are the node's words
         ``start .. start + count`` if the caller has them already."""
         if words is None and self.count:
-            words = node.words(self.start, self.count)
+            words = node.globals_words()
         for controller, lo, hi in self.steps:
             if hi and words is not None:
                 controller.seed_words(words[lo:hi])
             else:
                 controller.seed(node)
-        return [c.name for c in self.controllers]
+        return list(self.names)
+
+    def batch(self, tree: SeedTree, keys: list[int]) -> Batch:
+        """The words of every child ``tree / k`` (int keys), derived in one vectorised
+        call; seed child j with ``batch.seed(j, node)``. Hand it back with ``release``."""
+        try:
+            batch = self._free.setdefault(len(keys), []).pop()
+        except IndexError:
+            batch = Batch(self, len(keys))
+        if self.count:
+            expand_globals(tree.states(keys, 4, WORDS_GLOBALS_KEY), out=batch.rows)
+            batch.refresh()
+        return batch
+
+    def release(self, batch: Batch) -> None:
+        """Hand a batch's buffers back for the next ``batch`` call (a few are kept)."""
+        free = self._free.setdefault(len(batch.rows), [])
+        if len(free) < 4 and len(self._free) < 16:
+            free.append(batch)
+
+
+class Batch:
+    """The words of a run of children for one ``Plan``, and each controller's seeders for
+    each row, made once: the buffers are refilled batch after batch."""
+
+    __slots__ = ("plan", "rows", "refreshers", "seeders")
+
+    def __init__(self, plan: Plan, n: int) -> None:
+        self.plan = plan
+        self.rows = np.empty((n, plan.count), dtype=np.uint32)
+        self.refreshers: list[Callable[[], None]] = []
+        per_controller = []
+        for controller, lo, hi in plan.steps:
+            if hi:
+                refresh, seeders = controller.row_seeders(self.rows[:, lo:hi])
+                if refresh is not None:
+                    self.refreshers.append(refresh)
+                per_controller.append(seeders)
+        self.seeders = [list(row) for row in zip(*per_controller, strict=True)] if per_controller else [[]] * n
+
+    def refresh(self) -> None:
+        """After the rows were refilled: let controllers do their per-batch work."""
+        for refresh in self.refreshers:
+            refresh()
+
+    def seed(self, j: int, node: SeedTree) -> None:
+        """Seed every controller of the plan for child ``j`` (whose node is ``node``)."""
+        for seed in self.seeders[j]:
+            seed()
+        for seed_node in self.plan._node_seeders:
+            seed_node(node)
 
 
 class Registry:

@@ -19,7 +19,7 @@ from ..core.tree import SeedTree
 from .controllers import REGISTRY
 from .state import STATE
 
-__all__ = ["arm", "disarm"]
+__all__ = ["arm", "disarm", "fresh_state", "retarget"]
 
 
 class _SeedOnImport:
@@ -55,17 +55,25 @@ def _seed_fresh(module: str) -> None:
 _HOOK = _SeedOnImport()
 
 
-def arm(node: SeedTree) -> None:
+def arm(node: SeedTree) -> bool:
     """Until ``disarm()``, seed registered libraries that are installed but not yet
-    imported from ``node`` when they get imported."""
+    imported from ``node`` when they get imported. Returns whether any is watched for."""
     missing = REGISTRY.missing_modules()
     if not missing:
         STATE.hook_node = None
-        return
+        return False
     STATE.hook_pending = missing
     STATE.hook_node = node
     if _HOOK not in sys.meta_path:
         sys.meta_path.insert(0, _HOOK)
+    return True
+
+
+def retarget(node: SeedTree) -> None:
+    """Seed from ``node`` from now on, watching for the same libraries (a batch arms the
+    hook once, then moves it from item to item: what item j imports first is seeded from
+    item j's node)."""
+    STATE.hook_node = node
 
 
 def disarm() -> None:

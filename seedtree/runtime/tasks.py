@@ -11,12 +11,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from ..core.keys import Key
 from ..core.tree import SeedTree
 from . import ambient, importhook
-from .controllers import REGISTRY
+from .controllers import REGISTRY, Batch
 from .seeding import seed_globals
 
 __all__ = ["KeyedCall", "run_keyed", "run_keyed_batch"]
@@ -48,31 +46,52 @@ def run_keyed_batch(
     """``[run_keyed(fn, tree, k, args, kwargs, modules) ...]`` for consecutive work items,
     with the words that seed every item's global RNGs derived in one vectorised call (a
     DataLoader batch, a chunk of a parallel map): the same results, at a fraction of the
-    per-item cost."""
-    first = REGISTRY.plan(modules) if modules else None
-    rows = None
-    if first is not None and first.count:
-        rows = tree.states(np.asarray(keys, dtype=np.int64), first.count, first.start)
+    per-item cost. The seed-on-import hook is armed once for the batch and moved from
+    item to item, so a library first imported by item j is seeded from item j's node."""
+    bind, unbind = ambient.bind, ambient.unbind
     out = []
-    plan, seen = first, len(sys.modules)
-    try:
-        for j, (key, (fn, args, kwargs)) in enumerate(zip(keys, calls, strict=True)):
-            node = tree / key
-            token = ambient.bind(node)
+    nodes = tree.children(keys)
+    if not modules:
+        for node, (fn, args, kwargs) in zip(nodes, calls, strict=True):
+            token = bind(node)
             try:
-                if plan is not None:
-                    if len(sys.modules) != seen:
-                        # An earlier item imported something: a library it loaded joins the
-                        # plan (its words are not among the precomputed rows).
-                        plan, seen = REGISTRY.plan(modules), len(sys.modules)
-                    plan.seed(node, rows[j] if plan is first and rows is not None else None)
-                    importhook.arm(node)
                 out.append(fn(*args, **kwargs))
             finally:
-                ambient.unbind(token)
+                unbind(token)
+        return out
+    plan = REGISTRY.plan(modules)
+    batch: Batch | None = plan.batch(tree, keys)
+    seen = len(sys.modules)
+    armed: bool | None = None  # None: arm at the next item; False: nothing to watch for
+    try:
+        for j, (node, (fn, args, kwargs)) in enumerate(zip(nodes, calls, strict=True)):
+            token = bind(node)
+            try:
+                if len(sys.modules) != seen:
+                    # An earlier item imported something: a library it loaded joins the
+                    # plan (its words are not among the batch's rows), and the hook
+                    # watches for what is still missing.
+                    seen, armed = len(sys.modules), None
+                    replanned = REGISTRY.plan(modules)
+                    if replanned is not plan:
+                        if batch is not None:
+                            plan.release(batch)
+                        plan, batch = replanned, None
+                if batch is not None:
+                    batch.seed(j, node)
+                else:
+                    plan.seed(node)
+                if armed is None:
+                    armed = importhook.arm(node)
+                elif armed:
+                    importhook.retarget(node)
+                out.append(fn(*args, **kwargs))
+            finally:
+                unbind(token)
     finally:
-        if first is not None:
-            importhook.disarm()
+        importhook.disarm()
+        if batch is not None:
+            plan.release(batch)
     return out
 
 

@@ -171,6 +171,41 @@ def _torch_32bit(root: int, idx: range) -> list[WordStream]:
     return [_torch_generator(((root & 0xFFFFFFFF) | ((i + 1) << 32)) & MASK64) for i in idx]
 
 
+class PyRandomStream:
+    """Words of a python ``random.Random`` (two 32-bit outputs per word, low first: the
+    order ``getrandbits`` fills a wide int)."""
+
+    __slots__ = ("_r",)
+
+    def __init__(self, r: Any) -> None:
+        self._r = r
+
+    def take(self, n: int) -> np.ndarray:
+        return np.frombuffer(self._r.getrandbits(64 * n).to_bytes(8 * n, "little"), dtype="<u8").astype(np.uint64)
+
+
+def _loader_globals(root: int, idx: range) -> list[WordStream]:
+    # The global RNGs as seedtree's per-sample loader seeds them, sample after sample:
+    # streams 3s, 3s + 1, 3s + 2 are python's random, NumPy's global RandomState and torch's
+    # CPU generator of sample s of epoch 0 (node SeedTree(root) / 0 / s), built from the
+    # word layout, whose states the controllers write (the binding tests check they match).
+    from ..core.layout import MT_FRESH, MT_WORDS, WORDS_NUMPY_GLOBAL
+
+    epoch = SeedTree(root) / 0
+    streams: list[WordStream] = []
+    for i in idx:
+        node, library = epoch / (i // 3), i % 3
+        if library == 0:
+            streams.append(PyRandomStream(node.random()))
+        elif library == 1:
+            rs = np.random.RandomState()
+            rs.set_state(("MT19937", node.globals_words(WORDS_NUMPY_GLOBAL, MT_WORDS), MT_FRESH, 0, 0.0))
+            streams.append(RandomStateStream(rs))
+        else:
+            streams.append(TorchStream(node.torch()))
+    return streams
+
+
 @dataclass(frozen=True)
 class Scheme:
     """A named way to make streams ``0, 1, 2, ...`` from a root.
@@ -215,6 +250,8 @@ SCHEMES: dict[str, Scheme] = {
             _torch_32bit,
             needs="torch",
         ),
+        Scheme("loader-globals", "good", "random, numpy's global and torch as seedtree's loader seeds them, "
+               "sample after sample (stream 3s + l: library l of sample s)", _loader_globals, needs="torch"),
     ]
 }
 
