@@ -117,10 +117,16 @@ def main() -> None:
     compute_us: dict[str, list[float]] = {name: [] for name in runs}
     results: dict[str, list] = {name: [] for name in runs}
     size = -(-args.tasks // args.chunks)
-    with LocalCluster(
-        n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-        worker_dashboard_address=":0",
-    ) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=args.workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            worker_dashboard_address=":0",
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         for name in runs:  # warm up: imports, caches, connections
             client.gather(runs[name](client, range(200)))
         for c in range(args.chunks):
@@ -132,7 +138,9 @@ def main() -> None:
                     times[name].append(time.perf_counter() - t0)
                 # time spent inside the tasks on the workers (the keyed wrapper included)
                 compute_us[name] += [
-                    1e6 * (s["stop"] - s["start"]) for rec in stream.data for s in rec["startstops"]
+                    1e6 * (s["stop"] - s["start"])
+                    for rec in stream.data
+                    for s in rec["startstops"]
                     if s["action"] == "compute"
                 ]
     assert all(len(r) == args.tasks for r in results.values())
@@ -140,62 +148,80 @@ def main() -> None:
     micro = in_process_cost()
 
     total = {name: sum(ts) for name, ts in times.items()}
-    paired = {name: statistics.median(a / b for a, b in zip(times[name], times["plain"], strict=True)) - 1
-              for name in runs}
+    paired = {
+        name: statistics.median(a / b for a, b in zip(times[name], times["plain"], strict=True)) - 1 for name in runs
+    }
     rows = []
     for name in runs:
-        rows.append({
-            "variant": name,
-            "total_s": total[name],
-            "chunks_s": times[name],
-            "tasks_per_s": args.tasks / total[name],
-            "overhead_total": total[name] / total["plain"] - 1,
-            "overhead_paired_median": paired[name],
-            "worker_compute_us_per_task": statistics.median(compute_us[name]),
-            "in_process_us_per_task": micro[name],
-        })
+        rows.append(
+            {
+                "variant": name,
+                "total_s": total[name],
+                "chunks_s": times[name],
+                "tasks_per_s": args.tasks / total[name],
+                "overhead_total": total[name] / total["plain"] - 1,
+                "overhead_paired_median": paired[name],
+                "worker_compute_us_per_task": statistics.median(compute_us[name]),
+                "in_process_us_per_task": micro[name],
+            }
+        )
     ratios = [a / b for a, b in zip(times["keyed"], times["plain"], strict=True)]
-    print(f"Dask LocalCluster: {args.workers} worker processes x 1 thread, {args.tasks} tasks of "
-          f"~{TASK_SECONDS * 1e3:.0f} ms per variant in {args.chunks} interleaved chunks; load average "
-          f"{load_before[0]:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus")
-    print(f"{'variant':<15}{'total s':>9}{'tasks/s':>9}{'vs plain':>10}{'paired':>9}{'worker us/task':>16}"
-          f"{'no-Dask us/task':>17}")
+    print(
+        f"Dask LocalCluster: {args.workers} worker processes x 1 thread, {args.tasks} tasks of "
+        f"~{TASK_SECONDS * 1e3:.0f} ms per variant in {args.chunks} interleaved chunks; load average "
+        f"{load_before[0]:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus"
+    )
+    print(
+        f"{'variant':<15}{'total s':>9}{'tasks/s':>9}{'vs plain':>10}{'paired':>9}{'worker us/task':>16}"
+        f"{'no-Dask us/task':>17}"
+    )
     for row in rows:
-        print(f"{row['variant']:<15}{row['total_s']:>9.1f}{row['tasks_per_s']:>9.0f}"
-              f"{100 * row['overhead_total']:>+9.1f}%{100 * row['overhead_paired_median']:>+8.1f}%"
-              f"{row['worker_compute_us_per_task']:>16.1f}{row['in_process_us_per_task']:>17.1f}")
+        print(
+            f"{row['variant']:<15}{row['total_s']:>9.1f}{row['tasks_per_s']:>9.0f}"
+            f"{100 * row['overhead_total']:>+9.1f}%{100 * row['overhead_paired_median']:>+8.1f}%"
+            f"{row['worker_compute_us_per_task']:>16.1f}{row['in_process_us_per_task']:>17.1f}"
+        )
     keyed_overhead = paired["keyed"]
     per_task = (statistics.median(compute_us["keyed"]) - statistics.median(compute_us["plain"])) * 1e-6
     share = per_task * args.tasks / args.workers / total["plain"]
     wall_ok, share_ok = keyed_overhead <= TARGET, share <= TARGET
-    print(f"keyed vs plain, wall time (median of paired chunks): {100 * keyed_overhead:+.1f}% "
-          f"({'meets' if wall_ok else 'misses'} the <= {100 * TARGET:.0f}% target; chunk ratios range "
-          f"{100 * (min(ratios) - 1):+.0f}% .. {100 * (max(ratios) - 1):+.0f}%)")
-    print(f"keyed vs plain, time inside the tasks: {1e6 * per_task:+.1f} us/task = {100 * share:+.2f}% of the wall "
-          f"time ({'meets' if share_ok else 'misses'} the target)")
+    print(
+        f"keyed vs plain, wall time (median of paired chunks): {100 * keyed_overhead:+.1f}% "
+        f"({'meets' if wall_ok else 'misses'} the <= {100 * TARGET:.0f}% target; chunk ratios range "
+        f"{100 * (min(ratios) - 1):+.0f}% .. {100 * (max(ratios) - 1):+.0f}%)"
+    )
+    print(
+        f"keyed vs plain, time inside the tasks: {1e6 * per_task:+.1f} us/task = {100 * share:+.2f}% of the wall "
+        f"time ({'meets' if share_ok else 'misses'} the target)"
+    )
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "benchmark": "dask_overhead",
-        "tasks": args.tasks,
-        "task_seconds": TASK_SECONDS,
-        "workers": args.workers,
-        "threads_per_worker": 1,
-        "chunks": args.chunks,
-        "target_overhead": TARGET,
-        "keyed_overhead": keyed_overhead,
-        "keyed_chunk_ratios": ratios,
-        "keyed_in_task_cost_s": per_task,
-        "keyed_in_task_share_of_wall": share,
-        "meets_target_in_task": share <= TARGET,
-        "meets_target": keyed_overhead <= TARGET,
-        "rows": rows,
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "load_average_before_after": [load_before[0], os.getloadavg()[0]],
-        },
-    }, indent=2))
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "benchmark": "dask_overhead",
+                "tasks": args.tasks,
+                "task_seconds": TASK_SECONDS,
+                "workers": args.workers,
+                "threads_per_worker": 1,
+                "chunks": args.chunks,
+                "target_overhead": TARGET,
+                "keyed_overhead": keyed_overhead,
+                "keyed_chunk_ratios": ratios,
+                "keyed_in_task_cost_s": per_task,
+                "keyed_in_task_share_of_wall": share,
+                "meets_target_in_task": share <= TARGET,
+                "meets_target": keyed_overhead <= TARGET,
+                "rows": rows,
+                "machine": {
+                    "python": platform.python_version(),
+                    "cpus": os.cpu_count(),
+                    "load_average_before_after": [load_before[0], os.getloadavg()[0]],
+                },
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {RESULTS}")
 
 

@@ -104,23 +104,51 @@ def main() -> int:
     def gen_numpy(i: int) -> np.random.Generator:
         return np.random.default_rng(np.random.SeedSequence(ENTROPY, spawn_key=(i,)))
 
-    per_child("numpy SeedSequence.spawn", lambda: np.random.SeedSequence(ENTROPY).spawn(n), n, slow_reps,
-              "seed sequences only")
-    per_child("numpy default_rng(SeedSequence) (stream)", lambda: deque(map(gen_numpy, range(n)), maxlen=0), n,
-              slow_reps, "NumPy's canonical per-child Generator")
-    per_child("numpy default_rng(SeedSequence) (kept)", lambda: list(map(gen_numpy, range(n))), n, slow_reps,
-              "all n kept alive")
-    per_child("torch Generator().manual_seed(i) (stream)",
-              lambda: deque((torch.Generator().manual_seed(i) for i in range(n)), maxlen=0), n, slow_reps,
-              "32-bit CPU seed; not a NumPy stream")
+    per_child(
+        "numpy SeedSequence.spawn",
+        lambda: np.random.SeedSequence(ENTROPY).spawn(n),
+        n,
+        slow_reps,
+        "seed sequences only",
+    )
+    per_child(
+        "numpy default_rng(SeedSequence) (stream)",
+        lambda: deque(map(gen_numpy, range(n)), maxlen=0),
+        n,
+        slow_reps,
+        "NumPy's canonical per-child Generator",
+    )
+    per_child(
+        "numpy default_rng(SeedSequence) (kept)",
+        lambda: list(map(gen_numpy, range(n))),
+        n,
+        slow_reps,
+        "all n kept alive",
+    )
+    per_child(
+        "torch Generator().manual_seed(i) (stream)",
+        lambda: deque((torch.Generator().manual_seed(i) for i in range(n)), maxlen=0),
+        n,
+        slow_reps,
+        "32-bit CPU seed; not a NumPy stream",
+    )
     per_child("seedtree states", lambda: root.states(keys), n, reps, "generate_state(4) words of n children")
     per_child("seedtree states (n_words=8)", lambda: root.states(keys, 8), n, reps, "what a PCG64 is seeded with")
-    per_child("seedtree generators (stream)", lambda: deque(root.generators(range(n)), maxlen=0), n, reps,
-              "== default_rng(SeedSequence) bit for bit")
+    per_child(
+        "seedtree generators (stream)",
+        lambda: deque(root.generators(range(n)), maxlen=0),
+        n,
+        reps,
+        "== default_rng(SeedSequence) bit for bit",
+    )
     per_child("seedtree generators (kept)", lambda: list(root.generators(range(n))), n, reps, "all n kept alive")
-    per_child("seedtree generators, 1 draw each",
-              lambda: deque((g.random() for g in root.generators(range(n))), maxlen=0), n, reps,
-              "derive + build + one double")
+    per_child(
+        "seedtree generators, 1 draw each",
+        lambda: deque((g.random() for g in root.generators(range(n))), maxlen=0),
+        n,
+        reps,
+        "derive + build + one double",
+    )
 
     calls = 2000
     st.seed_everything(root)  # first call registers the fork hook and decides the numpy fast path
@@ -130,8 +158,14 @@ def main() -> int:
             st.seed_everything(root)
 
     median, best = timed(seed_loop, reps)
-    rows.append({"name": "seed_everything", "us_per_call": median / calls * 1e6, "best_us_per_call": best / calls * 1e6,
-                 "note": "random + numpy global + torch CPU" + (" + CUDA" if torch.cuda.is_available() else "")})
+    rows.append(
+        {
+            "name": "seed_everything",
+            "us_per_call": median / calls * 1e6,
+            "best_us_per_call": best / calls * 1e6,
+            "note": "random + numpy global + torch CPU" + (" + CUDA" if torch.cuda.is_available() else ""),
+        }
+    )
 
     rng_calls = 200_000
     with st.bound(root / "bench"):
@@ -144,9 +178,14 @@ def main() -> int:
 
         median, best = timed(rng_loop, reps)
         loop_median, _ = timed(lambda: deque(range(rng_calls), maxlen=0), reps)  # the loop itself, for reference
-    rows.append({"name": "st.rng() bound", "us_per_call": median / rng_calls * 1e6,
-                 "best_us_per_call": best / rng_calls * 1e6,
-                 "note": f"after the first call; an empty loop costs {loop_median / rng_calls * 1e6:.3f} us"})
+    rows.append(
+        {
+            "name": "st.rng() bound",
+            "us_per_call": median / rng_calls * 1e6,
+            "best_us_per_call": best / rng_calls * 1e6,
+            "note": f"after the first call; an empty loop costs {loop_median / rng_calls * 1e6:.3f} us",
+        }
+    )
 
     for row in rows:
         target = TARGETS.get(row["name"])
@@ -173,9 +212,11 @@ def main() -> int:
     ours = next(r for r in rows if r["name"] == "seedtree generators (stream)")
     spawn = next(r for r in rows if r["name"] == "numpy SeedSequence.spawn")
     states = next(r for r in rows if r["name"] == "seedtree states")
-    print(f"\nstates vs SeedSequence.spawn: {states['children_per_s'] / spawn['children_per_s']:.0f}x; "
-          f"generators vs canonical NumPy: {canonical['us_per_child'] / ours['us_per_child']:.1f}x; "
-          f"total run {elapsed:.1f} s")
+    print(
+        f"\nstates vs SeedSequence.spawn: {states['children_per_s'] / spawn['children_per_s']:.0f}x; "
+        f"generators vs canonical NumPy: {canonical['us_per_child'] / ours['us_per_child']:.1f}x; "
+        f"total run {elapsed:.1f} s"
+    )
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     if load is not None:
         busy = " (above the CPU count: every row is slowed, compare rows only within this run)"

@@ -86,8 +86,9 @@ def main() -> None:
             pass
 
     def seeded(bind: bool) -> None:
-        for _ in loader(Light(), st.SeedTree(3), batch_size=64, bind_globals=bind,
-                        sampler=WeightedRandomSampler(weights, 20_000)):
+        for _ in loader(
+            Light(), st.SeedTree(3), batch_size=64, bind_globals=bind, sampler=WeightedRandomSampler(weights, 20_000)
+        ):
             pass
 
     base = best(plain, 3)
@@ -99,7 +100,8 @@ def main() -> None:
     print(f"load average {load[0]:.2f}")
     print("| epoch order | seconds | peak MiB | positions/s |\n| --- | ---: | ---: | ---: |")
     for name, row in rows.items():
-        print(f"| {name} | {row['seconds']:.4f} | {row['peak_MiB']:.1f} | {row.get('positions_per_s', float('nan')) / 1e6:.1f} M |")
+        rate = row.get("positions_per_s", float("nan")) / 1e6
+        print(f"| {name} | {row['seconds']:.4f} | {row['peak_MiB']:.1f} | {rate:.1f} M |")
     print("| loader, 20 000 samples, batch 64, num_workers=0 | seconds | ratio |\n| --- | ---: | ---: |")
     for name, t in loaders.items():
         print(f"| {name} | {t:.3f} | {t / base:.2f}x |")

@@ -45,12 +45,21 @@ def per_stream(mib: int, repeat: int) -> list[dict]:
         gen = (SeedTree(SEED) / 0).numpy(name)
         t_float = best_of(lambda g=gen: g.random(out=buf), repeat)
         t_raw = best_of(lambda g=gen: g.integers(0, 1 << 64, size=n, dtype=np.uint64), repeat)
-        rows.append({"stream": f"numpy {name} (seedtree node)", "float64_MBps": mib * 1.048576 / t_float,
-                     "words_MBps": mib * 1.048576 / t_raw})
+        rows.append(
+            {
+                "stream": f"numpy {name} (seedtree node)",
+                "float64_MBps": mib * 1.048576 / t_float,
+                "words_MBps": mib * 1.048576 / t_raw,
+            }
+        )
     base = np.random.default_rng(SEED)
-    rows.append({"stream": "numpy default_rng (baseline)", "float64_MBps": mib * 1.048576 / best_of(
-        lambda: base.random(out=buf), repeat), "words_MBps": mib * 1.048576 / best_of(
-        lambda: base.integers(0, 1 << 64, size=n, dtype=np.uint64), repeat)})
+    rows.append(
+        {
+            "stream": "numpy default_rng (baseline)",
+            "float64_MBps": mib * 1.048576 / best_of(lambda: base.random(out=buf), repeat),
+            "words_MBps": mib * 1.048576 / best_of(lambda: base.integers(0, 1 << 64, size=n, dtype=np.uint64), repeat),
+        }
+    )
     try:
         import torch
     except ImportError:
@@ -60,10 +69,15 @@ def per_stream(mib: int, repeat: int) -> list[dict]:
     words = torch.empty(n, dtype=torch.int64)
     g = (SeedTree(SEED) / 0).torch()
     torch.set_num_threads(1)
-    rows.append({"stream": "torch CPU mt19937 (seedtree node, 1 thread)",
-                 "float64_MBps": mib * 1.048576 / best_of(lambda: torch.rand(n, out=out, dtype=torch.float64,
-                                                                         generator=g), repeat),
-                 "words_MBps": mib * 1.048576 / best_of(lambda: words.random_(-(1 << 63), None, generator=g), repeat)})
+    rows.append(
+        {
+            "stream": "torch CPU mt19937 (seedtree node, 1 thread)",
+            "float64_MBps": mib
+            * 1.048576
+            / best_of(lambda: torch.rand(n, out=out, dtype=torch.float64, generator=g), repeat),
+            "words_MBps": mib * 1.048576 / best_of(lambda: words.random_(-(1 << 63), None, generator=g), repeat),
+        }
+    )
     return rows
 
 
@@ -141,8 +155,12 @@ def cuda(mib: int, repeat: int) -> list[dict]:
             torch.rand(n, out=out, generator=g)
             torch.cuda.synchronize(dev)
 
-        rows.append({"device": f"cuda:{d} {torch.cuda.get_device_name(d)}",
-                     "float32_MBps": mib * 1.048576 / best_of(run, repeat)})
+        rows.append(
+            {
+                "device": f"cuda:{d} {torch.cuda.get_device_name(d)}",
+                "float32_MBps": mib * 1.048576 / best_of(run, repeat),
+            }
+        )
     return rows
 
 
@@ -163,8 +181,12 @@ def plot(result: dict, path: Path) -> None:
     a.legend(fontsize=7)
     sc = result["scaling"]
     w = [r["workers"] for r in sc]
-    for key, style in (("threads_seedtree", "o-"), ("threads_baseline", "x--"), ("processes_seedtree", "s-"),
-                       ("processes_baseline", "+--")):
+    for key, style in (
+        ("threads_seedtree", "o-"),
+        ("threads_baseline", "x--"),
+        ("processes_seedtree", "s-"),
+        ("processes_baseline", "+--"),
+    ):
         b.plot(w, [r[key] for r in sc], style, label=key.replace("_", " "))
     b.plot(w, [r["limit"] for r in sc], "k:", label="limit: 1 thread x min(workers, cores)")
     b.set_xlabel("workers")
@@ -180,9 +202,13 @@ def plot(result: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=64, help="MiB per fill for the per-stream rates")
-    parser.add_argument("--fill-kib", type=int, default=256,
-                        help="KiB per fill in the scaling runs (default: stays in each core's cache, so the runs "
-                        "measure generation, not the memory bus)")
+    parser.add_argument(
+        "--fill-kib",
+        type=int,
+        default=256,
+        help="KiB per fill in the scaling runs (default: stays in each core's cache, so the runs "
+        "measure generation, not the memory bus)",
+    )
     parser.add_argument("--rounds", type=int, default=1024, help="fills per worker in the scaling runs")
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
     parser.add_argument("--max-workers", type=int, default=None, help="default: number of cores (at least 2)")
@@ -192,9 +218,15 @@ def main() -> None:
     cores = os.cpu_count() or 1
     max_workers = args.max_workers or max(2, cores)
     started = time.perf_counter()
-    result = {"machine": {"cores": cores, "cpu": platform.processor() or platform.machine(),
-                          "numpy": np.__version__, "load_avg_at_start": os.getloadavg()},
-              "per_stream": per_stream(args.mib, args.repeat)}
+    result = {
+        "machine": {
+            "cores": cores,
+            "cpu": platform.processor() or platform.machine(),
+            "numpy": np.__version__,
+            "load_avg_at_start": os.getloadavg(),
+        },
+        "per_stream": per_stream(args.mib, args.repeat),
+    }
 
     scaling = []
     ctx = mp.get_context("fork")
@@ -210,7 +242,8 @@ def main() -> None:
         row["limit"] = single * min(row["workers"], cores)
         for key in ("threads_seedtree", "threads_baseline", "processes_seedtree", "processes_baseline"):
             row[key.replace("seedtree", "seedtree_speedup").replace("baseline", "baseline_speedup")] = (
-                row[key] / scaling[0][key])
+                row[key] / scaling[0][key]
+            )
     result["scaling"] = scaling
     result["cuda"] = cuda(args.mib, args.repeat)
     result["target"] = "threads and processes with seedtree streams: >= 1.8x on 2 cores"
@@ -225,15 +258,21 @@ def main() -> None:
         else:
             print(f"  {r['stream']:<46} {r['float64_MBps']:>13.0f} {r['words_MBps']:>11.0f}")
     print(f"\nscaling, each worker fills {args.fill_kib} KiB x {args.rounds} from its own stream (aggregate MB/s):")
-    print(f"  {'workers':>7} {'thr seedtree':>13} {'thr baseline':>13} {'proc seedtree':>14} {'proc baseline':>14}"
-          f" {'limit':>8}  speedup thr/proc (seedtree)")
+    print(
+        f"  {'workers':>7} {'thr seedtree':>13} {'thr baseline':>13} {'proc seedtree':>14} {'proc baseline':>14}"
+        f" {'limit':>8}  speedup thr/proc (seedtree)"
+    )
     for r in scaling:
-        print(f"  {r['workers']:>7} {r['threads_seedtree']:>13.0f} {r['threads_baseline']:>13.0f} "
-              f"{r['processes_seedtree']:>14.0f} {r['processes_baseline']:>14.0f} {r['limit']:>8.0f}  "
-              f"{r['threads_seedtree_speedup']:.2f}x / {r['processes_seedtree_speedup']:.2f}x")
+        print(
+            f"  {r['workers']:>7} {r['threads_seedtree']:>13.0f} {r['threads_baseline']:>13.0f} "
+            f"{r['processes_seedtree']:>14.0f} {r['processes_baseline']:>14.0f} {r['limit']:>8.0f}  "
+            f"{r['threads_seedtree_speedup']:.2f}x / {r['processes_seedtree_speedup']:.2f}x"
+        )
     for r in result["cuda"]:
-        print(f"\nCUDA: {r.get('device')}: " + (f"skipped: {r['skipped']}" if "skipped" in r
-                                                 else f"{r['float32_MBps']:.0f} MB/s"))
+        print(
+            f"\nCUDA: {r.get('device')}: "
+            + (f"skipped: {r['skipped']}" if "skipped" in r else f"{r['float32_MBps']:.0f} MB/s")
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
@@ -242,8 +281,10 @@ def main() -> None:
         print(f"\nwrote {out} and {out.with_suffix('.png')}")
     except ImportError:
         print(f"\nwrote {out} (matplotlib missing: no plot)")
-    print(f"target: {result['target']}; load average {result['machine']['load_avg_at_start']} -> "
-          f"{result['machine']['load_avg_at_end']}")
+    print(
+        f"target: {result['target']}; load average {result['machine']['load_avg_at_start']} -> "
+        f"{result['machine']['load_avg_at_end']}"
+    )
 
 
 if __name__ == "__main__":

@@ -158,9 +158,7 @@ def train(args: argparse.Namespace) -> dict:
         data.set_epoch(epoch)
         for step, (x, y, idx) in enumerate(data):
             keep = dropout_masks(root / "dropout", epoch, idx, args.hidden, args.dropout)
-            seen += [
-                [epoch, step, int(i), rank, digest(x[k]), digest(keep[k])] for k, i in enumerate(idx.tolist())
-            ]
+            seen += [[epoch, step, int(i), rank, digest(x[k]), digest(keep[k])] for k, i in enumerate(idx.tolist())]
             opt.zero_grad()
             if args.reduce == "exact":
                 exact_step_gradients(model, x, y, keep, idx, world_size)
@@ -242,8 +240,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.compare:
         a, b = (json.loads((folder / "run.json").read_text()) for folder in args.compare)
-        print(f"{args.compare[0]} ({a['world_size']} rank(s), {a['reduce']}) vs "
-              f"{args.compare[1]} ({b['world_size']} rank(s), {b['reduce']})")
+        print(
+            f"{args.compare[0]} ({a['world_size']} rank(s), {a['reduce']}) vs "
+            f"{args.compare[1]} ({b['world_size']} rank(s), {b['reduce']})"
+        )
         rows = compare(a, b)
         for claim, holds, detail in rows:
             print(f"  {'yes' if holds else 'NO ':3}  {claim}" + (f"  ({detail})" if detail else ""))
@@ -251,8 +251,10 @@ def main(argv: list[str] | None = None) -> int:
 
     result = train(args)
     if rank_info().rank == 0 or result["world_size"] == 1:
-        print(f"{result['world_size']} rank(s), reduce={args.reduce}: init {result['init'][0]}, "
-              f"{len(result['seen'])} sample reads, final weights {result['weights_digest'][0]}")
+        print(
+            f"{result['world_size']} rank(s), reduce={args.reduce}: init {result['init'][0]}, "
+            f"{len(result['seen'])} sample reads, final weights {result['weights_digest'][0]}"
+        )
         if args.out is not None:
             args.out.mkdir(parents=True, exist_ok=True)
             (args.out / "run.json").write_text(json.dumps(result))

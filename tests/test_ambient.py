@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import seedtree as st
-from seedtree.runtime import ambient
 from seedtree.core.tree import SeedTree
+from seedtree.runtime import ambient
 
 pytestmark = pytest.mark.usefixtures("clean_seedtree")
 UNBOUND = r"no seed tree is bound here: call seedtree\.seed_everything\(seed\) first"

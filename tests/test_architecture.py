@@ -70,7 +70,18 @@ MODULES = sorted(p for p in PACKAGE.rglob("*.py"))
 
 def test_every_module_is_in_a_layer_folder_or_is_the_facade() -> None:
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
-    aliases = {"torch.py", "joblib.py", "pool.py", "threads.py", "dask.py", "ranks.py", "audit.py", "ray.py", "lightning.py", "streaming.py"}
+    aliases = {
+        "torch.py",
+        "joblib.py",
+        "pool.py",
+        "threads.py",
+        "dask.py",
+        "ranks.py",
+        "audit.py",
+        "ray.py",
+        "lightning.py",
+        "streaming.py",
+    }
     assert set(top) - aliases <= {"__init__.py", "__main__.py", "distributed.py"}, top
     for alias in set(top) & aliases:  # an alias holds no code of its own
         assert "sys.modules[__name__] = _module" in (PACKAGE / alias).read_text()

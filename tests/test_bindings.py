@@ -17,9 +17,10 @@ import pytest
 import torch
 
 import seedtree as st
-from seedtree.runtime import capture as bindings_capture, controllers as bindings
 from seedtree.core.layout import MT_WORDS, WORDS_NUMPY_GLOBAL, WORDS_RANDOM, WORDS_TORCH_CPU
 from seedtree.core.tree import SeedTree
+from seedtree.runtime import capture as bindings_capture
+from seedtree.runtime import controllers as bindings
 
 pytestmark = pytest.mark.usefixtures("clean_seedtree")
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +64,9 @@ def test_seed_globals_writes_each_librarys_whole_state() -> None:
     assert np.random.standard_normal(3).tolist() == ref.standard_normal(3).tolist()
 
     image = torch.get_rng_state().numpy()
-    np.testing.assert_array_equal(image[24 : 24 + 8 * MT_WORDS].view("<u8"), node.globals_words(WORDS_TORCH_CPU, MT_WORDS))
+    np.testing.assert_array_equal(
+        image[24 : 24 + 8 * MT_WORDS].view("<u8"), node.globals_words(WORDS_TORCH_CPU, MT_WORDS)
+    )
     assert torch.equal(torch.get_rng_state(), node.torch().get_state())  # the same whole image, seed included
     assert torch.initial_seed() == node.torch().initial_seed()
     assert torch.rand(3).tolist() == torch.rand(3, generator=node.torch()).tolist()

@@ -45,8 +45,14 @@ if __name__ == "__main__":
 def seedtree(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run the real command line (`python -m seedtree`) in a subprocess."""
     base = {k: v for k, v in os.environ.items() if k not in ("PYTHONHASHSEED", ENV_ENTROPY)}
-    return subprocess.run([sys.executable, "-m", "seedtree", *args], cwd=cwd, env={**base, **(env or {})},
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "seedtree", *args],
+        cwd=cwd,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:
@@ -58,8 +64,20 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
 
 def test_run_hands_the_root_over_and_records_the_streams(tmp_path: Path, clean_seedtree: None) -> None:
     (tmp_path / "child.py").write_text(CHILD)
-    proc = seedtree("run", "--seed", "12345", "--record", "m.json", "--field", "epochs=3", "--",
-                    sys.executable, "child.py", "out.json", cwd=tmp_path)
+    proc = seedtree(
+        "run",
+        "--seed",
+        "12345",
+        "--record",
+        "m.json",
+        "--field",
+        "epochs=3",
+        "--",
+        sys.executable,
+        "child.py",
+        "out.json",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     child = json.loads((tmp_path / "out.json").read_text())
 
@@ -100,15 +118,15 @@ def test_pythonhashseed_reaches_the_child_and_is_stable(tmp_path: Path) -> None:
 
 
 def test_a_fresh_root_is_reported_so_the_run_can_be_replayed(tmp_path: Path) -> None:
-    proc = seedtree("run", "--", sys.executable, "-c", "import os; print(os.environ['SEEDTREE_ENTROPY'])",
-                    cwd=tmp_path)
+    proc = seedtree("run", "--", sys.executable, "-c", "import os; print(os.environ['SEEDTREE_ENTROPY'])", cwd=tmp_path)
     assert proc.returncode == 0
     assert f"root entropy {proc.stdout.strip()} (replay with --seed {proc.stdout.strip()})" in proc.stderr
 
 
 def test_exit_status_passes_through(tmp_path: Path) -> None:
-    proc = seedtree("run", "--seed", "1", "--record", "m.json", "--", sys.executable, "-c", "raise SystemExit(3)",
-                    cwd=tmp_path)
+    proc = seedtree(
+        "run", "--seed", "1", "--record", "m.json", "--", sys.executable, "-c", "raise SystemExit(3)", cwd=tmp_path
+    )
     assert proc.returncode == 3
     assert st.Manifest.load(tmp_path / "m.json").fields["run"]["exit_status"] == 3
 
@@ -116,9 +134,26 @@ def test_exit_status_passes_through(tmp_path: Path) -> None:
 def _start_and_signal(tmp_path: Path, child: str, sig: int) -> subprocess.CompletedProcess:
     (tmp_path / "child.py").write_text(child)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONHASHSEED"}
-    proc = subprocess.Popen([sys.executable, "-m", "seedtree", "run", "--seed", "1", "--record", "m.json", "--",
-                             sys.executable, "child.py"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "seedtree",
+            "run",
+            "--seed",
+            "1",
+            "--record",
+            "m.json",
+            "--",
+            sys.executable,
+            "child.py",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not (tmp_path / "ready").exists():  # the child has installed its handlers
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
@@ -129,13 +164,15 @@ def _start_and_signal(tmp_path: Path, child: str, sig: int) -> subprocess.Comple
 
 
 def test_sigterm_is_forwarded_and_the_childs_status_passes_through(tmp_path: Path) -> None:
-    child = ("import signal, sys, time, pathlib\n"
-             "def bye(sig, frame):\n"
-             "    pathlib.Path('got').write_text(signal.Signals(sig).name)\n"
-             "    sys.exit(7)\n"
-             "signal.signal(signal.SIGTERM, bye)\n"
-             "pathlib.Path('ready').touch()\n"
-             "time.sleep(120)\n")
+    child = (
+        "import signal, sys, time, pathlib\n"
+        "def bye(sig, frame):\n"
+        "    pathlib.Path('got').write_text(signal.Signals(sig).name)\n"
+        "    sys.exit(7)\n"
+        "signal.signal(signal.SIGTERM, bye)\n"
+        "pathlib.Path('ready').touch()\n"
+        "time.sleep(120)\n"
+    )
     proc = _start_and_signal(tmp_path, child, signal.SIGTERM)
     assert (tmp_path / "got").read_text() == "SIGTERM"
     assert proc.returncode == 7, proc.stderr
@@ -205,8 +242,7 @@ def test_usage_errors_are_one_clear_line(tmp_path: Path, args: list[str], expect
         (None, "cannot read manifest"),
     ],
 )
-def test_a_corrupt_or_missing_manifest_gives_one_clear_line(tmp_path: Path, content: str | None,
-                                                            expected: str) -> None:
+def test_a_corrupt_or_missing_manifest_gives_one_clear_line(tmp_path: Path, content: str | None, expected: str) -> None:
     if content is not None:
         (tmp_path / "m.json").write_text(content)
     commands = [["show", "m.json"]]
@@ -321,14 +357,19 @@ def test_ctrl_c_in_a_terminal_reaches_the_command_once(tmp_path: Path) -> None:
         "    data += os.read(r, 64)\n"
         "except BlockingIOError:\n"
         "    pass\n"
-        "sys.exit(10 + data.count(bytes([signal.SIGINT])))\n")
+        "sys.exit(10 + data.count(bytes([signal.SIGINT])))\n"
+    )
     argv = [sys.executable, "-m", "seedtree", "run", "--seed", "1", "--", sys.executable, "child.py"]
     status, output = _in_a_terminal(argv, tmp_path, ready=tmp_path / "ready", keys=b"\x03")  # Ctrl-C
     assert status == 11, output  # exactly one SIGINT reached the command
 
     # A duplicate is often merged by the kernel anyway, so check the decision itself too:
     # in a terminal's foreground a SIGINT is the terminal's; without a terminal it is forwarded.
-    probe = [sys.executable, "-c", "import signal; from seedtree.cli.run import _terminal_delivered as t; "
-             "raise SystemExit(t(signal.SIGINT) * 2 + t(signal.SIGTERM))"]
+    probe = [
+        sys.executable,
+        "-c",
+        "import signal; from seedtree.cli.run import _terminal_delivered as t; "
+        "raise SystemExit(t(signal.SIGINT) * 2 + t(signal.SIGTERM))",
+    ]
     assert _in_a_terminal(probe, tmp_path)[0] == 2
     assert subprocess.run(probe, stdin=subprocess.DEVNULL, capture_output=True).returncode == 0

@@ -15,8 +15,14 @@ import seedtree as st
 
 def test_demo_shows_layout_invariance_and_writes_a_manifest_and_a_plot(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHASHSEED", "SEEDTREE_ENTROPY")}
-    proc = subprocess.run([sys.executable, "-m", "seedtree", "demo", "--out", "demo-out", "--seed", "777"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "seedtree", "demo", "--out", "demo-out", "--seed", "777"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "DIFFERENT" not in out and "all checks held" in out
@@ -26,8 +32,13 @@ def test_demo_shows_layout_invariance_and_writes_a_manifest_and_a_plot(tmp_path:
     layouts = dict(re.findall(r"^   ((?:joblib|DataLoader)[^\n]*?)\s+([0-9a-f]{16})  identical", out, re.M))
     expected = []
     if importlib.util.find_spec("joblib"):
-        expected += ["joblib sequential n_jobs=1", "joblib threading  n_jobs=1", "joblib threading  n_jobs=2",
-                     "joblib loky       n_jobs=1", "joblib loky       n_jobs=2"]
+        expected += [
+            "joblib sequential n_jobs=1",
+            "joblib threading  n_jobs=1",
+            "joblib threading  n_jobs=2",
+            "joblib loky       n_jobs=1",
+            "joblib loky       n_jobs=2",
+        ]
     if importlib.util.find_spec("torch"):
         expected += ["DataLoader num_workers=0", "DataLoader num_workers=2"]
     for name in expected:

@@ -11,15 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from seedtree.cli import commands as cli_main, doctor
+from seedtree.cli import commands as cli_main
+from seedtree.cli import doctor
 
 CHECK_KEYS = {"name", "value", "status", "advice"}
 AUDIT_KEYS = {"target", "seedtree", "ok", "workers", "draws", "duplicates", "error"}
 
 
 def seedtree(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "seedtree", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "seedtree", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def _check_schema(report: dict) -> dict[str, dict]:

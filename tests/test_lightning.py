@@ -46,8 +46,9 @@ class Model(L.LightningModule):
 
     def train_dataloader(self):  # noqa: ANN201
         if self._loader is None or self.reload:
-            self._loader = loader(Noisy(), TREE, batch_size=BATCH, num_workers=self.workers,
-                                  persistent_workers=self.persistent)
+            self._loader = loader(
+                Noisy(), TREE, batch_size=BATCH, num_workers=self.workers, persistent_workers=self.persistent
+            )
         return self._loader
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
@@ -62,8 +63,16 @@ class Model(L.LightningModule):
 
 def _trainer(tmp: Path, epochs: int, **kwargs) -> L.Trainer:
     kwargs.setdefault("callbacks", [SeedTreeCallback(TREE.root)])
-    return L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                     enable_model_summary=False, default_root_dir=str(tmp), **kwargs)
+    return L.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp),
+        **kwargs,
+    )
 
 
 def _fit(tmp: Path, epochs: int = 3, ckpt_path: str | None = None, make=Model, **kwargs):
@@ -145,7 +154,7 @@ def test_predict_keeps_the_per_sample_streams(tmp_path):
     assert torch.equal(out, expected)
 
 
-DDP_SCRIPT = textwrap.dedent('''
+DDP_SCRIPT = textwrap.dedent("""
     import json, os, sys
     import lightning as L, numpy as np, torch
     import seedtree as st
@@ -164,7 +173,7 @@ DDP_SCRIPT = textwrap.dedent('''
     trainer.fit(model)
     with open(f"{out}.{trainer.global_rank}", "w") as fh:
         json.dump(model.seen, fh)
-''')
+""")
 
 
 @pytest.mark.slow
@@ -172,11 +181,20 @@ def test_ddp_two_processes_shard_the_epoch(tmp_path, reference):
     source = Path(__file__).read_text().split("DDP_SCRIPT")[0]
     (tmp_path / "model.py").write_text(source)
     (tmp_path / "train.py").write_text(DDP_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH", "")]),
+    }
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
-    run = subprocess.run([sys.executable, str(tmp_path / "train.py"), str(tmp_path / "seen")], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, str(tmp_path / "train.py"), str(tmp_path / "seen")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"seen.{r}").read_text()) for r in range(2)]
     for epoch in range(2):

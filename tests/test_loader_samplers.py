@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
-from torch.utils.data import BatchSampler, DistributedSampler, RandomSampler, WeightedRandomSampler
+from torch.utils.data import DistributedSampler, RandomSampler, WeightedRandomSampler
 
 import seedtree as st
 from seedtree.core.shuffle import KeyedPermutation
@@ -73,8 +73,16 @@ def test_keyed_shuffle_positions_are_not_visibly_correlated():
 
 def test_weighted_sampler_is_reproducible_differs_by_epoch_and_keys_every_occurrence():
     weights = torch.tensor([8.0] + [1.0] * 15)  # index 0 is drawn again and again
-    make = lambda workers: loader(Noisy(), TREE, batch_size=4, num_workers=workers,  # noqa: E731
-                                  sampler=WeightedRandomSampler(weights, 16, replacement=True))
+
+    def make(workers: int) -> torch.utils.data.DataLoader:
+        return loader(
+            Noisy(),
+            TREE,
+            batch_size=4,
+            num_workers=workers,
+            sampler=WeightedRandomSampler(weights, 16, replacement=True),
+        )
+
     a, b = _epochs(make(0)), _epochs(make(2))
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     assert not torch.equal(a[0][:, 0], a[1][:, 0])  # the order differs by epoch
@@ -87,8 +95,16 @@ def test_any_sampler_is_bit_identical_across_layouts():
     for make_sampler in (lambda: RandomSampler(range(16)), lambda: RandomSampler(range(16), replacement=True)):
         ref = _epochs(loader(Noisy(), TREE, batch_size=4, sampler=make_sampler()))
         for workers, persistent in ((1, False), (2, True)):
-            got = _epochs(loader(Noisy(), TREE, batch_size=4, sampler=make_sampler(), num_workers=workers,
-                                 persistent_workers=persistent))
+            got = _epochs(
+                loader(
+                    Noisy(),
+                    TREE,
+                    batch_size=4,
+                    sampler=make_sampler(),
+                    num_workers=workers,
+                    persistent_workers=persistent,
+                )
+            )
             assert all(torch.equal(x, y) for x, y in zip(ref, got, strict=True))
 
 
@@ -115,15 +131,29 @@ def test_a_bucketing_batch_sampler_is_reproducible_and_sharded_by_batch():
     two = _epochs(loader(Noisy(), TREE, batch_sampler=Bucketing(lengths, 3), num_workers=2))
     assert all(torch.equal(x, y) for x, y in zip(one, two, strict=True))
     assert not torch.equal(one[0][:, 0], one[1][:, 0])
-    shards = [torch.cat(list(loader(Noisy(), TREE, batch_sampler=Bucketing(lengths, 3), rank=r, world_size=2)))
-              for r in range(2)]
+    shards = [
+        torch.cat(list(loader(Noisy(), TREE, batch_sampler=Bucketing(lengths, 3), rank=r, world_size=2)))
+        for r in range(2)
+    ]
     assert sorted(torch.cat(shards)[:, 0].tolist()) == list(range(16))
 
 
 def test_a_distributed_sampler_is_not_sharded_twice():
-    shards = [torch.cat(list(loader(Noisy(), TREE, batch_size=2, rank=r, world_size=2,
-                                    sampler=DistributedSampler(range(16), num_replicas=2, rank=r))))
-              for r in range(2)]
+    shards = [
+        torch.cat(
+            list(
+                loader(
+                    Noisy(),
+                    TREE,
+                    batch_size=2,
+                    rank=r,
+                    world_size=2,
+                    sampler=DistributedSampler(range(16), num_replicas=2, rank=r),
+                )
+            )
+        )
+        for r in range(2)
+    ]
     assert sorted(torch.cat(shards)[:, 0].tolist()) == list(range(16))
 
 

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 import seedtree as st
+from seedtree.core.tree import SeedTree
 from seedtree.runtime import manifest
 from seedtree.runtime.manifest import Manifest, ManifestError
-from seedtree.core.tree import SeedTree
 
 pytestmark = pytest.mark.usefixtures("clean_seedtree")
 REPO = Path(__file__).resolve().parents[1]

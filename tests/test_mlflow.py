@@ -33,8 +33,9 @@ def _manifest(streams: dict[str, st.SeedTree], root: st.SeedTree) -> st.Manifest
 
 def test_root_streams_versions_and_artifact_are_logged(tracking, tmp_path: Path) -> None:
     root = st.SeedTree(2**70 + 3)
-    manifest = _manifest({"model/init": root / "model" / "init", "data": root / "data" / 7,
-                          "other": st.SeedTree(5) / b"\x01"}, root)
+    manifest = _manifest(
+        {"model/init": root / "model" / "init", "data": root / "data" / 7, "other": st.SeedTree(5) / b"\x01"}, root
+    )
     with mlflow.start_run() as run:
         assert manifest.log_to_mlflow() == run.info.run_id
     params = tracking.get_run(run.info.run_id).data.params
@@ -55,14 +56,18 @@ def test_root_streams_versions_and_artifact_are_logged(tracking, tmp_path: Path)
 def test_awkward_names_and_many_streams_are_all_logged(tracking) -> None:
     root = st.SeedTree(9)
     streams = {f"worker {i}": root / "worker" / i for i in range(150)}  # over MLflow's 100-per-batch limit
-    streams.update({"a:b#c": root / "x", "a_b_c": root / "y", "a:b?c": root / "z", "../up": root / "u",
-                    "trail/": root / "t"})
+    streams.update(
+        {"a:b#c": root / "x", "a_b_c": root / "y", "a:b?c": root / "z", "../up": root / "u", "trail/": root / "t"}
+    )
     manifest = _manifest(streams, root)
     run_id = manifest.log_to_mlflow()  # no active run: one is started
     params = tracking.get_run(run_id).data.params
     assert params["seedtree.stream.worker 149"] == '["worker", 149]'
-    assert {params["seedtree.stream.a_b_c"], params["seedtree.stream.a_b_c-2"],
-            params["seedtree.stream.a_b_c-3"]} == {'["x"]', '["y"]', '["z"]'}
+    assert {params["seedtree.stream.a_b_c"], params["seedtree.stream.a_b_c-2"], params["seedtree.stream.a_b_c-3"]} == {
+        '["x"]',
+        '["y"]',
+        '["z"]',
+    }
     assert params["seedtree.stream.__/up"] == '["u"]'
     assert params["seedtree.stream.trail/_"] == '["t"]'
     assert sum(k.startswith("seedtree.stream.") for k in params) == len(streams)

@@ -22,8 +22,9 @@ for name in ("torch", "joblib", "dask", "distributed", "scipy", "matplotlib", "m
 
 def run(code: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-c", BLOCKER + textwrap.dedent(code)], env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", BLOCKER + textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_core_works_with_numpy_alone():

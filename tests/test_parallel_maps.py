@@ -138,7 +138,7 @@ def test_inline_maps_keep_the_callers_ambient_generator():
     assert st.rng() is held, "the caller's ambient generator is neither replaced nor rewound"
 
 
-FAKE_LIBRARY = '''
+FAKE_LIBRARY = """
 state = [0]
 
 
@@ -149,7 +149,7 @@ def seed(value):
 def draw():
     state[0] = (state[0] * 6364136223846793005 + 1442695040888963407) % 2**64
     return state[0]
-'''
+"""
 
 
 class FakeBinding(st.Binding):
@@ -221,7 +221,7 @@ def test_a_library_first_imported_by_inline_tasks_is_seeded_per_task_then_put_ba
     monkeypatch.delitem(sys.modules, "fakerng", raising=False)
     st.register(FakeBinding())
     try:
-        from seedtree.runtime import capture as bindings_capture, controllers as bindings
+        from seedtree.runtime import controllers as bindings
 
         bindings.REGISTRY._installed.pop("fakerng", None)
         got = parallel_map(import_and_draw, range(4), TREE, n_jobs=1, bind_globals=True)
@@ -234,7 +234,7 @@ def test_a_library_first_imported_by_inline_tasks_is_seeded_per_task_then_put_ba
 
         assert fakerng.state[0] == 0, "the caller gets the library as it was on import"
     finally:
-        from seedtree.runtime import capture as bindings_capture, controllers as bindings
+        from seedtree.runtime import controllers as bindings
 
         bindings.unregister("fakerng")
         bindings.REGISTRY._plans.clear()

@@ -13,14 +13,14 @@ from _workloads import draw_globals_once
 from torch.utils.data import DataLoader
 
 import seedtree as st
-from seedtree.runtime.state import STATE
 from seedtree import SeedTree
 from seedtree.audit import audit_joblib, audit_loader, audit_pool
-from seedtree.ranks import rank_info, rank_tree
+from seedtree.core.layout import MT_WORDS, WORDS_NUMPY_GLOBAL
 from seedtree.pool import initializer, worker_node
+from seedtree.ranks import rank_info, rank_tree
+from seedtree.runtime.state import STATE
 from seedtree.threads import Thread, run_threads
 from seedtree.torch import loader, worker_init_fn
-from seedtree.core.layout import MT_WORDS, WORDS_NUMPY_GLOBAL
 
 TREE = st.SeedTree(31337)
 
@@ -64,8 +64,11 @@ def test_pool_initializer_gives_distinct_worker_streams(method):
 
 def test_executor_initializer_chains_user_initializer(tmp_path):
     marker = tmp_path / "ran"
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork"),
-                             initializer=initializer(TREE, then=_touch, then_args=(str(marker),))) as ex:
+    with ProcessPoolExecutor(
+        2,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=initializer(TREE, then=_touch, then_args=(str(marker),)),
+    ) as ex:
         rows = [f.result() for f in [ex.submit(draw_globals_once, i) for i in range(6)]]
     assert marker.exists()
     values = [r[2] for r in rows]
@@ -127,8 +130,11 @@ def test_audit_catches_plain_fork_pool_and_passes_seedtree(no_fork_hook):
 def test_audit_joblib_and_loader(no_fork_hook):
     assert not audit_joblib("multiprocessing", 2).ok  # joblib's fork pool inherits numpy's state
     assert audit_joblib("multiprocessing", 2, tree=TREE).ok
-    hooked = audit_loader(lambda ds: DataLoader(ds, batch_size=2, num_workers=2, persistent_workers=True,
-                                                worker_init_fn=worker_init_fn(TREE)))
+    hooked = audit_loader(
+        lambda ds: DataLoader(
+            ds, batch_size=2, num_workers=2, persistent_workers=True, worker_init_fn=worker_init_fn(TREE)
+        )
+    )
     assert hooked.ok, str(hooked)
     per_sample = audit_loader(lambda ds: loader(ds, TREE, batch_size=2, num_workers=2, persistent_workers=True))
     assert per_sample.ok, str(per_sample)
@@ -136,8 +142,11 @@ def test_audit_joblib_and_loader(no_fork_hook):
 
 def test_audit_catches_persistent_workers_reseeded_identically():
     """A worker_init_fn that reseeds from the worker id alone repeats across epochs."""
-    bad = audit_loader(lambda ds: DataLoader(ds, batch_size=2, num_workers=2, worker_init_fn=_seed_by_id,
-                                             generator=torch.Generator().manual_seed(0)))
+    bad = audit_loader(
+        lambda ds: DataLoader(
+            ds, batch_size=2, num_workers=2, worker_init_fn=_seed_by_id, generator=torch.Generator().manual_seed(0)
+        )
+    )
     assert not bad.ok
 
 

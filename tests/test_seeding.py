@@ -17,9 +17,9 @@ import pytest
 import torch
 
 import seedtree as st
-from seedtree.runtime import ambient, manifest, seeding
 from seedtree.core.layout import MT_WORDS, WORDS_NUMPY_GLOBAL
 from seedtree.core.tree import SeedTree
+from seedtree.runtime import ambient, manifest, seeding
 
 pytestmark = pytest.mark.usefixtures("clean_seedtree")
 ROOT = Path(__file__).resolve().parents[1]

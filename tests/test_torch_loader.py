@@ -146,6 +146,7 @@ def test_bad_input():
         loader(MixedDataset(), 42)
     with pytest.raises(TypeError, match="sampler"):
         loader(MixedDataset(), TREE, sampler=range(3))
+
     class Stream(torch.utils.data.IterableDataset):
         def __iter__(self):
             return iter(range(3))

@@ -440,11 +440,12 @@ def test_torch_cpu_generator_gets_the_whole_mersenne_twister_state() -> None:
     assert ga.device.type == "cpu"
     np.testing.assert_array_equal(_torch_mt_words(ga), a.globals_words(WORDS_TORCH_CPU, MT_WORDS))
     np.testing.assert_array_equal(_torch_mt_words(gb), b.globals_words(WORDS_TORCH_CPU, MT_WORDS))
+
     # Not a 32-bit manual_seed state: manual_seed(s) fills the twister from s by a recurrence,
     # state[i] = 1812433253 * (state[i-1] ^ state[i-1] >> 30) + i; ours does not follow it.
     def follows_seed_recurrence(words: np.ndarray) -> bool:
         w = words.astype(np.uint64)
-        nxt = (np.uint64(1812433253) * (w[:-1] ^ (w[:-1] >> np.uint64(30))) + np.arange(1, MT_WORDS, dtype=np.uint64))
+        nxt = np.uint64(1812433253) * (w[:-1] ^ (w[:-1] >> np.uint64(30))) + np.arange(1, MT_WORDS, dtype=np.uint64)
         return bool(np.array_equal(nxt & np.uint64(0xFFFFFFFF), w[1:]))
 
     assert follows_seed_recurrence(_torch_mt_words(torch.Generator().manual_seed(2**40 + 3)))  # the check works

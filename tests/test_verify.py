@@ -53,14 +53,14 @@ np.save("result.npy", np.arange(5.0) * 2)
 
 def seedtree(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHASHSEED", "SEEDTREE_ENTROPY")}
-    return subprocess.run([sys.executable, "-m", "seedtree", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "seedtree", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180
+    )
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    for name, code in (("seeded.py", SEEDED), ("urandom.py", URANDOM), ("clock.py", CLOCK),
-                       ("seedless.py", SEEDLESS)):
+    for name, code in (("seeded.py", SEEDED), ("urandom.py", URANDOM), ("clock.py", CLOCK), ("seedless.py", SEEDLESS)):
         (tmp_path / name).write_text(code)
     (tmp_path / "input.txt").write_text("from the project\n")
     return tmp_path
@@ -71,8 +71,21 @@ def project(tmp_path: Path) -> Path:
 
 def test_verify_passes_a_deterministic_script(project: Path) -> None:
     # The README's line: several outputs, a folder among them, --strict.
-    args = ["verify", "-n", "2", "--seed", "42", "--strict", "-o", "out/", "-o", "model.pt", "--",
-            sys.executable, "seeded.py"]
+    args = [
+        "verify",
+        "-n",
+        "2",
+        "--seed",
+        "42",
+        "--strict",
+        "-o",
+        "out/",
+        "-o",
+        "model.pt",
+        "--",
+        sys.executable,
+        "seeded.py",
+    ]
     if importlib.util.find_spec("torch") is None:
         args = args[:7] + args[9:]
     else:
@@ -109,13 +122,23 @@ def test_verify_warns_when_the_seed_does_not_reach_the_code(project: Path) -> No
 
 
 def test_verify_compares_stdout_without_outputs_and_reports_failed_runs(project: Path) -> None:
-    ok = seedtree("verify", "-n", "3", "--no-root-check", "--", sys.executable, "-c",
-                  "import seedtree as st; print(st.SeedTree.from_env().numpy().random())", cwd=project)
+    ok = seedtree(
+        "verify",
+        "-n",
+        "3",
+        "--no-root-check",
+        "--",
+        sys.executable,
+        "-c",
+        "import seedtree as st; print(st.SeedTree.from_env().numpy().random())",
+        cwd=project,
+    )
     assert ok.returncode == 0 and "<stdout>  sha256" in ok.stdout and "3 tries" in ok.stdout
     bad = seedtree("verify", "--", sys.executable, "-c", "import os; print(os.urandom(8).hex())", cwd=project)
     assert bad.returncode == 1 and "<stdout> (try 1 vs try 2): line 1 differs" in bad.stdout
-    failing = seedtree("verify", "--", sys.executable, "-c", "import sys; print('boom', file=sys.stderr); "
-                       "sys.exit(4)", cwd=project)
+    failing = seedtree(
+        "verify", "--", sys.executable, "-c", "import sys; print('boom', file=sys.stderr); sys.exit(4)", cwd=project
+    )
     assert failing.returncode == 1
     assert "try 1 exited with status 4" in failing.stdout and "boom" in failing.stdout
     missing = seedtree("verify", "-o", "never.npy", "--", sys.executable, "-c", "pass", cwd=project)
@@ -169,7 +192,8 @@ def test_arrays_are_compared_bit_for_bit(tmp_path: Path) -> None:
     assert first_difference(x, x.astype(np.float32)) == "dtype float64 vs float32"
     assert first_difference(x, x.T.copy()[:1]) == "shape (2, 2) vs (1, 2)"
     assert first_difference(np.float64(1.5).reshape(()), np.float64(2.5).reshape(())).startswith(
-        "element [] differs: 1.5 vs 2.5")
+        "element [] differs: 1.5 vs 2.5"
+    )
 
 
 def test_npz_names_the_array_and_element(tmp_path: Path) -> None:
@@ -208,6 +232,8 @@ def test_text_binary_and_folder_differences(tmp_path: Path) -> None:
     assert compare(a2, b2)[0].detail == "byte 1280 differs (files of 2560 and 2560 bytes)"
     (tmp_path / "a" / "only-a.txt").write_text("x")
     diffs = [str(d) for d in compare(tmp_path / "a", tmp_path / "b", "out")]
-    assert diffs == ["out/blob.bin: byte 1280 differs (files of 2560 and 2560 bytes)",
-                     "out/log.txt: line 3 differs: 'three' vs 'THREE'",
-                     "out/only-a.txt: only in the first run"]
+    assert diffs == [
+        "out/blob.bin: byte 1280 differs (files of 2560 and 2560 bytes)",
+        "out/log.txt: line 3 differs: 'three' vs 'THREE'",
+        "out/only-a.txt: only in the first run",
+    ]

@@ -20,13 +20,32 @@ pytestmark = pytest.mark.slow
 
 def test_wheel_installs_and_runs_in_a_fresh_venv(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
-        check=True, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     wheel = next(tmp_path.glob("seedtree-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    for needed in ("seedtree/py.typed", "seedtree/stats/testu01_harness.c", "seedtree/core/tree.py",
-                   "seedtree/cli/commands.py", "seedtree/integrations/torch.py"):
+    for needed in (
+        "seedtree/py.typed",
+        "seedtree/stats/testu01_harness.c",
+        "seedtree/core/tree.py",
+        "seedtree/cli/commands.py",
+        "seedtree/integrations/torch.py",
+    ):
         assert needed in names, f"{needed} is missing from the wheel"
 
     env_dir = tmp_path / "venv"
@@ -34,19 +53,34 @@ def test_wheel_installs_and_runs_in_a_fresh_venv(tmp_path: Path) -> None:
     python = env_dir / "bin" / "python"
     # The test environment's packages (numpy, torch, joblib) without its editable seedtree:
     # a path in a .pth file is put on sys.path, but the .pth files inside it are not run.
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     Path(purelib, "test-deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
-                   check=True, capture_output=True, text=True, timeout=300)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
-    where = subprocess.run([str(python), "-c", "import seedtree, seedtree.torch, seedtree.joblib; print(seedtree.__file__)"],
-                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    where = subprocess.run(
+        [str(python), "-c", "import seedtree, seedtree.torch, seedtree.joblib; print(seedtree.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert where.returncode == 0, where.stderr
     assert where.stdout.strip().startswith(purelib), where.stdout  # the wheel's copy, not the checkout
     program = env_dir / "bin" / "seedtree"
     version = subprocess.run([str(program), "--version"], capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert version.returncode == 0 and version.stdout.startswith("seedtree "), version.stderr
-    doctor = subprocess.run([str(program), "doctor", "--json"], capture_output=True, text=True, cwd=tmp_path,
-                            timeout=120)
+    doctor = subprocess.run(
+        [str(program), "doctor", "--json"], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
     assert json.loads(doctor.stdout)["schema"] == "seedtree.doctor", doctor.stderr

@@ -17,7 +17,6 @@ import time
 from typing import NoReturn
 
 from .. import __version__
-
 from ..stats import commands as stats_commands
 from ..stats.commands import parse_root
 
@@ -52,14 +51,16 @@ def _command(args: argparse.Namespace) -> list[str]:
     if argv and argv[0] == "--":
         argv = argv[1:]
     if not argv:
-        raise UserError(f"seedtree {args.command}: no command given; put it after `--`, e.g. "
-                        f"seedtree {args.command} -- python train.py")
+        raise UserError(
+            f"seedtree {args.command}: no command given; put it after `--`, e.g. "
+            f"seedtree {args.command} -- python train.py"
+        )
     return argv
 
 
 def _root(args: argparse.Namespace):
-    from ..runtime.manifest import Manifest, ManifestError
     from ..core.tree import SeedTree
+    from ..runtime.manifest import Manifest, ManifestError
 
     if getattr(args, "manifest", None):
         try:
@@ -93,12 +94,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError("seedtree run: --field run=... is reserved for what seedtree run records; pick another name")
     if args.record is not None:  # find out now, not after a long run that cannot be recorded
         if os.path.isdir(args.record):
-            raise UserError(f"seedtree run: --record {args.record} is a folder; name the manifest file, "
-                            f"e.g. {os.path.join(args.record, 'seeds.json')}")
+            raise UserError(
+                f"seedtree run: --record {args.record} is a folder; name the manifest file, "
+                f"e.g. {os.path.join(args.record, 'seeds.json')}"
+            )
         folder = os.path.dirname(os.path.abspath(args.record))
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-            raise UserError(f"seedtree run: cannot write --record {args.record}: the folder {folder} "
-                            "does not exist or is not writable")
+            raise UserError(
+                f"seedtree run: cannot write --record {args.record}: the folder {folder} "
+                "does not exist or is not writable"
+            )
     datasets = _run_datasets(args)
     if fresh and args.record is None:
         print(f"seedtree run: root entropy {root.entropy} (replay with --seed {root.entropy})", file=sys.stderr)
@@ -169,8 +174,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         result = verify.verify(
-            argv, outputs=args.output or [], tries=args.tries, root=root,
-            other_root=not args.no_root_check, keep=args.keep, log=lambda line: print(line, file=sys.stderr),
+            argv,
+            outputs=args.output or [],
+            tries=args.tries,
+            root=root,
+            other_root=not args.no_root_check,
+            keep=args.keep,
+            log=lambda line: print(line, file=sys.stderr),
         )
     except runner.CommandNotFound as exc:
         raise UserError(f"seedtree verify: {exc}", exc.status) from None
@@ -283,15 +293,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     raw = argparse.RawDescriptionHelpFormatter
 
-    p = sub.add_parser("run", help="run a command with the root handed over; record a manifest",
-                       description="Run CMD with a seed tree root handed over through its environment.",
-                       epilog=_EPILOG_RUN, formatter_class=raw)
+    p = sub.add_parser(
+        "run",
+        help="run a command with the root handed over; record a manifest",
+        description="Run CMD with a seed tree root handed over through its environment.",
+        epilog=_EPILOG_RUN,
+        formatter_class=raw,
+    )
     source = p.add_mutually_exclusive_group()
     source.add_argument("--seed", type=parse_root, metavar="N", help="root entropy (default: fresh OS entropy)")
     source.add_argument("--manifest", metavar="FILE", help="replay the root recorded in this manifest")
     p.add_argument("--record", metavar="FILE", help="write the run's manifest (JSON) here")
-    p.add_argument("--field", type=_field, action="append", metavar="KEY=VALUE",
-                   help="extra manifest field (VALUE parsed as JSON when it is JSON); repeatable")
+    p.add_argument(
+        "--field",
+        type=_field,
+        action="append",
+        metavar="KEY=VALUE",
+        help="extra manifest field (VALUE parsed as JSON when it is JSON); repeatable",
+    )
     p.add_argument(
         "--dataset",
         action="append",
@@ -312,13 +331,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...", help="the command and its arguments")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("verify", help="run a command several times and check its outputs are identical",
-                       description="Run CMD several times with the same root and compare its outputs.",
-                       epilog=_EPILOG_VERIFY, formatter_class=raw)
+    p = sub.add_parser(
+        "verify",
+        help="run a command several times and check its outputs are identical",
+        description="Run CMD several times with the same root and compare its outputs.",
+        epilog=_EPILOG_VERIFY,
+        formatter_class=raw,
+    )
     p.add_argument("-n", "--tries", type=int, default=2, metavar="N", help="runs with the same root (default 2)")
     p.add_argument("--seed", type=parse_root, metavar="N", help="root entropy (default: fresh OS entropy)")
-    p.add_argument("-o", "--output", action="append", metavar="PATH",
-                   help="a file or folder the command writes, relative to the current folder; repeatable")
+    p.add_argument(
+        "-o",
+        "--output",
+        action="append",
+        metavar="PATH",
+        help="a file or folder the command writes, relative to the current folder; repeatable",
+    )
     p.add_argument("--no-root-check", action="store_true", help="skip the extra run with a different root")
     p.add_argument("--strict", action="store_true", help="fail (exit 1) when a different root changes nothing")
     p.add_argument("--keep", action="store_true", help="keep the tries' folders and print where they are")
@@ -330,11 +358,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...", help="the command and its arguments")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("doctor", help="report what will break reproducibility here",
-                       description="Report the settings of this environment that bear on reproducibility.")
+    p = sub.add_parser(
+        "doctor",
+        help="report what will break reproducibility here",
+        description="Report the settings of this environment that bear on reproducibility.",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output (schema: seedtree.doctor v1)")
-    p.add_argument("--probe", action="store_true",
-                   help="also run a small worker pool / DataLoader and audit them for duplicated streams")
+    p.add_argument(
+        "--probe",
+        action="store_true",
+        help="also run a small worker pool / DataLoader and audit them for duplicated streams",
+    )
     p.add_argument("--strict", action="store_true", help="exit 1 when there is any warning")
     p.set_defaults(func=cmd_doctor)
 
@@ -343,17 +377,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the validated manifest as JSON")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("diff", help="what differs between two manifests",
-                       description="Compare two manifests: seeds, datasets, code, packages, determinism flags, "
-                                   "hardware, fields; most likely causes of a different result first. "
-                                   "Exit 1 when they differ beyond timestamps.")
+    p = sub.add_parser(
+        "diff",
+        help="what differs between two manifests",
+        description="Compare two manifests: seeds, datasets, code, packages, determinism flags, "
+        "hardware, fields; most likely causes of a different result first. "
+        "Exit 1 when they differ beyond timestamps.",
+    )
     p.add_argument("a", metavar="A", help="first manifest")
     p.add_argument("b", metavar="B", help="second manifest")
     p.set_defaults(func=cmd_diff)
 
-    p = sub.add_parser("demo", help="show layout invariance end to end; write a manifest and a plot",
-                       description="Build a tree, show bit-identical results across parallel layouts, "
-                                   "check independence, write a manifest and a plot.")
+    p = sub.add_parser(
+        "demo",
+        help="show layout invariance end to end; write a manifest and a plot",
+        description="Build a tree, show bit-identical results across parallel layouts, "
+        "check independence, write a manifest and a plot.",
+    )
     p.add_argument("--out", default="seedtree-demo", metavar="DIR", help="folder to write (default ./seedtree-demo)")
     p.add_argument("--seed", type=parse_root, default=20240607, metavar="N", help="root entropy (default 20240607)")
     p.set_defaults(func=cmd_demo)

@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from ..core.tree import SeedTree
 from ..runtime import ambient
 from ..runtime.capture import capture, restore
 from ..runtime.controllers import REGISTRY
 from ..runtime.manifest import record
 from ..runtime.seeding import seed_everything
-from ..core.tree import SeedTree
 
 TASKS = 24
 SAMPLES = 32
@@ -77,16 +77,19 @@ class NoisyDataset:
 def _layouts(tree: SeedTree) -> list[tuple[str, Callable[[], str]]]:
     layouts: list[tuple[str, Callable[[], str]]] = []
     if importlib.util.find_spec("joblib") is not None:
+
         def joblib_run(backend: str, n_jobs: int) -> Callable[[], str]:
             def go() -> str:
                 from ..integrations.joblib import parallel_map
 
                 return digest(parallel_map(simulate, range(TASKS), tree / "tasks", n_jobs=n_jobs, backend=backend))
+
             return go
 
         for backend, n_jobs in (("sequential", 1), ("threading", 1), ("threading", 2), ("loky", 1), ("loky", 2)):
             layouts.append((f"joblib {backend:10} n_jobs={n_jobs}", joblib_run(backend, n_jobs)))
     if importlib.util.find_spec("torch") is not None:
+
         def loader_run(num_workers: int) -> Callable[[], str]:
             def go() -> str:
                 from ..integrations.torch import loader
@@ -97,6 +100,7 @@ def _layouts(tree: SeedTree) -> list[tuple[str, Callable[[], str]]]:
                     for values, index in batches:
                         out += [values, index]
                 return digest(out)
+
             return go
 
         for workers in (0, 2):
@@ -140,8 +144,10 @@ def _independence(tree: SeedTree) -> dict[str, Any] | None:
     counts: dict[str, int] = {}
     for row in report.rows:
         counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
-    _say(f"   {len(report.rows)} tests on {report.streams} sibling streams read word by word interleaved "
-         f"({mib:.0f} MiB): " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())))
+    _say(
+        f"   {len(report.rows)} tests on {report.streams} sibling streams read word by word interleaved "
+        f"({mib:.0f} MiB): " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+    )
     tested = [r for r in report.rows if r.get("p") is not None]
     for row in sorted(tested, key=lambda r: r["p"])[:3]:
         _say(f"   {row['test']:18} p = {row['p']:.3g}  {row['verdict']}")
@@ -167,8 +173,7 @@ def main(out: str = "seedtree-demo", seed: int = 20240607) -> int:
     ours = (tree / 3 / 1).numpy().random(1000)
     numpy = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(3, 1))).random(1000)
     same = bool(np.array_equal(ours, numpy))
-    _say(f"   (root / 3 / 1).numpy() vs default_rng(SeedSequence({seed}, spawn_key=(3, 1))): "
-         f"1000 draws {_mark(same)}")
+    _say(f"   (root / 3 / 1).numpy() vs default_rng(SeedSequence({seed}, spawn_key=(3, 1))): 1000 draws {_mark(same)}")
     kids = [k.numpy().random() for k in tree.spawn(4)]
     spawned = [np.random.default_rng(s).random() for s in np.random.SeedSequence(seed).spawn(4)]
     _say(f"   root.spawn(4) vs SeedSequence({seed}).spawn(4): {_mark(kids == spawned)}\n")
@@ -212,8 +217,9 @@ def main(out: str = "seedtree-demo", seed: int = 20240607) -> int:
     record("demo/tasks", tree / "tasks")
     record("demo/data", tree / "data")
     record("demo/plot", tree / "plot")
-    manifest_path = tree.manifest(demo={"layouts": digests, "independence": independence,
-                                        "failures": failures}).save(folder / "manifest.json")
+    manifest_path = tree.manifest(demo={"layouts": digests, "independence": independence, "failures": failures}).save(
+        folder / "manifest.json"
+    )
     plot_path = folder / "streams.png"
     try:
         _plot(tree, plot_path)
@@ -221,8 +227,10 @@ def main(out: str = "seedtree-demo", seed: int = 20240607) -> int:
     except ImportError as exc:
         plotted = f"; no plot: {exc}"
     _say(f"6. Wrote {manifest_path} (replay: seedtree run --manifest {manifest_path} -- ...){plotted}")
-    _say(f"\n{'all checks held' if not failures else 'FAILED: ' + ', '.join(failures)} "
-         f"in {time.perf_counter() - started:.1f} s")
+    _say(
+        f"\n{'all checks held' if not failures else 'FAILED: ' + ', '.join(failures)} "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
     return 0 if not failures else 1
 
 

@@ -17,8 +17,15 @@ from typing import Any
 from .keys import Key, check_key
 from .tree import SeedTree
 
-__all__ = ["CodecError", "entropy_from_json", "node_check", "node_from_json", "node_to_json", "path_from_json",
-           "path_to_json"]
+__all__ = [
+    "CodecError",
+    "entropy_from_json",
+    "node_check",
+    "node_from_json",
+    "node_to_json",
+    "path_from_json",
+    "path_to_json",
+]
 
 
 class CodecError(ValueError):
@@ -82,9 +89,7 @@ def node_from_json(data: object, check: str | None = None) -> SeedTree:
     node = SeedTree(entropy_from_json(data["entropy"]), path_from_json(data["path"]))
     expected = data.get("check", check)
     if expected is not None and expected != node_check(node):
-        raise CodecError(
-            f"its check {expected!r} does not match its entropy and path: the entry was damaged or edited"
-        )
+        raise CodecError(f"its check {expected!r} does not match its entropy and path: the entry was damaged or edited")
     return node
 
 

@@ -81,7 +81,7 @@ draw (a per-sample twist of three generators would cost more than writing the st
 _GAMMA = 0x9E3779B97F4A7C15  # SplitMix64's increment and finaliser constants
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
-_STEPS = (np.arange(1, GLOBALS_WORDS // 2 + 1, dtype=np.uint64) * np.uint64(_GAMMA))
+_STEPS = np.arange(1, GLOBALS_WORDS // 2 + 1, dtype=np.uint64) * np.uint64(_GAMMA)
 _STEPS.setflags(write=False)
 _SCRATCH = threading.local()
 
@@ -119,6 +119,7 @@ def expand_globals(keys: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
     if sys.byteorder == "big":  # word 2k is the low half of output k on every machine
         np.bitwise_or(z << np.uint64(32), z >> np.uint64(32), out=z)
     return out
+
 
 WORDS_JAX = WORDS_GLOBALS_KEY + 4
 """Node words [2**24 + 4, +16): JAX key data (``SeedTree.jax``)."""

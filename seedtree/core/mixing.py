@@ -118,8 +118,12 @@ _R = np.uint32(MIX_MULT_R)
 
 
 def _absorb_level(
-    pool: list[np.ndarray], scalar_pool: tuple[int, ...] | None, column: np.ndarray,
-    pairs: list[tuple[np.uint32, np.uint32]], h: np.ndarray, t: np.ndarray,
+    pool: list[np.ndarray],
+    scalar_pool: tuple[int, ...] | None,
+    column: np.ndarray,
+    pairs: list[tuple[np.uint32, np.uint32]],
+    h: np.ndarray,
+    t: np.ndarray,
 ) -> None:
     """Mix one key word per child (``column``) into the pool rows, in place.
 
@@ -238,7 +242,6 @@ def derive_states(state: MixState, keys: np.ndarray, n_words: int) -> np.ndarray
             _absorb_level(pool, state[0] if level == 0 else None, column, levels[level], h[:m], t[:m])
         _expand_rows(pool, n_words, out[lo:hi], h[:m], t[:m])
     return out
-
 
 
 def expand_at(pools: list[np.ndarray], start: int, count: int, out: np.ndarray | None = None) -> np.ndarray:

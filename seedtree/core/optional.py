@@ -31,4 +31,3 @@ def require(name: str, feature: str) -> ModuleType:
     except ImportError as exc:
         hint = _INSTALL.get(name.split(".")[0], f"pip install {name}")
         raise ImportError(f"{feature} needs the optional package '{name}', which is not installed: {hint}") from exc
-

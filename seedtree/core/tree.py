@@ -440,8 +440,12 @@ class SeedTree:
         arr = self._int_keys(keys)
         if out is not None:
             n = len(keys) if arr is None else len(arr)
-            if not (isinstance(out, np.ndarray) and out.dtype == np.uint32 and out.flags.c_contiguous
-                    and out.shape == (n, n_words)):
+            if not (
+                isinstance(out, np.ndarray)
+                and out.dtype == np.uint32
+                and out.flags.c_contiguous
+                and out.shape == (n, n_words)
+            ):
                 raise ValueError(f"out must be a C-contiguous uint32 array of shape {(n, n_words)}")
         if arr is None:
             rows = [(self / k).words(start, n_words) for k in keys]

@@ -53,14 +53,21 @@ class AuditReport:
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON-able values."""
-        return {"target": self.target, "ok": self.ok, "workers": self.workers, "draws": self.draws,
-                "duplicates": self.duplicates}
+        return {
+            "target": self.target,
+            "ok": self.ok,
+            "workers": self.workers,
+            "draws": self.draws,
+            "duplicates": self.duplicates,
+        }
 
     def __str__(self) -> str:
         if self.duplicates:
             libs = sorted({d["library"] for d in self.duplicates})
-            return (f"{self.target}: DUPLICATED streams in {', '.join(libs)} "
-                    f"({len(self.duplicates)} repeated draws across {self.workers} workers)")
+            return (
+                f"{self.target}: DUPLICATED streams in {', '.join(libs)} "
+                f"({len(self.duplicates)} repeated draws across {self.workers} workers)"
+            )
         if self.workers < 2:
             return f"{self.target}: inconclusive, only {self.workers} worker probed"
         return f"{self.target}: ok, {self.draws} draws from {self.workers} workers, no repeats"
@@ -100,8 +107,9 @@ def audit_pool(pool: Any, tasks: int = 8, rounds: int = 2) -> AuditReport:
     return report(f"pool {type(pool).__name__}", samples)
 
 
-def audit_joblib(backend: str = "loky", n_jobs: int = 2, tasks: int = 8, rounds: int = 2,
-                 tree: Any = None) -> AuditReport:
+def audit_joblib(
+    backend: str = "loky", n_jobs: int = 2, tasks: int = 8, rounds: int = 2, tree: Any = None
+) -> AuditReport:
     """Probe a joblib backend: plain ``joblib.Parallel`` when ``tree`` is None, else
     ``seedtree.joblib.parallel_map`` with that tree."""
     from ..core.optional import require
@@ -113,7 +121,8 @@ def audit_joblib(backend: str = "loky", n_jobs: int = 2, tasks: int = 8, rounds:
     for r in range(rounds):
         if tree is None:
             samples += joblib.Parallel(n_jobs=n_jobs, backend=backend)(
-                joblib.delayed(_probe_task)(i) for i in range(tasks))
+                joblib.delayed(_probe_task)(i) for i in range(tasks)
+            )
         else:
             from .joblib import parallel_map
 

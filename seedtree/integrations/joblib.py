@@ -73,8 +73,9 @@ class Parallel:
                 "seedtree's Parallel returns a list (return_as='list'): a lazy result would outlive the "
                 "restoring of your global RNGs; iterate the list, or use joblib.Parallel with seedtree.rng()"
             )
-        kind, name = _backend_kind(kwargs.get("backend"), kwargs.get("n_jobs"), kwargs.get("prefer"),
-                                   kwargs.get("require"))
+        kind, name = _backend_kind(
+            kwargs.get("backend"), kwargs.get("n_jobs"), kwargs.get("prefer"), kwargs.get("require")
+        )
         modules = modules_for(self.bind_globals, kind, f"the joblib backend {name!r}")
         calls = list(tasks)
         # Consecutive tasks travel in chunks (a few per worker): a chunk derives the words

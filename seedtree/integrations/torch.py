@@ -738,4 +738,3 @@ def loader(
         worker_init_fn=init,
         **dataloader_kwargs,
     )
-

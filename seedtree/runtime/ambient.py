@@ -23,8 +23,18 @@ import numpy as np
 from ..core.tree import SeedTree
 from .state import STATE, AmbientSlot
 
-__all__ = ["bind", "bound", "current", "default", "reset_context", "restore_snapshot", "rng", "set_default",
-           "snapshot", "unbind"]
+__all__ = [
+    "bind",
+    "bound",
+    "current",
+    "default",
+    "reset_context",
+    "restore_snapshot",
+    "rng",
+    "set_default",
+    "snapshot",
+    "unbind",
+]
 
 _var: ContextVar[AmbientSlot | None] = ContextVar("seedtree_ambient", default=None)
 _first_use = threading.Lock()

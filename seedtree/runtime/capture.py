@@ -69,7 +69,10 @@ def _validated(state: object) -> list[tuple[LibController, Any]]:
             continue
         controller = REGISTRY.get(name) if isinstance(name, str) else None
         if controller is None:
-            raise ValueError(f"the state holds {name!r}, which no registered binding handles (no LibController has that name); register one first")
+            raise ValueError(
+                f"the state holds {name!r}, which no registered binding handles (no LibController has that "
+                "name); register one first"
+            )
         if sys.modules.get(controller.module) is None and not REGISTRY.installed(controller.module):
             continue  # captured where the library was used, restored where it is absent: nothing to put back
         importlib.import_module(controller.module)
@@ -121,8 +124,9 @@ class isolate(ContextDecorator):
     def __enter__(self) -> isolate:
         # Each controller's fastest snapshot (not the portable capture()): this runs once
         # per batch of an in-process DataLoader. What it took needs no validation.
-        saved: dict[str, Any] = {c.name: c.snapshot() for c in REGISTRY.active()
-                                 if self._names is None or c.name in self._names}
+        saved: dict[str, Any] = {
+            c.name: c.snapshot() for c in REGISTRY.active() if self._names is None or c.name in self._names
+        }
         if self._names is None:
             saved["ambient"] = ambient.snapshot()
         self._saved.append(saved)

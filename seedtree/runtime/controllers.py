@@ -30,12 +30,12 @@ import numpy as np
 from ..core.layout import (
     GLOBALS_WORDS,
     MT_FRESH,
-    WORDS_GLOBALS_KEY,
     MT_WORDS,
+    TORCH_CPU_IMAGE_BYTES,
+    WORDS_GLOBALS_KEY,
     WORDS_NUMPY_GLOBAL,
     WORDS_RANDOM,
     WORDS_TORCH_CPU,
-    TORCH_CPU_IMAGE_BYTES,
     expand_globals,
     python_random_state,
     torch_cpu_image,
@@ -114,7 +114,7 @@ class LibController(ABC):
     def restore(self, state: Any) -> None:
         """Put back a state that ``capture`` returned."""
 
-    def validate(self, state: Any) -> None:
+    def validate(self, state: Any) -> None:  # noqa: B027  (optional: the base accepts what capture() gave)
         """Check that ``state`` is one ``restore`` accepts, without changing anything;
         raise ValueError naming the problem otherwise. ``seedtree.restore()`` validates
         every part of a captured state before it applies any, so a damaged state changes
@@ -420,7 +420,9 @@ class TorchCPU(LibController):
                 raise ValueError("torch: the state must be a uint8 tensor or a list of bytes, as get_rng_state() gives")
             state = torch.tensor(state, dtype=torch.uint8)
         if state.dtype != torch.uint8 or state.dim() != 1:
-            raise ValueError(f"torch: the state must be a 1-D uint8 tensor, got {state.dtype} of shape {tuple(state.shape)}")
+            raise ValueError(
+                f"torch: the state must be a 1-D uint8 tensor, got {state.dtype} of shape {tuple(state.shape)}"
+            )
         probe = torch.Generator()
         try:
             probe.set_state(state)

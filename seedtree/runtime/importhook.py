@@ -88,5 +88,3 @@ def fresh_state(name: str) -> tuple[bool, Any]:
     if name in STATE.hook_fresh:
         return True, STATE.hook_fresh[name]
     return False, None
-
-

@@ -67,7 +67,8 @@ def modules_for(bind_globals: BindGlobals, where: Where, what: str) -> tuple[str
     unknown = [m for m in modules if m not in known]
     if unknown:
         raise ValueError(
-            f"bind_globals names {unknown}, whose global RNG no seedtree binding seeds (no LibController is registered for it); "
+            f"bind_globals names {unknown}, whose global RNG no seedtree binding seeds (no LibController is "
+            "registered for it); "
             f"name some of {sorted(known)}, or register a seedtree.LibController for it"
         )
     return modules

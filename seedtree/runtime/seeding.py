@@ -18,8 +18,16 @@ from . import ambient, importhook, manifest
 from .controllers import REGISTRY, ImportMissing
 from .state import STATE
 
-__all__ = ["ENV_ENTROPY", "as_tree", "bind_process", "deterministic", "fork_base", "root_from_env",
-           "seed_everything", "seed_globals"]
+__all__ = [
+    "ENV_ENTROPY",
+    "as_tree",
+    "bind_process",
+    "deterministic",
+    "fork_base",
+    "root_from_env",
+    "seed_everything",
+    "seed_globals",
+]
 
 ENV_ENTROPY = "SEEDTREE_ENTROPY"
 """The variable through which ``seedtree run`` hands its root to the command it runs."""
@@ -53,8 +61,6 @@ def seed_globals(node: SeedTree, import_missing: ImportMissing = False) -> list[
     names = REGISTRY.plan(import_missing).seed(node)
     importhook.arm(node)
     return names
-
-
 
 
 def as_tree(seed: int | SeedTree | None) -> SeedTree:

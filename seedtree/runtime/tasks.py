@@ -23,7 +23,12 @@ Call = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
 def run_keyed(
-    fn: Callable[..., Any], tree: SeedTree, key: Key, args: tuple[Any, ...], kwargs: dict[str, Any], modules: tuple[str, ...]
+    fn: Callable[..., Any],
+    tree: SeedTree,
+    key: Key,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    modules: tuple[str, ...],
 ) -> Any:
     """Call ``fn(*args, **kwargs)`` with ``tree / key`` as the ambient node, and with the
     global RNGs of ``modules`` (e.g. ``("numpy", "random", "torch")``) seeded from it.
@@ -40,9 +45,7 @@ def run_keyed(
         ambient.unbind(token)
 
 
-def run_keyed_batch(
-    tree: SeedTree, keys: list[int], calls: list[Call], modules: tuple[str, ...]
-) -> list[Any]:
+def run_keyed_batch(tree: SeedTree, keys: list[int], calls: list[Call], modules: tuple[str, ...]) -> list[Any]:
     """``[run_keyed(fn, tree, k, args, kwargs, modules) ...]`` for consecutive work items,
     with the words that seed every item's global RNGs derived in one vectorised call (a
     DataLoader batch, a chunk of a parallel map): the same results, at a fraction of the

@@ -250,8 +250,14 @@ SCHEMES: dict[str, Scheme] = {
             _torch_32bit,
             needs="torch",
         ),
-        Scheme("loader-globals", "good", "random, numpy's global and torch as seedtree's loader seeds them, "
-               "sample after sample (stream 3s + l: library l of sample s)", _loader_globals, needs="torch"),
+        Scheme(
+            "loader-globals",
+            "good",
+            "random, numpy's global and torch as seedtree's loader seeds them, "
+            "sample after sample (stream 3s + l: library l of sample s)",
+            _loader_globals,
+            needs="torch",
+        ),
     ]
 }
 
