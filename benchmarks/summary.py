@@ -44,19 +44,48 @@ def _workers(data: dict[str, Any]) -> list[Row]:
     load = _load_text(data)
     b, dl, jb = data["binding"], data["loader"], data["joblib"]
     rows: list[Row] = [
-        ("workers", "bind random+numpy+torch+rng() per sample (µs)",
-         b["us_per_sample"]["seedtree: random + numpy + torch + rng()"], 5.0, "max", load),
+        (
+            "workers",
+            "bind random+numpy+torch+rng() per sample (µs)",
+            b["us_per_sample"]["seedtree: random + numpy + torch + rng()"],
+            5.0,
+            "max",
+            load,
+        ),
         ("workers", "naive per-sample reseed ÷ seedtree (×)", b["naive_over_seedtree"], 25.0, "min", load),
     ]
     for workers, rows_w in dl["rows"].items():
-        rows.append(("workers", f"loader globals vs plain, {workers} (×)",
-                     rows_w["seedtree loader, globals bound"]["ratio"], dl["targets"]["globals"][workers], "max", load))
-        rows.append(("workers", f"loader ambient only vs plain, {workers} (×)",
-                     rows_w["seedtree loader, ambient only"]["ratio"], dl["targets"]["ambient only"][workers],
-                     "max", load))
+        rows.append(
+            (
+                "workers",
+                f"loader globals vs plain, {workers} (×)",
+                rows_w["seedtree loader, globals bound"]["ratio"],
+                dl["targets"]["globals"][workers],
+                "max",
+                load,
+            )
+        )
+        rows.append(
+            (
+                "workers",
+                f"loader ambient only vs plain, {workers} (×)",
+                rows_w["seedtree loader, ambient only"]["ratio"],
+                dl["targets"]["ambient only"][workers],
+                "max",
+                load,
+            )
+        )
     for name, target in jb["targets_pct"].items():
-        rows.append(("workers", f"joblib loky {jb['tasks']}×1 ms, {name} (% over plain)",
-                     jb["rows"][name]["overhead_pct"], target, "max", load))
+        rows.append(
+            (
+                "workers",
+                f"joblib loky {jb['tasks']}×1 ms, {name} (% over plain)",
+                jb["rows"][name]["overhead_pct"],
+                target,
+                "max",
+                load,
+            )
+        )
     return rows
 
 
@@ -65,8 +94,16 @@ def _derive(data: dict[str, Any]) -> list[Row]:
     by = {r["name"]: r for r in data["rows"]}
     canonical = next(r for n, r in by.items() if n.startswith("numpy default_rng") and "stream" in n)
     ours = by["seedtree generators (stream)"]
-    rows: list[Row] = [("derive", "root.generators ÷ canonical default_rng(SeedSequence) speed (×)",
-                        canonical["us_per_child"] / ours["us_per_child"], 5.0, "min", load)]
+    rows: list[Row] = [
+        (
+            "derive",
+            "root.generators ÷ canonical default_rng(SeedSequence) speed (×)",
+            canonical["us_per_child"] / ours["us_per_child"],
+            5.0,
+            "min",
+            load,
+        )
+    ]
     for r in data["rows"]:
         if "target" in r:
             metric, bound = r["target"].split()[2], float(r["target"].split()[1])
@@ -77,15 +114,32 @@ def _derive(data: dict[str, Any]) -> list[Row]:
 
 def _dask(data: dict[str, Any]) -> list[Row]:
     load = _load_text(data)
-    rows: list[Row] = [("dask", "client_map keyed vs plain, paired wall time (% over plain)",
-                        data["keyed_overhead"] * 100, data["target_overhead"] * 100, "max", load),
-                       ("dask", "client_map keyed, in-task cost share of wall time (%)",
-                        data["keyed_in_task_share_of_wall"] * 100, data["target_overhead"] * 100, "max", load)]
+    rows: list[Row] = [
+        (
+            "dask",
+            "client_map keyed vs plain, paired wall time (% over plain)",
+            data["keyed_overhead"] * 100,
+            data["target_overhead"] * 100,
+            "max",
+            load,
+        ),
+        (
+            "dask",
+            "client_map keyed, in-task cost share of wall time (%)",
+            data["keyed_in_task_share_of_wall"] * 100,
+            data["target_overhead"] * 100,
+            "max",
+            load,
+        ),
+    ]
     return rows
 
 
-READERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {"workers": _workers, "derive": _derive,
-                                                             "dask_overhead": _dask}
+READERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
+    "workers": _workers,
+    "derive": _derive,
+    "dask_overhead": _dask,
+}
 OTHERS = ("throughput", "battery", "loader_order")  # reported in their own sections of the README
 
 
@@ -113,8 +167,10 @@ def markdown(rows: list[Row], missing: list[str]) -> str:
     lines = ["| benchmark | measure | value | target | met | load average |", "| --- | --- | ---: | --- | --- | --- |"]
     for bench, measure, value, target, op, load in rows:
         sign = "≤" if op == "max" else "≥"
-        lines.append(f"| {bench} | {measure} | {value:.3g} | {sign} {target:g} | "
-                     f"{'yes' if _met(value, target, op) else '**no**'} | {load} |")
+        lines.append(
+            f"| {bench} | {measure} | {value:.3g} | {sign} {target:g} | "
+            f"{'yes' if _met(value, target, op) else '**no**'} | {load} |"
+        )
     if missing:
         lines.append("")
         lines.append("Not run (no JSON in results/): " + ", ".join(missing))

@@ -59,7 +59,7 @@ def interleaved(variants: dict[str, Callable[[], Any]], rounds: int, per: int = 
     times: dict[str, list[float]] = {name: [] for name in variants}
     names = list(variants)
     for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             t0 = time.perf_counter()
             variants[name]()
             times[name].append((time.perf_counter() - t0) / per)
@@ -145,8 +145,11 @@ def binding_table(samples: int, rounds: int) -> dict[str, Any]:
             fn()
         times = interleaved(variants, rounds, per=n)
     base = statistics.median(times["plain dataset[i]"])
-    us = {name: (statistics.median(t) - (base if name.startswith("seedtree") else 0)) * 1e6
-          for name, t in times.items() if name != "plain dataset[i]"}
+    us = {
+        name: (statistics.median(t) - (base if name.startswith("seedtree") else 0)) * 1e6
+        for name, t in times.items()
+        if name != "plain dataset[i]"
+    }
     globals_us = us["seedtree: random + numpy + torch + rng()"]
     naive_us = us["naive random.seed + np.random.seed + torch.manual_seed"]
     return {
@@ -194,12 +197,14 @@ def loader_table(samples: int, rounds: int) -> dict[str, Any]:
         loaders: dict[str, Any] = {"plain DataLoader": DataLoader(Light(samples), shuffle=True, **kw)}
         if workers:
             loaders["plain + seedtree worker_init_fn"] = DataLoader(
-                Light(samples), shuffle=True, worker_init_fn=worker_init_fn(tree), generator=tree.torch(), **kw)
+                Light(samples), shuffle=True, worker_init_fn=worker_init_fn(tree), generator=tree.torch(), **kw
+            )
             try:
                 from lightning.fabric.utilities.seed import pl_worker_init_function
 
                 loaders["plain + Lightning pl_worker_init_function"] = DataLoader(
-                    Light(samples), shuffle=True, worker_init_fn=pl_worker_init_function, **kw)
+                    Light(samples), shuffle=True, worker_init_fn=pl_worker_init_function, **kw
+                )
             except ImportError:
                 pass
         loaders["naive reseed per sample"] = DataLoader(NaiveLight(samples), shuffle=True, **kw)
@@ -219,8 +224,11 @@ def loader_table(samples: int, rounds: int) -> dict[str, Any]:
         times = interleaved(variants, rounds)
         base = "plain DataLoader"
         rows[f"num_workers={workers}"] = {
-            name: {"seconds": statistics.median(t), "ratio": paired_ratio(times, name, base),
-                   "us_per_sample": statistics.median(t) / samples * 1e6}
+            name: {
+                "seconds": statistics.median(t),
+                "ratio": paired_ratio(times, name, base),
+                "us_per_sample": statistics.median(t) / samples * 1e6,
+            }
             for name, t in times.items()
         }
         del loaders, variants
@@ -229,8 +237,10 @@ def loader_table(samples: int, rounds: int) -> dict[str, Any]:
         "batch_size": BATCH,
         "rounds": rounds,
         "rows": rows,
-        "targets": {"globals": {"num_workers=0": 1.25, "num_workers=2": 1.15},
-                    "ambient only": {"num_workers=0": 1.05, "num_workers=2": 1.05}},
+        "targets": {
+            "globals": {"num_workers=0": 1.25, "num_workers=2": 1.15},
+            "ambient only": {"num_workers=0": 1.05, "num_workers=2": 1.05},
+        },
     }
 
 
@@ -263,11 +273,13 @@ def joblib_table(n_tasks: int, rounds: int) -> dict[str, Any]:
     tree = st.SeedTree(7)
     variants: dict[str, Callable[[], Any]] = {
         "plain joblib.Parallel": lambda: Parallel(n_jobs=2, backend="loky")(delayed(task)(i) for i in range(n_tasks)),
-        "parallel_map, ambient only": lambda: parallel_map(task, range(n_tasks), tree, n_jobs=2, backend="loky",
-                                                           bind_globals=False),
+        "parallel_map, ambient only": lambda: parallel_map(
+            task, range(n_tasks), tree, n_jobs=2, backend="loky", bind_globals=False
+        ),
         "parallel_map, globals bound": lambda: parallel_map(task, range(n_tasks), tree, n_jobs=2, backend="loky"),
         "naive reseed per task": lambda: Parallel(n_jobs=2, backend="loky")(
-            delayed(naive_task)(i) for i in range(n_tasks)),
+            delayed(naive_task)(i) for i in range(n_tasks)
+        ),
     }
     for fn in variants.values():
         fn()  # warm-up: workers import torch and seedtree
@@ -278,9 +290,13 @@ def joblib_table(n_tasks: int, rounds: int) -> dict[str, Any]:
         "n_jobs": 2,
         "backend": "loky",
         "rounds": rounds,
-        "rows": {name: {"seconds": statistics.median(t),
-                        "overhead_pct": (paired_ratio(times, name, "plain joblib.Parallel") - 1) * 100}
-                 for name, t in times.items()},
+        "rows": {
+            name: {
+                "seconds": statistics.median(t),
+                "overhead_pct": (paired_ratio(times, name, "plain joblib.Parallel") - 1) * 100,
+            }
+            for name, t in times.items()
+        },
         "targets_pct": {"parallel_map, globals bound": 3.0, "parallel_map, ambient only": 2.0},
     }
 
@@ -306,8 +322,13 @@ def main() -> None:
         "binding": bind,
         "loader": dl,
         "joblib": jb,
-        "machine": {"cpu_count": os.cpu_count(), "load_average_start": load_start,
-                    "load_average_end": os.getloadavg(), "torch": torch.__version__, "numpy": np.__version__},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "load_average_start": load_start,
+            "load_average_end": os.getloadavg(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+        },
         "seconds": time.perf_counter() - started,
     }
 
@@ -315,8 +336,10 @@ def main() -> None:
     for name, us in bind["us_per_sample"].items():
         print(f"  {name:58s} {us:9.2f} us")
     print(f"  naive / seedtree: {bind['naive_over_seedtree']:.1f}x   (targets: globals <= 5 us, >= 25x)")
-    print(f"\nloader epoch, light dataset, {dl['samples']} samples, batch {BATCH} (median of {rounds}, "
-          "ratio = median of paired rounds)")
+    print(
+        f"\nloader epoch, light dataset, {dl['samples']} samples, batch {BATCH} (median of {rounds}, "
+        "ratio = median of paired rounds)"
+    )
     for workers, rows in dl["rows"].items():
         for name, row in rows.items():
             print(f"  {workers:14s} {name:44s} {row['seconds']:7.3f} s  {row['ratio']:5.2f}x")

@@ -63,7 +63,9 @@ def test_seed_globals_writes_each_librarys_whole_state() -> None:
     assert np.random.standard_normal(3).tolist() == ref.standard_normal(3).tolist()
 
     image = torch.get_rng_state().numpy()
-    np.testing.assert_array_equal(image[24 : 24 + 8 * MT_WORDS].view("<u8"), node.globals_words(WORDS_TORCH_CPU, MT_WORDS))
+    np.testing.assert_array_equal(
+        image[24 : 24 + 8 * MT_WORDS].view("<u8"), node.globals_words(WORDS_TORCH_CPU, MT_WORDS)
+    )
     assert torch.equal(torch.get_rng_state(), node.torch().get_state())  # the same whole image, seed included
     assert torch.initial_seed() == node.torch().initial_seed()
     assert torch.rand(3).tolist() == torch.rand(3, generator=node.torch()).tolist()
