@@ -22,12 +22,16 @@ expansion:
 [0, 624)            NumPy's global        whole MT19937 key (position 0)
 [624, +626)         torch CPU             whole MT19937 state + 64-bit initial seed
 [1250, +624)        ``random``            whole MT19937 state (``python_random_state``)
+[1874, +2)          (unused)              the last 64-bit output's tail
 ==================  ===================  ========================================
+
+Each twister starts at position ``MT_FRESH`` (0): its 624 words are a freshly twisted
+block, so the first draws read them, tempered, and no twist runs per sample before them.
 
 Why not SeedSequence's own expansion for these: each of its output words is a bijection of
 one of only four pool words, so 156 words of a 624-word state are functions of the same 32
 bits with fixed GF(2) relations between their bits (bit 0 xor bit 16 of every such word is
-the same pool bit). Mersenne Twister's outputs are GF(2)-linear in its state, and the
+one pool bit xor a constant). Mersenne Twister's outputs are GF(2)-linear in its state, and the
 battery's rank tests see it across streams within 1 MiB (NumPy's ``MT19937(SeedSequence)``
 shows the same). A generator fills the states instead, for a whole batch of nodes at once,
 in a few array operations, and no library's own seeding routine runs per sample (python's
