@@ -15,6 +15,8 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy seedtree
 	$(PY) -m pytest -q
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict  # not --quiet: it hides the warnings that --strict turns into a failure
 
@@ -23,7 +25,7 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 # Every benchmark script, then one summary table and plot (benchmarks/results/summary.*).
-# `make bench QUICK=1` runs the short versions (about 6 minutes on 2 cores instead of ~30).
+# `make bench QUICK=1` runs the short versions (minutes on 2 cores instead of about an hour).
 BENCH_RUN := nice $(PY)
 ifdef QUICK
 BENCH_ARGS_derive := --n 20000 --repeats 3
@@ -31,8 +33,13 @@ BENCH_ARGS_workers := --quick
 BENCH_ARGS_throughput := --mib 16 --rounds 256 --repeat 1
 BENCH_ARGS_dask_overhead := --tasks 2000 --chunks 4
 BENCH_ARGS_battery := --sections power,calibration,speed --roots 4 --calib-mib 16 --speed-mib 64 --budget-seconds 120
+BENCH_ARGS_calibration := --roots 20 --mib 4
+BENCH_ARGS_hashing := --files 200 --mib 64
+BENCH_ARGS_streaming := --samples 8000 --repeats 2
+BENCH_ARGS_ray_map := --tasks 400 --rows 20000 --repeats 1
+BENCH_ARGS_fuzz := --examples 200
 endif
-BENCH_SCRIPTS := derive workers throughput dask_overhead loader_order battery
+BENCH_SCRIPTS := derive workers throughput dask_overhead loader_order streaming hashing ray_map battery calibration fuzz
 
 bench: $(STAMP)
 	$(foreach s,$(BENCH_SCRIPTS),$(BENCH_RUN) benchmarks/$(s).py $(BENCH_ARGS_$(s)) &&) true

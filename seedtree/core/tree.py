@@ -565,7 +565,8 @@ class SeedTree:
         size = int(np.prod(shape))
         if size > JAX_WORDS:
             raise ValueError(f"the JAX PRNG {impl!r} takes {size} key words; seedtree reserves {JAX_WORDS} per node")
-        return jax.random.wrap_key_data(self.words(WORDS_JAX, size).reshape(shape), impl=impl)
+        key: _jax.Array = jax.random.wrap_key_data(self.words(WORDS_JAX, size).reshape(shape), impl=impl)
+        return key
 
     def random(self) -> _random.Random:
         """A ``random.Random`` whose whole 624-word MT19937 state is filled from this node

@@ -228,7 +228,7 @@ def worker_node(tree: SeedTree, worker_name: Any) -> SeedTree:
 def _plugin_class() -> Any:  # a WorkerPlugin subclass, made once distributed is imported
     distributed = require("distributed", "seedtree.dask.worker_plugin")
 
-    class SeedWorkers(distributed.WorkerPlugin):  # type: ignore[name-defined,misc]
+    class SeedWorkers(distributed.WorkerPlugin):  # type: ignore[name-defined]
         """Gives each worker ``worker_node(tree, worker.name)``: its ambient default, and
         the seed of the global RNGs of ``modules``. Runs on every worker that exists when
         it is registered and on every worker that joins or restarts later."""

@@ -81,7 +81,7 @@ class Parallel:
         # Consecutive tasks travel in chunks (a few per worker): a chunk derives the words
         # for all its tasks' global RNGs at once and ships the tree once. Results and
         # streams are those of one task per item; only the cost changes.
-        chunks = (
+        chunks: Iterator[tuple[Any, tuple[Any, ...], dict[str, Any]]] = (
             (run_keyed_batch, (self.tree, list(range(lo, hi)), calls[lo:hi], modules), {})
             for lo, hi in _chunks(len(calls), kwargs.get("n_jobs"))
         )

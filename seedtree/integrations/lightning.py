@@ -48,7 +48,7 @@ def _seedtree_samplers(loaders: Any) -> list[SeedTreeSampler]:
     return found
 
 
-class SeedTreeCallback(lightning.pytorch.Callback):  # type: ignore[misc]
+class SeedTreeCallback(lightning.pytorch.Callback):  # type: ignore[name-defined]  # imported lazily
     """See the module docstring. ``root`` is the run's root (recorded in the logged
     manifest); ``log_manifest=False`` logs nothing."""
 

@@ -103,6 +103,8 @@ class worker_init_fn:
 
     def __call__(self, worker_id: int) -> None:
         info = get_worker_info()
+        if info is None:
+            raise RuntimeError("seedtree.torch.worker_init_fn runs in DataLoader workers only (DataLoader calls it)")
         node = self.node(worker_id, info.seed - worker_id)
         bind_process(node, self.bind_globals)
         if self.reseed_dataset:
@@ -259,7 +261,7 @@ class SeedTreeSampler(DistributedSampler):
                 raise ValueError(f"rank {rank} must be in [0, world_size={world_size})")
         # Not DistributedSampler.__init__: it would ask torch.distributed for the rank now.
         self.n, self.tree, self.batch_size = n, tree, batch_size
-        self.dataset = range(n)
+        self.dataset = range(n)  # type: ignore[assignment]  # what DistributedSampler reads: its length
         self.shuffle, self.drop_last, self.drop_uneven = shuffle, drop_last, drop_uneven
         self._rank, self._world_size = rank, world_size
         self.source = source
@@ -325,7 +327,7 @@ class SeedTreeSampler(DistributedSampler):
         cached = self._cache
         if cached is not None and cached[0] == epoch and cached[1] == world:
             return rank, world, cached[2]
-        order = None
+        order: Any = None
         if self.source is not None:
             order = _number_occurrences(self._source_order(epoch), self.units == "batches")
         elif self.shuffle:
@@ -369,7 +371,7 @@ class SeedTreeSampler(DistributedSampler):
     def _permuted(self, order: KeyedPermutation, positions: range, epoch: int) -> Iterator[Item]:
         for lo in range(0, len(positions), self._CHUNK):
             part = positions[lo : lo + self._CHUNK]
-            picked = order[np.arange(part.start, part.stop, part.step, dtype=np.int64)]
+            picked = np.asarray(order[np.arange(part.start, part.stop, part.step, dtype=np.int64)])
             for i in picked.tolist():
                 yield (epoch, i, 0)
 
@@ -389,7 +391,7 @@ class SeedTreeSampler(DistributedSampler):
         positions = positions[self.batches_done * per_batch :]  # a resume within the same layout
         return epoch, positions, self._items(order, positions, epoch)
 
-    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[Any]:
         return self._begin()[2]
 
     def batches(self) -> Iterator[list[Item]]:
@@ -570,7 +572,7 @@ class SeedTreeBatchSampler(BatchSampler):
                 "seedtree's sampler (which already shards by rank and seeds per sample). With Lightning, leave "
                 "use_distributed_sampler at its default and do not wrap the loader's sampler"
             )
-        self.sampler = sampler
+        self.sampler: SeedTreeSampler = sampler  # a narrower type than torch's
         self.batch_size = batch_size
         self.drop_last = drop_last
         sampler.batch_size, sampler.drop_last = batch_size, drop_last
@@ -610,7 +612,7 @@ class SeedTreeLoader(DataLoader):
             raise TypeError("this loader's batch sampler is not seedtree's: it was replaced by a framework")
         return keeper
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]  # a generator over DataLoader's iterator
         sampler = self.seedtree_sampler
         hook = self.worker_init_fn
         if isinstance(hook, worker_init_fn) and hook.lazy_rank:

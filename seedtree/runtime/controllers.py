@@ -332,8 +332,8 @@ class NumpyGlobal(LibController):
             np.random.set_state(snapshot)
 
     def capture(self) -> dict[str, Any]:
-        _, key, pos, has_gauss, gauss = np.random.get_state()
-        return {"key": key.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)}
+        _, key, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+        return {"key": np.asarray(key).tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)}
 
     def validate(self, state: Any) -> None:
         if not isinstance(state, dict) or set(state) != {"key", "pos", "has_gauss", "gauss"}:

@@ -379,7 +379,8 @@ class Manifest:
         for start in range(0, len(items), 100):
             mlflow.log_params(dict(items[start : start + 100]))
         mlflow.log_dict(self.to_dict(), artifact_file)
-        return mlflow.active_run().info.run_id
+        run_id: str = mlflow.active_run().info.run_id
+        return run_id
 
 
 def _root(entry: Any, source: str) -> SeedTree:
@@ -426,7 +427,7 @@ def _stream_checks(raw: Any, streams: dict[str, Any], source: str) -> dict[str, 
             raise ManifestError(f"{source}: a check names the stream {name!r}, which is missing; the file is damaged")
         if not isinstance(value, str):
             raise ManifestError(f"{source}: the check of stream {name!r} must be a string")
-    return checks
+    return dict(checks)
 
 
 def _stream(name: str, entry: Any, check: str | None, source: str) -> SeedTree:

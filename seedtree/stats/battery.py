@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -612,7 +613,7 @@ def rank_probabilities(n: int, m: int | None = None) -> np.ndarray:
     r_max = min(n, m)
     log2p = np.full(r_max + 1, -np.inf)
     for r in range(r_max + 1):
-        s = r * (n + m - r) - n * m
+        s = float(r * (n + m - r) - n * m)
         for i in range(r):
             s += math.log2(1 - 2.0 ** (i - n)) + math.log2(1 - 2.0 ** (i - m)) - math.log2(1 - 2.0 ** (i - r))
         log2p[r] = s
@@ -753,13 +754,16 @@ class MTSeeds(Test):
             return 0.0, 1.0, ""
         words = np.concatenate(self.parts, axis=1)
         self.parts = []
-        found, seeds, order = None, None, ""
+        found: np.ndarray | None = None
+        seeds: np.ndarray | None = None
+        order = ""
         for high_first in (True, False):  # the other order only if the first finds too few
             ok, s = mt.recover_seeds(mt.split_words(words, high_first))
             if found is None or ok.sum() > found.sum():
                 found, seeds, order = ok, s, "high" if high_first else "low"
             if found.sum() >= 2:
                 break
+        assert found is not None and seeds is not None  # the loop ran at least once
         r = int(found.sum())
         if r < 2:
             self.skip_reason = (
@@ -878,7 +882,7 @@ class Accumulator:
 
     def __post_init__(self) -> None:
         self.active = [t for t in self.tests if t.skip_reason is None]
-        self._pool = None
+        self._pool: ThreadPoolExecutor | None = None
         if self.tiebreak_seed is not None:
             # Keyed by the source too: the two data sets of one check get different uniforms.
             key = [int(b) for b in self.source.encode()]
@@ -891,8 +895,6 @@ class Accumulator:
         lanes = [[t for t in self.active if t.lane == lane] for lane in (0, 1)]
         if self.threads > 1 and all(lanes):
             if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="seedtree-battery")
             other = self._pool.submit(_update_all, lanes[1], block)
             _update_all(lanes[0], block)

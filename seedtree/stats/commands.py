@@ -7,6 +7,8 @@ import os
 import re
 import secrets
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.I)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -178,7 +180,7 @@ def run_stream(args: argparse.Namespace) -> int:
         if args.first is not None:
             if args.first < 1:
                 return _error("stream", f"--first needs at least 1 word per child, got {args.first}")
-            blocks = (b.T.reshape(-1) for b in first_outputs(args.scheme, root, None, args.first))
+            blocks: Iterator[Any] = (b.T.reshape(-1) for b in first_outputs(args.scheme, root, None, args.first))
         else:
             blocks = Interleaved(args.scheme, args.streams, root).chunks()
     except (ValueError, TypeError, ImportError) as exc:

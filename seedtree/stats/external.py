@@ -142,6 +142,7 @@ def feed(
             data = chunk.astype("<u8", copy=False).tobytes()
             if max_bytes is not None and fed + len(data) > max_bytes:
                 data = data[: max_bytes - fed]
+            assert proc.stdin is not None  # started with stdin=PIPE
             proc.stdin.write(data)
             fed += len(data)
             if progress is not None:
@@ -152,7 +153,8 @@ def feed(
         pass  # the tool has read what it needed
     finally:
         try:
-            proc.stdin.close()
+            if proc.stdin is not None:
+                proc.stdin.close()
         except BrokenPipeError:
             pass
     proc.wait()

@@ -134,7 +134,7 @@ def _duplicated(root: int, idx: range) -> list[WordStream]:
 
 def _shifted(root: int, idx: range) -> list[WordStream]:
     # One PCG64 stream; stream i starts SHIFT_DRAWS * i draws into it (overlapping streams).
-    streams = []
+    streams: list[WordStream] = []
     for i in idx:
         bg = np.random.PCG64(root)
         bg.advance(SHIFT_DRAWS * i)
