@@ -16,6 +16,7 @@ import functools
 import os
 import secrets
 import sys
+import warnings
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
@@ -576,6 +577,18 @@ class SeedTree:
         gen = random.Random()
         gen.setstate(self.python_random_state())
         return gen
+
+    def random_seed(self) -> int:
+        """Deprecated: a 128-bit int of this node (its globals key). Python's ``random`` is
+        no longer seeded from an int: ``random.Random(node.random_seed())`` is *not*
+        ``node.random()``; use ``node.random()`` or ``node.python_random_state()``."""
+        warnings.warn(
+            "SeedTree.random_seed() is deprecated: python's random now gets a whole state; use node.random() "
+            "or node.python_random_state() (random.Random(node.random_seed()) is not node.random())",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return int.from_bytes(self.words(WORDS_GLOBALS_KEY, 4).astype("<u4").tobytes(), "little")
 
     def python_random_state(self) -> tuple[int, tuple[int, ...], None]:
         """The ``random.setstate`` state this node gives python's ``random`` (see
