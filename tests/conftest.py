@@ -43,6 +43,8 @@ def _clean_state() -> Iterator[None]:
     ledger = STATE.recorded()
     ambient.set_default(None)
     STATE.start_fork_base(None)
+    with STATE.lock:
+        STATE.ledger.clear()
     try:
         yield
     finally:
