@@ -1,6 +1,6 @@
 """examples/ddp_train.py under real torchrun: 1 and 2 gloo processes.
 
-The commands are the ```bash block of README's "Scaling out" section, run verbatim in a
+The commands are the ```bash block of docs/integrations/ranks.md's "torch.distributed" section, run verbatim in a
 temporary folder; the runs' JSON reports are then checked here, claim by claim.
 """
 
@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "ddp_train.py"
 
 
-def readme_commands() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Scaling out") :]
+def doc_commands() -> list[str]:
+    text = (ROOT / "docs" / "integrations" / "ranks.md").read_text()
+    section = text[text.index("## torch.distributed") :]
     block = re.search(r"^```bash\n(.*?)^```", section, re.S | re.M).group(1)
     return [line.split("#")[0].strip() for line in block.splitlines() if line.split("#")[0].strip()]
 
@@ -38,7 +38,7 @@ def runs(tmp_path_factory) -> dict[str, object]:
     env = dict(os.environ, PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""), OMP_NUM_THREADS="1")
     env.pop("SEEDTREE_ENTROPY", None)
     outputs = []
-    for command in readme_commands():
+    for command in doc_commands():
         argv = shlex.split(command)
         assert argv[0] in ("torchrun", "python"), command
         proc = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, timeout=120)
@@ -49,7 +49,7 @@ def runs(tmp_path_factory) -> dict[str, object]:
     return {"outputs": outputs, **load}
 
 
-def test_readme_commands_run_and_report_every_claim_true(runs) -> None:
+def test_doc_commands_run_and_report_every_claim_true(runs) -> None:
     compares = [out for command, out in runs["outputs"] if "--compare" in command]
     assert len(compares) == 2
     for out in compares:

@@ -147,15 +147,16 @@ def test_sizes(text: str, value: int) -> None:
     assert parse_size(text) == value
 
 
-def _readme_commands() -> list[str]:
-    text = (ROOT / "README.md").read_text()
+def _doc_commands() -> list[str]:
+    """The lines of the ```bash blocks of docs/statistics.md's section after its marker."""
+    text = (ROOT / "docs" / "statistics.md").read_text()
     section = text.split("<!-- section: independence -->", 1)[1].split("\n## ", 2)[1]
     blocks = section.split("```bash\n")[1:]
     return [line for block in blocks for line in block.split("```")[0].splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize("line", _readme_commands())
-def test_readme_shell_examples(line: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("line", _doc_commands())
+def test_doc_shell_examples(line: str, tmp_path: Path) -> None:
     if "(minutes)" in line or "RNG_test" in line:
         pytest.skip("long or needs PractRand: the same options are tested above with small sizes")
     command, _, comment = line.partition("#")

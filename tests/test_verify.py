@@ -70,7 +70,7 @@ def project(tmp_path: Path) -> Path:
 
 
 def test_verify_passes_a_deterministic_script(project: Path) -> None:
-    # The README's line: several outputs, a folder among them, --strict.
+    # The line in docs/cli.md: several outputs, a folder among them, --strict.
     args = [
         "verify",
         "-n",
