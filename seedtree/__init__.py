@@ -2,7 +2,7 @@
 
 One root entropy plus a path of keys names every stream; the stream for a path is a pure
 function of the two, so results do not depend on who computes them (thread, process,
-worker, rank, device) or on how many of them there are. See README.md.
+worker, rank, device) or on how many of them there are. See README.md and the docs/ site.
 
 Layers (each imports only those listed after it): ``cli`` → integrations (``seedtree.torch``,
 ``seedtree.joblib``, ``seedtree.pool``, ``seedtree.threads``, ``seedtree.dask``,

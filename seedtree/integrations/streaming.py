@@ -457,9 +457,11 @@ class StreamCursor(Sampler[None]):
         self.control[1] = 0 if self.resume is None else 1
 
     def delivered(self, lane: int, state: dict[str, Any]) -> None:
+        """Record ``lane``'s state after a batch the loader handed to you."""
         self.progress[lane] = state
 
     def finished(self) -> None:
+        """The epoch ended: the next iteration starts the next epoch from its first batch."""
         self.epoch, self.progress, self.resume = self.epoch + 1, {}, None
 
     def broken_off(self) -> None:
