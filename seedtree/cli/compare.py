@@ -24,7 +24,6 @@ import numpy as np
 
 CHUNK = 1 << 20
 TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
-ARRAY_SUFFIXES = (".npy", ".npz", *TORCH_SUFFIXES)
 
 
 @dataclass(frozen=True)

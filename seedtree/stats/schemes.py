@@ -19,7 +19,7 @@ word first) for MT19937, and torch's ``random64`` for torch generators.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -303,8 +303,3 @@ def get_scheme(scheme: str | Scheme | Callable[[int], np.random.Generator]) -> S
         f"unknown scheme {scheme!r}; use one of {', '.join(SCHEMES)}, or 'module:function' "
         "for your own function i -> numpy.random.Generator"
     )
-
-
-def scheme_names(kinds: Sequence[str] = ("good", "control", "common")) -> list[str]:
-    """Names of the built-in schemes of the given kinds, in table order."""
-    return [n for n, s in SCHEMES.items() if s.kind in kinds]
