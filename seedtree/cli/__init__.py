@@ -7,6 +7,8 @@ imported only when a command runs.
 
 from __future__ import annotations
 
+__all__ = ["main"]
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``seedtree`` command with ``argv`` (default: ``sys.argv[1:]``)."""

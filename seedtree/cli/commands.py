@@ -20,6 +20,19 @@ from .. import __version__
 from ..stats import commands as stats_commands
 from ..stats.commands import parse_root
 
+__all__ = [
+    "Parser",
+    "UserError",
+    "build_parser",
+    "cmd_demo",
+    "cmd_diff",
+    "cmd_doctor",
+    "cmd_run",
+    "cmd_show",
+    "cmd_verify",
+    "main",
+]
+
 
 class UserError(Exception):
     """A problem with what the user asked for: printed as one line, exit status ``status``."""

@@ -22,6 +22,17 @@ from typing import Any
 
 import numpy as np
 
+__all__ = [
+    "CHUNK",
+    "Difference",
+    "TORCH_SUFFIXES",
+    "compare",
+    "compare_files",
+    "first_difference",
+    "sha256",
+    "tree_digest",
+]
+
 CHUNK = 1 << 20
 TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
 

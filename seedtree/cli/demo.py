@@ -30,6 +30,8 @@ from ..runtime.controllers import REGISTRY
 from ..runtime.manifest import record
 from ..runtime.seeding import seed_everything
 
+__all__ = ["NoisyDataset", "SAMPLES", "TASKS", "digest", "main", "simulate"]
+
 TASKS = 24
 SAMPLES = 32
 

@@ -39,6 +39,18 @@ from ..core.tree import SeedTree
 from ..runtime.manifest import version as _version
 from ..runtime.seeding import ENV_ENTROPY
 
+__all__ = [
+    "CUBLAS_OK",
+    "DISTRIBUTIONS",
+    "SCHEMA",
+    "THREAD_VARS",
+    "VERSION",
+    "checks",
+    "diagnose",
+    "render",
+    "run_probe",
+]
+
 SCHEMA = "seedtree.doctor"
 VERSION = 1
 THREAD_VARS = (

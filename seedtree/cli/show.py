@@ -9,6 +9,8 @@ from typing import Any
 from ..core.codec import path_to_json
 from ..runtime.manifest import Manifest
 
+__all__ = ["VOLATILE", "diff", "flatten", "show"]
+
 # Keys that differ between any two runs (when, how long, which process); `diff` lists them
 # apart and they do not count as a difference.
 VOLATILE = ("created", "fields.run.started", "fields.run.finished", "fields.run.duration_s")

@@ -34,6 +34,8 @@ from ..core.tree import SeedTree
 from . import run as runner
 from .compare import Difference, compare, tree_digest
 
+__all__ = ["STDOUT", "Try", "VerifyError", "VerifyResult", "junit_xml", "make_workspace", "verify", "write_junit"]
+
 STDOUT = "<stdout>"
 
 

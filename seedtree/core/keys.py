@@ -19,6 +19,8 @@ import numbers
 
 import numpy as np
 
+__all__ = ["KEY_LIMIT", "check_int_keys", "check_key", "key_words"]
+
 Key = int | str | bytes
 KEY_LIMIT = 1 << 32
 

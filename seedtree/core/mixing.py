@@ -19,6 +19,26 @@ from functools import lru_cache
 
 import numpy as np
 
+__all__ = [
+    "BLOCK",
+    "INIT_A",
+    "INIT_B",
+    "MASK32",
+    "MIX_MULT_L",
+    "MIX_MULT_R",
+    "MULT_A",
+    "MULT_B",
+    "POOL_SIZE",
+    "XSHIFT",
+    "absorb",
+    "absorb_many",
+    "derive_states",
+    "expand",
+    "expand_at",
+    "initial_state",
+    "int_to_words",
+]
+
 POOL_SIZE = 4
 INIT_A = 0x43B0D7E5
 MULT_A = 0x931E8875

@@ -41,6 +41,8 @@ from .layout import (
 )
 from .optional import require
 
+__all__ = ["BIT_GENERATORS", "SeedTree"]
+
 if TYPE_CHECKING:
     import random as _random
 

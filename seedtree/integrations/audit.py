@@ -22,6 +22,8 @@ import numpy as np
 from ..runtime import ambient
 from ._checks import check_callable, check_count
 
+__all__ = ["AuditReport", "ProbeDataset", "audit_joblib", "audit_loader", "audit_pool", "probe", "report"]
+
 
 def probe() -> dict[str, float]:
     """One draw from each generator this process would use."""

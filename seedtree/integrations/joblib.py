@@ -22,6 +22,8 @@ from ..runtime.policy import Where, modules_for
 from ..runtime.tasks import run_keyed_batch
 from ._checks import check_callable, check_items, check_tree
 
+__all__ = ["Parallel", "delayed", "parallel_map"]
+
 joblib = require("joblib", "seedtree.joblib")
 
 delayed = joblib.delayed

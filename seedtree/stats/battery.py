@@ -75,6 +75,41 @@ from ..core.optional import require
 from . import mt19937 as mt
 from .source import FIRST_BATCH
 
+__all__ = [
+    "Accumulator",
+    "BirthdaySpacings",
+    "Block",
+    "Collisions",
+    "CorrLag1",
+    "CorrLagged",
+    "CorrStreams",
+    "FILTER_FRACTION",
+    "FILTER_SHIFT",
+    "Gap",
+    "MIN_TERMS",
+    "MTSeeds",
+    "MeanRows",
+    "MeanStreams",
+    "Outcome",
+    "Overlaps",
+    "Plan",
+    "RankTest",
+    "RowChi2",
+    "Serial",
+    "StreamChi2",
+    "Test",
+    "U64",
+    "Uniform",
+    "XorLagged",
+    "XorPopcount",
+    "XorStreams",
+    "first_output_tests",
+    "gf2_ranks",
+    "interleaved_tests",
+    "rank_probabilities",
+    "uniforms",
+]
+
 U64 = np.uint64
 MIN_TERMS = 64  # terms per z-score before z^2 is treated as chi2(1)
 FILTER_SHIFT = U64(60)  # collisions/overlaps look at words whose top 4 bits are 0

@@ -19,6 +19,8 @@ from .schemes import Scheme, get_scheme
 from .source import Interleaved, first_outputs
 from .verdict import ALPHA, RULE, holm, retest_root
 
+__all__ = ["BATTERIES", "FIRST_WORDS", "MODES", "Progress", "check"]
+
 BATTERIES = ("own", "testu01", "practrand", "dieharder")
 MODES = ("quick", "thorough")
 FIRST_WORDS = 4

@@ -32,6 +32,31 @@ import numpy as np
 
 from .battery import Outcome
 
+__all__ = [
+    "BatteryUnavailable",
+    "DIEHARDER_TESTS",
+    "ENV_TESTU01",
+    "INSTALL_HINT",
+    "PRACTRAND_TLMIN",
+    "PipeRun",
+    "PractRandReport",
+    "PractRandRun",
+    "TESTU01_BATTERIES",
+    "feed",
+    "parse_dieharder",
+    "parse_practrand",
+    "parse_practrand_reports",
+    "parse_testu01",
+    "practrand_command",
+    "require_tool",
+    "run_dieharder",
+    "run_practrand",
+    "run_testu01",
+    "testu01_path",
+    "tool_status",
+    "two_sided",
+]
+
 ENV_TESTU01 = "SEEDTREE_TESTU01"
 TESTU01_BATTERIES = ("smallcrush", "crush", "bigcrush", "crush-linear", "smoke")
 DIEHARDER_TESTS = {  # dieharder -d N: the dab_* tests (Brown's own; the useful ones)

@@ -25,6 +25,24 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = [
+    "CHECKS",
+    "FIRST",
+    "INIT_MULT",
+    "INIT_MULT_INV",
+    "LAST",
+    "LOWER",
+    "M",
+    "MATRIX_A",
+    "N",
+    "UPPER",
+    "WORDS64",
+    "init_genrand_outputs",
+    "recover_seeds",
+    "split_words",
+    "untemper",
+]
+
 N = 624
 M = 397
 MATRIX_A = np.uint32(0x9908B0DF)

@@ -10,6 +10,8 @@ from typing import Any
 
 from ..core.optional import require
 
+__all__ = ["Report"]
+
 
 def _clean(value: Any) -> Any:
     """JSON-able: NaN/inf become None, nested containers cleaned."""

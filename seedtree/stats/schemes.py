@@ -27,6 +27,23 @@ import numpy as np
 
 from ..core.tree import SeedTree
 
+__all__ = [
+    "CONTROLS",
+    "GOOD",
+    "GeneratorStream",
+    "MASK64",
+    "PCG_DEFAULT_INCREMENT_128",
+    "PyRandomStream",
+    "RandomStateStream",
+    "SCHEMES",
+    "SHIFT_DRAWS",
+    "Scheme",
+    "TorchStream",
+    "WordStream",
+    "get_scheme",
+    "user_scheme",
+]
+
 # PCG's default 128-bit stream increment (pcg_random.hpp, PCG_DEFAULT_INCREMENT_128): the
 # "same increment" every naive-pcg64 stream shares.
 PCG_DEFAULT_INCREMENT_128 = 117397592171526113268558934119004209487

@@ -21,6 +21,8 @@ import numpy as np
 
 from .schemes import Scheme, get_scheme
 
+__all__ = ["DEFAULT_CHUNK_BYTES", "FIRST_BATCH", "Interleaved", "MAX_STREAMS", "first_outputs"]
+
 DEFAULT_CHUNK_BYTES = 4 << 20
 MAX_STREAMS = 1 << 20
 FIRST_BATCH = 4096  # children built at once for the first-outputs stream

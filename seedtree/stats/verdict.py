@@ -20,6 +20,8 @@ import hashlib
 import math
 from collections.abc import Sequence
 
+__all__ = ["ALPHA", "RULE", "holm", "retest_root"]
+
 ALPHA = 0.01
 
 RULE = (
