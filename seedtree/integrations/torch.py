@@ -25,7 +25,7 @@ from ..runtime.ambient import current
 from ..runtime.capture import isolate
 from ..runtime.controllers import REGISTRY
 from ..runtime.seeding import bind_process
-from ..runtime.tasks import run_keyed, run_keyed_batch
+from ..runtime.tasks import run_keyed_batch
 from . import streaming
 from .ranks import rank_info
 from .streaming import ShardedStream
@@ -184,12 +184,22 @@ class _SampleBound(Dataset):
             # The common case: one vectorised derivation seeds every sample of the batch.
             indices = [i for _, i, _ in items]
             return run_keyed_batch(self.epoch_node(items[0][0]), indices, [(get, (i,), {}) for i in indices], modules)
-        return [
-            run_keyed(get, self.epoch_node(e) / i, k, (i,), {}, modules)
-            if k
-            else run_keyed(get, self.epoch_node(e), i, (i,), {}, modules)
-            for e, i, k in items
-        ]
+        # A batch with repeats (a sampler drawing with replacement), or one spanning two
+        # epochs: per epoch, the first occurrences (tree / e / i) go in one vectorised call
+        # and the repeats (tree / e / i / k) in another, then back in batch order.
+        out: list[Any] = [None] * len(items)
+        for epoch in sorted(epochs):
+            for repeat in (False, True):
+                where = [j for j, (e, _, k) in enumerate(items) if e == epoch and bool(k) == repeat]
+                if not where:
+                    continue
+                keys: Any = (
+                    np.array([items[j][1:] for j in where], dtype=np.int64) if repeat else [items[j][1] for j in where]
+                )
+                calls: list[Any] = [(get, (items[j][1],), {}) for j in where]
+                for j, value in zip(where, run_keyed_batch(self.epoch_node(epoch), keys, calls, modules), strict=True):
+                    out[j] = value
+        return out
 
     def _get(self, index: int) -> Any:
         getattr(self.dataset, RESEED_METHOD)(current())
