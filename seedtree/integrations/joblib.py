@@ -62,8 +62,7 @@ class Parallel:
     """
 
     def __init__(self, tree: SeedTree, bind_globals: bool | None = None, **parallel_kwargs: Any) -> None:
-        if not isinstance(tree, SeedTree):
-            raise TypeError(f"Parallel needs a SeedTree as its first argument, got {type(tree).__name__}")
+        check_tree(tree, "Parallel")
         self.tree = tree
         self.bind_globals = bind_globals
         self.parallel_kwargs = parallel_kwargs

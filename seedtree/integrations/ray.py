@@ -53,6 +53,7 @@ from ..core.tree import SeedTree
 from ..runtime.policy import GLOBALS_ERROR, BindGlobals, modules_for, shared_globals_problem
 from ..runtime.seeding import bind_process
 from ..runtime.tasks import run_keyed_batch
+from ._checks import check_tree
 
 ray = require("ray", "seedtree.ray")
 
@@ -97,8 +98,7 @@ def keyed_map(
     or from the global RNGs when they are bound). ``remote_options`` go to the tasks'
     ``.options()`` (``num_cpus``, ``max_retries``, ...). Ray must be initialised (``ray.init``).
     """
-    if not isinstance(tree, SeedTree):
-        raise TypeError(f"keyed_map needs a SeedTree as its tree, got {type(tree).__name__}; e.g. SeedTree(42)")
+    check_tree(tree, "keyed_map")
     if isinstance(items, (str, bytes)):
         raise TypeError("items must be a collection of task inputs, not a single str/bytes")
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
@@ -160,8 +160,7 @@ def keyed_batches(
     ints in ``[0, 2**32)``, str or bytes, and identify its row (see the module docstring).
     Works with the ``"numpy"`` and ``"pandas"`` batch formats.
     """
-    if not isinstance(tree, SeedTree):
-        raise TypeError(f"keyed_batches needs a SeedTree as its tree, got {type(tree).__name__}")
+    check_tree(tree, "keyed_batches")
     if not isinstance(key, str):
         raise TypeError(f"key names the column that identifies each row, e.g. 'id'; got {key!r}")
 

@@ -41,6 +41,7 @@ from ..runtime import ambient
 from ..runtime.capture import isolate
 from ..runtime.controllers import REGISTRY
 from ..runtime.tasks import run_keyed_batch
+from ._checks import check_tree
 from .ranks import rank_info
 
 torch = require("torch", "seedtree.torch")
@@ -935,8 +936,7 @@ def stream_loader(
     ``lanes=`` and ``shuffle_buffer=`` override the stream's. ``collate_fn`` runs in the
     workers on each lane batch. ``sampler`` and ``batch_sampler`` are refused.
     """
-    if not isinstance(tree, SeedTree):
-        raise TypeError(f"loader needs a SeedTree, got {type(tree).__name__}")
+    check_tree(tree, "loader")
     overrides = {k: dataloader_kwargs.pop(k) for k in ("lanes", "shuffle_buffer") if k in dataloader_kwargs}
     if isinstance(dataset, ShardedStream):
         stream = dataset

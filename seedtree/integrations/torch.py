@@ -27,6 +27,7 @@ from ..runtime.controllers import REGISTRY
 from ..runtime.seeding import bind_process
 from ..runtime.tasks import run_keyed_batch
 from . import streaming
+from ._checks import check_tree
 from .ranks import rank_info
 from .streaming import ShardedStream
 
@@ -86,8 +87,7 @@ class worker_init_fn:
         reseed_dataset: bool = True,
         lazy_rank: bool = False,
     ) -> None:
-        if not isinstance(tree, SeedTree):
-            raise TypeError(f"worker_init_fn needs a SeedTree, got {type(tree).__name__}")
+        check_tree(tree, "worker_init_fn")
         if then is not None and not callable(then):
             raise TypeError(f"worker_init_fn's then= must be callable, got {type(then).__name__}")
         self.tree = tree
@@ -415,19 +415,25 @@ class SeedTreeSampler(DistributedSampler):
         for _ in range(0, stop, size):
             yield list(itertools.islice(items, size))
 
-    def __len__(self) -> int:
+    def _share(self, start: int) -> int:
+        """This rank's number of units (samples, or batches of a batch source) from the
+        global position ``start`` to the end of the current epoch."""
         rank, world, order = self._plan(self.epoch)
-        share = len(self._positions(rank, world, self._total(order), 0))
-        if self.units == "batches":
-            return share
-        return share  # samples: what DistributedSampler's len means
+        return len(self._positions(rank, world, self._total(order), start))
 
-    def num_batches(self) -> int:
-        """This rank's number of batches in a whole epoch."""
-        share = len(self)
+    def _batches(self, start: int) -> int:
+        """This rank's number of batches from the global position ``start`` on."""
+        share = self._share(start)
         if self.units == "batches":
             return share
         return share // self.batch_size if self.drop_last else math.ceil(share / self.batch_size)
+
+    def __len__(self) -> int:
+        return self._share(0)  # what DistributedSampler's len means: this rank's units
+
+    def num_batches(self) -> int:
+        """This rank's number of batches in a whole epoch."""
+        return self._batches(0)
 
     def set_epoch(self, epoch: int) -> None:
         """Start epoch ``epoch`` from its first batch at the next iteration; a resume loaded
@@ -445,11 +451,7 @@ class SeedTreeSampler(DistributedSampler):
             self.epoch, self.batches_done, self.start = self.epoch + 1, 0, 0
 
     def _remaining_batches(self) -> int:
-        rank, world, order = self._plan(self.epoch)
-        share = len(self._positions(rank, world, self._total(order), self.start))
-        if self.units == "batches":
-            return share
-        return share // self.batch_size if self.drop_last else math.ceil(share / self.batch_size)
+        return self._batches(self.start)
 
     # -- state ----------------------------------------------------------------------------
 
@@ -703,8 +705,7 @@ def loader(
             worker_hook=worker_init_fn,
             **dataloader_kwargs,
         )
-    if not isinstance(tree, SeedTree):
-        raise TypeError(f"loader needs a SeedTree, got {type(tree).__name__}")
+    check_tree(tree, "loader")
     if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
         raise TypeError(
             "seedtree.torch.loader needs a map-style dataset (with __getitem__ and __len__), a ShardedStream "

@@ -53,14 +53,16 @@ def restore(state: dict[str, Any]) -> None:
 
     Raises ``ValueError`` naming the first problem (not a captured state, an unknown
     library, a damaged part) before anything is changed."""
-    steps = _validated(state)
+    steps, saved_ambient = _validated(state)
     for controller, value in steps:
         controller.restore(value)
-    if "ambient" in state:
-        ambient.restore_snapshot(_validated_ambient(state["ambient"]))
+    if saved_ambient is not None:
+        ambient.restore_snapshot(saved_ambient)
 
 
-def _validated(state: object) -> list[tuple[LibController, Any]]:
+def _validated(state: object) -> tuple[list[tuple[LibController, Any]], dict[str, Any] | None]:
+    """Every part of ``state`` checked: (controller, state) pairs to apply, and the
+    ambient snapshot (or None)."""
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise ValueError(f"not a seedtree RNG state (expected a dict with format={STATE_FORMAT!r} from capture())")
     steps = []
@@ -81,9 +83,7 @@ def _validated(state: object) -> list[tuple[LibController, Any]]:
             steps.append((controller, value))
         except ValueError as exc:
             raise ValueError(f"cannot restore the RNG state: {exc}; pass what seedtree.capture() returned") from None
-    if "ambient" in state:
-        _validated_ambient(state["ambient"])
-    return steps
+    return steps, (_validated_ambient(state["ambient"]) if "ambient" in state else None)
 
 
 def _validated_ambient(saved: object) -> dict[str, Any]:
