@@ -358,7 +358,7 @@ def test_seed_everything_gives_each_cuda_device_its_own_seed() -> None:
 # -- the batch path (DataLoader batches, chunks of tasks) --------------------------------
 
 
-def _states_then_dirty() -> tuple:
+def _states_then_dirty(_: object) -> tuple:
     states = (random.getstate(), np.random.get_state(), torch.get_rng_state())
     random.gauss(0.0, 1.0)  # leave cached Gaussians and moved positions for the next item
     np.random.standard_normal()
@@ -375,7 +375,7 @@ def test_batch_seeding_gives_each_item_its_nodes_states_and_isolate_puts_everyth
     random.gauss(0.0, 1.0)
     before = st.capture()
     with st.isolate():
-        got = run_keyed_batch(tree, keys, [(_states_then_dirty, (), {})] * len(keys), ("random", "numpy", "torch"))
+        got = run_keyed_batch(tree, keys, _states_then_dirty, [None] * len(keys), ("random", "numpy", "torch"))
     after = st.capture()
     assert after["random"] == before["random"] and after["numpy"] == before["numpy"]
     assert torch.equal(after["torch"], before["torch"])
@@ -389,8 +389,8 @@ def test_batch_seeding_gives_each_item_its_nodes_states_and_isolate_puts_everyth
 
 def test_in_place_seeding_matches_the_portable_path() -> None:
     node = SeedTree(5) / "in-place"
-    for cls, start in ((bindings.PythonRandom, WORDS_RANDOM), (bindings.NumpyGlobal, WORDS_NUMPY_GLOBAL)):
-        words = node.words(start, MT_WORDS)
+    for cls in (bindings.PythonRandom, bindings.NumpyGlobal):
+        words = node.globals_words(*cls.words)  # an image: the words and the slot of the position
         portable = cls()
         portable._fast = False
         fast = cls()
@@ -414,7 +414,7 @@ def test_loader_globals_scheme_streams_are_what_the_batch_path_seeds() -> None:
 
     streams = SCHEMES["loader-globals"].streams(77, range(9))
 
-    def draw() -> tuple[int, int, int]:
+    def draw(_: object) -> tuple[int, int, int]:
         return (
             random.getrandbits(64),
             int(np.random.randint(0, 1 << 64, size=1, dtype=np.uint64)[0]),
@@ -422,5 +422,5 @@ def test_loader_globals_scheme_streams_are_what_the_batch_path_seeds() -> None:
         )
 
     with st.isolate():
-        got = run_keyed_batch(SeedTree(77) / 0, [0, 1, 2], [(draw, (), {})] * 3, ("random", "numpy", "torch"))
+        got = run_keyed_batch(SeedTree(77) / 0, [0, 1, 2], draw, [None] * 3, ("random", "numpy", "torch"))
     assert got == [tuple(int(s.take(1)[0]) for s in streams[3 * k : 3 * k + 3]) for k in range(3)]

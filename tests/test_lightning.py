@@ -173,6 +173,11 @@ DDP_SCRIPT = textwrap.dedent("""
     trainer.fit(model)
     with open(f"{out}.{trainer.global_rank}", "w") as fh:
         json.dump(model.seen, fh)
+    # Tear the gloo group down before exit: left to interpreter shutdown, its threads can
+    # abort the process ("terminate called without an active exception") after a good run.
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 """)
 
 

@@ -201,8 +201,9 @@ def test_a_library_first_imported_by_a_later_task_of_a_chunk_is_seeded_from_that
     try:
         controllers.REGISTRY._installed.pop("fakerng", None)
         with st.isolate():  # one batch of five, as a DataLoader batch or a chunk of tasks runs
-            calls = [(import_from_two_and_draw, (k,), {}) for k in range(5)]
-            got = run_keyed_batch(TREE, list(range(5)), calls, controllers.REGISTRY.loaded_modules())
+            got = run_keyed_batch(
+                TREE, list(range(5)), import_from_two_and_draw, list(range(5)), controllers.REGISTRY.loaded_modules()
+            )
         expected = [None, None]
         for k in range(2, 5):
             value = (TREE / k).seed_int(64, 7)

@@ -19,11 +19,17 @@ then SplitMix64's finaliser, each 64-bit output giving two words, low first. Wor
 expansion:
 
 ==================  ===================  ========================================
-[0, 624)            NumPy's global        whole MT19937 key (position 0)
-[624, +626)         torch CPU             whole MT19937 state + 64-bit initial seed
-[1250, +624)        ``random``            whole MT19937 state (``python_random_state``)
-[1874, +2)          (unused)              the last 64-bit output's tail
+[0, 624)            NumPy's global        whole MT19937 key
+624                 (slot)                NumPy's position, ``MT_FRESH``
+625                 (slot)                ``random``'s position, ``MT_FRESH``
+[626, +624)         ``random``            whole MT19937 state (``python_random_state``)
+[1250, +626)        torch CPU             whole MT19937 state + 64-bit initial seed
 ==================  ===================  ========================================
+
+The two slot words are expansion words that no generator reads: a batch writes the
+position over them, so that words [0, 625) are byte for byte NumPy's ``{key[624]; int
+pos}`` and words [625, 1250) are ``random``'s C ``{int index; state[624]}``, and seeding
+either from a row is one copy (``NUMPY_GLOBAL_IMAGE``, ``RANDOM_IMAGE``).
 
 Each twister starts at position ``MT_FRESH`` (0): its 624 words are a freshly twisted
 block, so the first draws read them, tempered, and no twist runs per sample before them.
@@ -51,6 +57,8 @@ __all__ = [
     "GLOBALS_WORDS",
     "MT_FRESH",
     "MT_WORDS",
+    "NUMPY_GLOBAL_IMAGE",
+    "RANDOM_IMAGE",
     "WORDS_CUDA",
     "WORDS_GLOBALS_KEY",
     "WORDS_JAX",
@@ -73,10 +81,14 @@ WORDS_GLOBALS_KEY = 1 << 24
 """Node words [2**24, +4): the key of the globals expansion."""
 WORDS_NUMPY_GLOBAL = 0
 """Offsets into the globals expansion (not node words)."""
-WORDS_TORCH_CPU = WORDS_NUMPY_GLOBAL + MT_WORDS
-WORDS_RANDOM = WORDS_TORCH_CPU + MT_WORDS + 2
-GLOBALS_WORDS = WORDS_RANDOM + MT_WORDS + 2
+WORDS_RANDOM = WORDS_NUMPY_GLOBAL + MT_WORDS + 2
+WORDS_TORCH_CPU = WORDS_RANDOM + MT_WORDS
+GLOBALS_WORDS = WORDS_TORCH_CPU + MT_WORDS + 2
 """Words of the globals expansion (an even count: whole 64-bit outputs)."""
+NUMPY_GLOBAL_IMAGE = (WORDS_NUMPY_GLOBAL, MT_WORDS + 1)
+"""NumPy's key and, in its last word, the slot of its position (``{key[624]; int pos}``)."""
+RANDOM_IMAGE = (WORDS_RANDOM - 1, MT_WORDS + 1)
+"""The slot of ``random``'s position, then its state (CPython's ``{int index; state[624]}``)."""
 MT_FRESH = 0
 """Position every seeded Mersenne Twister starts at: its 624 words are taken as a freshly
 twisted block, so the first draws read them (tempered) and no twist runs before the first

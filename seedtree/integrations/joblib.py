@@ -19,7 +19,7 @@ from ..core.optional import require
 from ..core.tree import SeedTree
 from ..runtime.capture import isolate
 from ..runtime.policy import Where, modules_for
-from ..runtime.tasks import run_keyed_batch
+from ..runtime.tasks import apply_call, run_keyed_batch
 from ._checks import check_callable, check_items, check_tree
 
 __all__ = ["Parallel", "delayed", "parallel_map"]
@@ -83,7 +83,7 @@ class Parallel:
         # for all its tasks' global RNGs at once and ships the tree once. Results and
         # streams are those of one task per item; only the cost changes.
         chunks: Iterator[tuple[Any, tuple[Any, ...], dict[str, Any]]] = (
-            (run_keyed_batch, (self.tree, list(range(lo, hi)), calls[lo:hi], modules), {})
+            (run_keyed_batch, (self.tree, list(range(lo, hi)), apply_call, calls[lo:hi], modules), {})
             for lo, hi in _chunks(len(calls), kwargs.get("n_jobs"))
         )
         kwargs = {"batch_size": 1, **kwargs}  # the chunks are the batches: joblib's own would unbalance the tail

@@ -69,7 +69,7 @@ def _keyed_chunk(
         problem = shared_globals_problem()
         if problem is not None:
             raise RuntimeError(GLOBALS_ERROR.format(problem=problem))
-    return run_keyed_batch(tree, keys, [(fn, (item,), {}) for item in items], modules)
+    return run_keyed_batch(tree, keys, fn, items, modules)
 
 
 _remote_chunk = ray.remote(_keyed_chunk)

@@ -221,9 +221,8 @@ class _ShardReader:
         self.iterator: Iterator[Any] | None = None
         self.finished = False
 
-    def _one(self) -> Any:
-        stream, p = self.stream, self._p
-        self._p += 1
+    def _one(self, p: int) -> Any:
+        stream = self.stream
         node = ambient.current()
         _reseed(stream.read, node)
         if stream.transform is not None:
@@ -246,9 +245,9 @@ class _ShardReader:
     def take(self, n: int) -> list[tuple[int, Any]]:
         if self.finished:
             return []
-        start = self._p = self.pos
-        calls: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = [(self._one, (), {})] * n
-        got = run_keyed_batch(self.node, list(range(start, start + n)), calls, self.modules)
+        start = self.pos
+        positions = list(range(start, start + n))
+        got = run_keyed_batch(self.node, positions, self._one, positions, self.modules)
         out = []
         for p, sample in enumerate(got, start):
             if sample is _END:

@@ -167,9 +167,8 @@ class _SampleBound(Dataset):
 
     def _fetch(self, items: list[Item]) -> list[Any]:
         try:
-            epochs = {item[0] for item in items}
-            firsts = all(item[2] == 0 for item in items)
-        except (TypeError, IndexError):
+            epochs, indices, occurrences = zip(*items, strict=True)
+        except (TypeError, ValueError):
             raise TypeError(
                 "seedtree's loader fetched an item that is not (epoch, index, occurrence): a wrapper replaced "
                 "seedtree's sampler. Keep loader.sampler as seedtree made it (with Lightning, the default "
@@ -180,24 +179,24 @@ class _SampleBound(Dataset):
         # fetched directly (one Python call less per sample).
         reseeds = self.reseed and callable(getattr(self.dataset, RESEED_METHOD, None))
         get = self._get if reseeds else self.dataset.__getitem__
-        if len(epochs) == 1 and firsts:
+        epoch = epochs[0]
+        if epochs.count(epoch) == len(epochs) and not any(occurrences):
             # The common case: one vectorised derivation seeds every sample of the batch.
-            indices = [i for _, i, _ in items]
-            return run_keyed_batch(self.epoch_node(items[0][0]), indices, [(get, (i,), {}) for i in indices], modules)
+            return run_keyed_batch(self.epoch_node(epoch), list(indices), get, indices, modules)
         # A batch with repeats (a sampler drawing with replacement), or one spanning two
         # epochs: per epoch, the first occurrences (tree / e / i) go in one vectorised call
         # and the repeats (tree / e / i / k) in another, then back in batch order.
         out: list[Any] = [None] * len(items)
-        for epoch in sorted(epochs):
+        for e in sorted(set(epochs)):
             for repeat in (False, True):
-                where = [j for j, (e, _, k) in enumerate(items) if e == epoch and bool(k) == repeat]
+                where = [j for j, (e_j, _, k) in enumerate(items) if e_j == e and bool(k) == repeat]
                 if not where:
                     continue
                 keys: Any = (
-                    np.array([items[j][1:] for j in where], dtype=np.int64) if repeat else [items[j][1] for j in where]
+                    np.array([items[j][1:] for j in where], dtype=np.int64) if repeat else [indices[j] for j in where]
                 )
-                calls: list[Any] = [(get, (items[j][1],), {}) for j in where]
-                for j, value in zip(where, run_keyed_batch(self.epoch_node(epoch), keys, calls, modules), strict=True):
+                got = run_keyed_batch(self.epoch_node(e), keys, get, [indices[j] for j in where], modules)
+                for j, value in zip(where, got, strict=True):
                     out[j] = value
         return out
 
@@ -370,20 +369,22 @@ class SeedTreeSampler(DistributedSampler):
 
     def _items(self, order: Any, positions: range, epoch: int) -> Iterator[Any]:
         """The items at ``positions``, computed a chunk at a time."""
-        if order is None:
-            return ((epoch, p, 0) for p in positions)
-        if isinstance(order, KeyedPermutation):
-            return self._permuted(order, positions, epoch)
-        if self.units == "batches":
-            return ([(epoch, i, k) for i, k in order[p]] for p in positions)
-        return ((epoch, *order[p]) for p in positions)
+        return itertools.chain.from_iterable(self._chunks(order, positions, epoch, self._CHUNK))
 
-    def _permuted(self, order: KeyedPermutation, positions: range, epoch: int) -> Iterator[Item]:
-        for lo in range(0, len(positions), self._CHUNK):
-            part = positions[lo : lo + self._CHUNK]
-            picked = np.asarray(order[np.arange(part.start, part.stop, part.step, dtype=np.int64)])
-            for i in picked.tolist():
-                yield (epoch, i, 0)
+    def _chunks(self, order: Any, positions: range, epoch: int, chunk: int) -> Iterator[list[Any]]:
+        """The items at ``positions``, as lists of ``chunk`` items (the last one shorter):
+        whole lists are built at C speed, and memory stays bounded for any n."""
+        for lo in range(0, len(positions), chunk):
+            part = positions[lo : lo + chunk]
+            if order is None:
+                yield [(epoch, p, 0) for p in part]
+            elif isinstance(order, KeyedPermutation):
+                picked = np.asarray(order[np.arange(part.start, part.stop, part.step, dtype=np.int64)])
+                yield [(epoch, i, 0) for i in picked.tolist()]
+            elif self.units == "batches":
+                yield [[(epoch, i, k) for i, k in order[p]] for p in part]
+            else:
+                yield [(epoch, i, k) for i, k in (order[p] for p in part)]
 
     # -- iteration ----------------------------------------------------------------------
 
@@ -406,14 +407,19 @@ class SeedTreeSampler(DistributedSampler):
 
     def batches(self) -> Iterator[list[Item]]:
         """This rank's batches of the current epoch, from the cursor."""
-        _, positions, items = self._begin()
+        epoch, positions, items = self._begin()
         if self.units == "batches":
             yield from items
             return
         size = self.batch_size
-        stop = len(positions) - len(positions) % size if self.drop_last else len(positions)
-        for _ in range(0, stop, size):
-            yield list(itertools.islice(items, size))
+        # Chunks of whole batches: each batch is a slice of a list, and only the epoch's
+        # last batch can be short (dropped with drop_last).
+        for chunk in self._chunks(self._plan(epoch)[2], positions, epoch, max(size, self._CHUNK // size * size)):
+            for lo in range(0, len(chunk), size):
+                batch = chunk[lo : lo + size]
+                if len(batch) < size and self.drop_last:
+                    return
+                yield batch
 
     def _share(self, start: int) -> int:
         """This rank's number of units (samples, or batches of a batch source) from the

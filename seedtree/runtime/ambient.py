@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from ..core.tree import SeedTree
-from .state import STATE, AmbientSlot
+from .state import STATE, AmbientSlot, Binding
 
 __all__ = [
+    "VAR",
     "bind",
     "bound",
     "current",
@@ -36,7 +37,11 @@ __all__ = [
     "unbind",
 ]
 
-_var: ContextVar[AmbientSlot | None] = ContextVar("seedtree_ambient", default=None)
+_var: ContextVar[Binding | None] = ContextVar("seedtree_ambient", default=None)
+VAR = _var
+"""The context variable holding the binding. Hot paths that bind item after item of a
+batch set ``(node_batch, j)`` on it directly (``runtime.tasks.run_keyed_batch``): a
+tuple costs less than a slot object, and the node is made only if asked for."""
 _first_use = threading.Lock()
 
 _UNBOUND = (
@@ -45,12 +50,20 @@ _UNBOUND = (
 )
 
 
-def _binding() -> AmbientSlot:
+def _slot() -> AmbientSlot | None:
+    """The slot of this context's binding, else the default's, else None."""
     binding = _var.get()
     if binding is None:
-        binding = STATE.ambient_default
-        if binding is None:
-            raise RuntimeError(_UNBOUND)
+        return STATE.ambient_default
+    if isinstance(binding, tuple):
+        return binding[0].slot(binding[1])
+    return binding
+
+
+def _binding() -> AmbientSlot:
+    binding = _slot()
+    if binding is None:
+        raise RuntimeError(_UNBOUND)
     return binding
 
 
@@ -63,9 +76,7 @@ def rng() -> np.random.Generator:
     """A NumPy Generator for ``current()``, created on first use in a context and then
     returned again, so its position carries across calls within that context. It draws
     exactly what ``current().numpy()`` draws."""
-    binding = _var.get() or STATE.ambient_default
-    if binding is None:
-        raise RuntimeError(_UNBOUND)
+    binding = _binding()
     gen = binding.gen
     if gen is None:
         with _first_use:  # two threads sharing a binding must not both start a generator
@@ -75,7 +86,7 @@ def rng() -> np.random.Generator:
     return gen
 
 
-def bind(node: SeedTree) -> Token[AmbientSlot | None]:
+def bind(node: SeedTree) -> Token[Binding | None]:
     """Bind ``node`` for the rest of this context (worker initialisers use this); returns
     the token that ``unbind`` takes to undo it."""
     if not isinstance(node, SeedTree):
@@ -83,7 +94,7 @@ def bind(node: SeedTree) -> Token[AmbientSlot | None]:
     return _var.set(AmbientSlot(node))
 
 
-def unbind(token: Token[AmbientSlot | None]) -> None:
+def unbind(token: Token[Binding | None]) -> None:
     """Undo a ``bind``."""
     _var.reset(token)
 
@@ -112,7 +123,7 @@ def default() -> SeedTree | None:
 def snapshot() -> dict[str, Any]:
     """Where ``rng()`` stands: the default node, the node ``rng()`` reads here and its
     generator's state (None if not drawn from yet)."""
-    binding = _var.get() or STATE.ambient_default
+    binding = _slot()
     gen = None if binding is None else binding.gen
     return {
         "default": default(),
@@ -127,7 +138,7 @@ def restore_snapshot(saved: dict[str, Any]) -> None:
     ``bound(a)`` does not bind ``a`` where it is restored)."""
     if saved["default"] != default():
         set_default(saved["default"])
-    binding = _var.get() or STATE.ambient_default
+    binding = _slot()
     if binding is None or binding.node != saved["node"]:
         return
     if saved["state"] is None:

@@ -31,16 +31,17 @@ from ..core.layout import (
     GLOBALS_WORDS,
     MT_FRESH,
     MT_WORDS,
+    NUMPY_GLOBAL_IMAGE,
+    RANDOM_IMAGE,
     TORCH_CPU_IMAGE_BYTES,
     WORDS_GLOBALS_KEY,
-    WORDS_NUMPY_GLOBAL,
-    WORDS_RANDOM,
     WORDS_TORCH_CPU,
     expand_globals,
     python_random_state,
     torch_cpu_image,
 )
 from ..core.tree import SeedTree
+from .state import NodeRef, resolve
 
 __all__ = [
     "REGISTRY",
@@ -67,7 +68,8 @@ class LibController(ABC):
     ``usable()``.
 
     ``words = (start, count)`` says which words of a node's globals expansion the
-    controller seeds from (see ``seedtree.core.layout``); controllers that set it
+    controller seeds from (see ``seedtree.core.layout``; a range may hold a slot word
+    that the controller overwrites with its position); controllers that set it
     implement ``seed_words``, and seeding many of them (for many nodes) costs one
     vectorised expansion. Others override ``seed``.
     """
@@ -90,12 +92,13 @@ class LibController(ABC):
         """Seed from this controller's ``words`` range of a node."""
         raise NotImplementedError(f"{type(self).__name__} sets no words: it seeds through seed()")
 
-    def row_seeders(self, rows: np.ndarray) -> tuple[Callable[[], None] | None, list[Callable[[], None]]]:
+    def row_seeders(self, rows: np.ndarray) -> tuple[Callable[[], None] | None, list[Seeders]]:
         """For a batch buffer ``rows`` (n, this controller's word count; refilled batch
         after batch in place): ``(refresh, seeders)``, where ``refresh()`` runs once after
-        each refill and ``seeders[j]()`` seeds from row j (same state as
-        ``seed_words(rows[j])``). Override to do per-batch work vectorised."""
-        return None, [functools.partial(self.seed_words, rows[j]) for j in range(len(rows))]
+        each refill and calling each of ``seeders[j]`` in turn seeds from row j (the same
+        state as ``seed_words(rows[j])``). Override to do per-batch work vectorised, and
+        to seed a row with a few C-level calls."""
+        return None, [(functools.partial(self.seed_words, rows[j]),) for j in range(len(rows))]
 
     def snapshot(self) -> Any:
         """The state in whatever form ``put_back`` restores fastest (``isolate`` uses
@@ -121,6 +124,22 @@ class LibController(ABC):
         nothing; ``restore`` itself trusts its input (``isolate`` hands back what it captured)."""
 
 
+Seeders = tuple[Callable[[], None], ...]
+"""The calls that seed one row of a batch, in order."""
+
+
+def _copier(destination: np.ndarray, source: np.ndarray) -> Callable[[], None]:
+    """A call that copies ``source`` over ``destination`` (same dtype and size, both
+    contiguous): a memoryview slice assignment, a memcpy behind one C-level call (a
+    NumPy slice assignment costs six times as much)."""
+    if destination.nbytes != source.nbytes:
+        raise ValueError(f"cannot copy {source.nbytes} bytes over {destination.nbytes}")
+    # As bytes: memoryviews of ctypes memory carry formats ("<I") that cannot be assigned.
+    target: Any = destination.view(np.uint8)
+    data: Any = source.view(np.uint8)
+    return functools.partial(memoryview(target).__setitem__, slice(None), memoryview(data))
+
+
 def _memory(address: int, ctype: Any, n: int) -> np.ndarray:
     """``n`` values of ``ctype`` at ``address`` as a NumPy array sharing that memory."""
     return np.ctypeslib.as_array((ctype * n).from_address(address))
@@ -132,7 +151,7 @@ class PythonRandom(LibController):
 
     name = "random"
     module = "random"
-    words = (WORDS_RANDOM, MT_WORDS)
+    words = RANDOM_IMAGE  # the slot of its position, then its 624 words
 
     def __init__(self) -> None:
         self._fast: bool | None = None  # decided on first use by a self-check
@@ -147,11 +166,24 @@ class PythonRandom(LibController):
             # random.setstate wants a 625-int tuple (~20 us to build from an array, 3 us to
             # apply); random.seed() runs init_by_array (~4 us). Instead the state words and the
             # position are written in place, where the self-check found them.
-            mem[1:] = words
+            mem[1:] = words[1:]
             mem[0] = MT_FRESH
             self._inst.gauss_next = None
         else:
-            random.setstate(python_random_state(words))
+            random.setstate(python_random_state(words[1:]))
+
+    def row_seeders(self, rows: np.ndarray) -> tuple[Callable[[], None] | None, list[Seeders]]:
+        if self._fast is None:
+            self._fast = self._check_fast_path(np.arange(MT_WORDS + 1, dtype=np.uint32))
+        mem = self._mem
+        if not self._fast or mem is None:
+            return super().row_seeders(rows)
+
+        def refresh() -> None:
+            rows[:, 0] = MT_FRESH  # the slot: each row is now the C object's {index; state}
+
+        drop_gauss = functools.partial(setattr, self._inst, "gauss_next", None)
+        return refresh, [(_copier(mem, rows[j]), drop_gauss) for j in range(len(rows))]
 
     def _locate(self) -> np.ndarray | None:
         """The C ``RandomObject`` of ``random``'s instance is ``{PyObject_HEAD; int index;
@@ -186,9 +218,10 @@ class PythonRandom(LibController):
             random.gauss(0.0, 1.0)  # a cached Gaussian the fast path must drop
             self._fast = True
             self.seed_words(words)
+            expected = python_random_state(words[1:])
             fast_state, fast_draw = random.getstate(), [random.random(), random.gauss(0.0, 1.0)]
-            random.setstate(python_random_state(words))
-            ok = fast_state == python_random_state(words) and fast_draw == [random.random(), random.gauss(0.0, 1.0)]
+            random.setstate(expected)
+            ok = fast_state == expected and fast_draw == [random.random(), random.gauss(0.0, 1.0)]
         except Exception:
             ok = False
         finally:
@@ -198,10 +231,16 @@ class PythonRandom(LibController):
         return ok
 
     def snapshot(self) -> Any:
+        if self._fast and self._mem is not None:  # the C state's bytes: no 625-int tuple built
+            return (self._mem.copy(), self._inst.gauss_next)
         return random.getstate()
 
     def put_back(self, snapshot: Any) -> None:
-        random.setstate(snapshot)
+        if len(snapshot) == 2 and self._mem is not None:
+            self._mem[:] = snapshot[0]
+            self._inst.gauss_next = snapshot[1]
+        else:
+            random.setstate(snapshot)
 
     def capture(self) -> dict[str, Any]:
         version, internal, gauss_next = random.getstate()
@@ -237,7 +276,7 @@ class NumpyGlobal(LibController):
 
     name = "numpy"
     module = "numpy"
-    words = (WORDS_NUMPY_GLOBAL, MT_WORDS)
+    words = NUMPY_GLOBAL_IMAGE  # its 624 key words, then the slot of its position
 
     def __init__(self) -> None:
         self._fast: bool | None = None  # decided on first use by a self-check
@@ -247,12 +286,25 @@ class NumpyGlobal(LibController):
         self._rs: Any = None
 
     def seed_words(self, words: np.ndarray) -> None:
+        key = words[:MT_WORDS]
         if self._fast is None:
-            self._fast = self._check_fast_path(words)
+            self._fast = self._check_fast_path(key)
         if self._fast:
-            self._write(words)
+            self._write(key)
         else:
-            np.random.set_state(("MT19937", words, MT_FRESH, 0, 0.0))
+            np.random.set_state(("MT19937", key, MT_FRESH, 0, 0.0))
+
+    def row_seeders(self, rows: np.ndarray) -> tuple[Callable[[], None] | None, list[Seeders]]:
+        if self._fast is None:
+            self._fast = self._check_fast_path(np.arange(MT_WORDS, dtype=np.uint32))
+        if not self._fast or self._gauss is None:
+            return super().row_seeders(rows)
+
+        def refresh() -> None:
+            rows[:, MT_WORDS] = MT_FRESH  # the slot: each row is now {key[624]; int pos}
+
+        no_gauss = (_copier(self._has_gauss, np.zeros(1, np.int32)), _copier(self._gauss, np.zeros(1, np.float64)))
+        return refresh, [(_copier(self._mem, rows[j]), *no_gauss) for j in range(len(rows))]
 
     def _write(self, key: np.ndarray) -> None:
         # set_state copies the key word by word in Python (~35 us) and np.random.seed(0)
@@ -385,7 +437,7 @@ class TorchCPU(LibController):
         np.copyto(self._seed_words, words[MT_WORDS:])  # the 64-bit initial seed, low word first
         torch.default_generator.set_state(self._tensor)
 
-    def row_seeders(self, rows: np.ndarray) -> tuple[Callable[[], None] | None, list[Callable[[], None]]]:
+    def row_seeders(self, rows: np.ndarray) -> tuple[Callable[[], None] | None, list[Seeders]]:
         # One generator image per row, filled for the whole batch by one vectorised copy
         # (a 32-to-64-bit copy per sample costs more than torch's set_state itself).
         torch = sys.modules["torch"]
@@ -400,7 +452,7 @@ class TorchCPU(LibController):
             np.copyto(seeds, rows[:, MT_WORDS:])
 
         set_state = torch.default_generator.set_state
-        return refresh, [functools.partial(set_state, torch.from_numpy(images[j])) for j in range(n)]
+        return refresh, [(functools.partial(set_state, torch.from_numpy(images[j])),) for j in range(n)]
 
     def snapshot(self) -> Any:
         return sys.modules["torch"].default_generator.get_state()
@@ -529,7 +581,8 @@ class Plan:
                 self.steps.append((c, c.words[0], c.words[0] + c.words[1]))
             else:
                 self.steps.append((c, 0, 0))
-        self._node_seeders = [c.seed for c, _, hi in self.steps if not hi]
+        self.node_seeders = [c.seed for c, _, hi in self.steps if not hi]
+        """Controllers that seed from the node itself (not from the batch's rows)."""
         self._free: dict[int, list[Batch]] = {}  # by size: batches handed back, for reuse
 
     def seed(self, node: SeedTree, words: np.ndarray | None = None) -> list[str]:
@@ -580,19 +633,24 @@ class Batch:
                 if refresh is not None:
                     self.refreshers.append(refresh)
                 per_controller.append(seeders)
-        self.seeders = [list(row) for row in zip(*per_controller, strict=True)] if per_controller else [[]] * n
+        self.seeders = [[f for seeders in row for f in seeders] for row in zip(*per_controller, strict=True)]
+        if not per_controller:
+            self.seeders = [[] for _ in range(n)]
 
     def refresh(self) -> None:
         """After the rows were refilled: let controllers do their per-batch work."""
         for refresh in self.refreshers:
             refresh()
 
-    def seed(self, j: int, node: SeedTree) -> None:
-        """Seed every controller of the plan for child ``j`` (whose node is ``node``)."""
+    def seed(self, j: int, node: NodeRef) -> None:
+        """Seed every controller of the plan for child ``j`` (whose node is ``node``,
+        made only if a controller seeds from the node itself)."""
         for seed in self.seeders[j]:
             seed()
-        for seed_node in self.plan._node_seeders:
-            seed_node(node)
+        if self.plan.node_seeders:
+            resolved = resolve(node)
+            for seed_node in self.plan.node_seeders:
+                seed_node(resolved)
 
 
 class Registry:

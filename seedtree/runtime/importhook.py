@@ -15,9 +15,8 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
-from ..core.tree import SeedTree
 from .controllers import REGISTRY
-from .state import STATE
+from .state import STATE, NodeRef, resolve
 
 __all__ = ["arm", "disarm", "fresh_state", "retarget"]
 
@@ -43,9 +42,10 @@ class _SeedOnImport:
 
 
 def _seed_fresh(module: str) -> None:
-    node = STATE.hook_node
-    if node is None:
+    ref = STATE.hook_node
+    if ref is None:
         return
+    node = resolve(ref)
     for controller in REGISTRY.all().values():
         if controller.module == module and controller.usable():
             STATE.hook_fresh[controller.name] = controller.capture()
@@ -55,7 +55,7 @@ def _seed_fresh(module: str) -> None:
 _HOOK = _SeedOnImport()
 
 
-def arm(node: SeedTree) -> bool:
+def arm(node: NodeRef) -> bool:
     """Until ``disarm()``, seed registered libraries that are installed but not yet
     imported from ``node`` when they get imported. Returns whether any is watched for."""
     missing = REGISTRY.missing_modules()
@@ -69,10 +69,10 @@ def arm(node: SeedTree) -> bool:
     return True
 
 
-def retarget(node: SeedTree) -> None:
+def retarget(node: NodeRef) -> None:
     """Seed from ``node`` from now on, watching for the same libraries (a batch arms the
     hook once, then moves it from item to item: what item j imports first is seeded from
-    item j's node)."""
+    item j's node; a ``(node_batch, j)`` reference is resolved only if an import happens)."""
     STATE.hook_node = node
 
 

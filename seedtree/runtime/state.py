@@ -18,12 +18,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from ..core.tree import SeedTree
 
-__all__ = ["STATE", "AmbientSlot", "ProcessState"]
+__all__ = ["STATE", "AmbientSlot", "Binding", "NodeBatch", "NodeRef", "ProcessState", "resolve"]
 
 
 class AmbientSlot:
@@ -34,6 +35,45 @@ class AmbientSlot:
     def __init__(self, node: SeedTree) -> None:
         self.node = node
         self.gen: np.random.Generator | None = None
+
+
+class NodeBatch:
+    """The children ``tree / k`` of a run of keys (a DataLoader batch, a chunk of tasks),
+    made only when asked for. Binding item j of a batch is then one ``(batch, j)`` tuple:
+    work that never asks for its node (no ``seedtree.rng()``, no ``current()``) pays
+    nothing for it, and work that does gets exactly ``tree / keys[j]``. Keys are
+    validated when the nodes are first made (``SeedTree.children``)."""
+
+    __slots__ = ("tree", "keys", "_slots")
+
+    def __init__(self, tree: SeedTree, keys: Any) -> None:
+        self.tree = tree
+        self.keys = keys
+        self._slots: list[AmbientSlot] | None = None
+
+    def slot(self, j: int) -> AmbientSlot:
+        """Item j's binding: its node, and its ``rng()`` generator once one was made."""
+        slots = self._slots
+        if slots is None:
+            # All nodes at once: one vectorised validation; a node is a small object and
+            # its hashing happens only when something draws from it.
+            slots = self._slots = [AmbientSlot(node) for node in self.tree.children(self.keys)]
+        return slots[j]
+
+    def node(self, j: int) -> SeedTree:
+        """``tree / keys[j]``."""
+        return self.slot(j).node
+
+
+Binding = AmbientSlot | tuple[NodeBatch, int]
+"""What a context binds: a slot of its own, or item j of a ``NodeBatch``."""
+NodeRef = SeedTree | tuple[NodeBatch, int]
+"""A node, or item j of a ``NodeBatch`` (made when first needed)."""
+
+
+def resolve(ref: NodeRef) -> SeedTree:
+    """The node ``ref`` stands for."""
+    return ref[0].node(ref[1]) if isinstance(ref, tuple) else ref
 
 
 RecordListener = Callable[[str, SeedTree], None]
@@ -49,7 +89,7 @@ class ProcessState:
     fork_hook_installed: bool = False
     ledger: dict[str, SeedTree] = field(default_factory=dict)
     record_listeners: list[RecordListener] = field(default_factory=list)
-    hook_node: SeedTree | None = None
+    hook_node: NodeRef | None = None
     """The node the seed-on-import hook seeds newly imported libraries from (None: disarmed)."""
     hook_pending: frozenset[str] = frozenset()
     """Installed registered libraries not imported yet, which the hook watches for."""
