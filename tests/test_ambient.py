@@ -198,3 +198,67 @@ def test_rng_draws_equal_numpy_from_the_node() -> None:
         draws = st.rng().standard_normal(4).tolist()
     theirs = np.random.default_rng(np.random.SeedSequence(2**80, spawn_key=(3, 4))).standard_normal(4).tolist()
     assert draws == theirs
+
+
+# -- items of a batch (run_keyed_batch binds item j as (NodeBatch, j)) --------------------
+
+
+def _draw_if(item: tuple[int, bool]) -> object:
+    _, asks = item
+    if not asks:
+        return None
+    return (st.current(), st.rng().random(2).tolist(), st.rng().integers(1 << 62))
+
+
+@pytest.mark.parametrize("asking", ["all", "none", "one", "every third", "last two"])
+def test_batch_items_get_their_own_node_and_stream_whoever_else_asks(asking: str) -> None:
+    """Item j of a batch sees tree / keys[j] and draws what (tree / keys[j]).numpy() draws,
+    whichever items ask (the first asker derives alone, later ones vectorised)."""
+    from seedtree.runtime.tasks import run_keyed_batch
+
+    tree = SeedTree(31) / "batch"
+    keys = [9, 0, 4, 2**32 - 1, 17, 3, 8]
+    asks = {
+        "all": [True] * 7,
+        "none": [False] * 7,
+        "one": [j == 3 for j in range(7)],
+        "every third": [j % 3 == 1 for j in range(7)],
+        "last two": [j >= 5 for j in range(7)],
+    }[asking]
+    outer = SeedTree(1) / "outer"
+    with st.bound(outer):
+        got = run_keyed_batch(tree, keys, _draw_if, list(enumerate(asks)), ())
+        assert st.current() is outer  # the caller's binding is back
+    for key, ask, value in zip(keys, asks, got, strict=True):
+        if not ask:
+            assert value is None
+            continue
+        gen = (tree / key).numpy()
+        assert value == (tree / key, gen.random(2).tolist(), gen.integers(1 << 62))
+
+
+def test_a_context_copied_inside_an_item_keeps_that_item_after_the_batch() -> None:
+    from seedtree.runtime.tasks import run_keyed_batch
+
+    tree = SeedTree(32)
+    copies = run_keyed_batch(tree, [5, 6, 7], lambda _: contextvars.copy_context(), [None] * 3, ())
+    seen = [ctx.run(lambda: (st.current(), st.rng().random())) for ctx in copies]
+    assert seen == [(tree / k, (tree / k).numpy().random()) for k in (5, 6, 7)]
+
+
+def test_a_failing_item_puts_the_callers_binding_back() -> None:
+    from seedtree.runtime.tasks import run_keyed_batch
+
+    def boom(item: int) -> int:
+        if item == 2:
+            raise KeyError(item)
+        return item
+
+    outer = SeedTree(2) / "outer"
+    for modules in ((), ("numpy",)):
+        with st.bound(outer):
+            with pytest.raises(KeyError):
+                run_keyed_batch(SeedTree(3), [0, 1, 2, 3], boom, [0, 1, 2, 3], modules)
+            assert st.current() is outer
+    with pytest.raises(ValueError, match="3 items for 2 keys"):
+        run_keyed_batch(SeedTree(3), [0, 1], boom, [0, 1, 2], ())

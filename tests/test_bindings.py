@@ -387,6 +387,24 @@ def test_batch_seeding_gives_each_item_its_nodes_states_and_isolate_puts_everyth
         assert torch.equal(t, torch.from_numpy(node.torch_cpu_state()))
 
 
+def test_batches_of_changing_lengths_reuse_buffers_and_seed_each_item_exactly() -> None:
+    """Buffers come in power-of-two sizes and are reused: a batch of 5 after one of 7 (same
+    buffer, stale rows beyond 5) must seed exactly as its own nodes say."""
+    from seedtree.runtime.tasks import run_keyed_batch
+
+    tree = SeedTree(81) / "lengths"
+    with st.isolate():
+        for lo, hi in ((0, 7), (7, 12), (12, 13), (13, 29), (29, 31), (31, 40)):
+            keys = list(range(lo, hi))
+            got = run_keyed_batch(tree, keys, _states_then_dirty, [None] * len(keys), ("random", "numpy", "torch"))
+            for key, (r, n, t) in zip(keys, got, strict=True):
+                node = tree / key
+                assert r == node.python_random_state()
+                np.testing.assert_array_equal(n[1], node.globals_words(WORDS_NUMPY_GLOBAL, MT_WORDS))
+                assert n[2:] == (0, 0, 0.0)
+                assert torch.equal(t, torch.from_numpy(node.torch_cpu_state()))
+
+
 def test_in_place_seeding_matches_the_portable_path() -> None:
     node = SeedTree(5) / "in-place"
     for cls in (bindings.PythonRandom, bindings.NumpyGlobal):

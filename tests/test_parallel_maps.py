@@ -239,3 +239,17 @@ def test_a_library_first_imported_by_inline_tasks_is_seeded_per_task_then_put_ba
 
         bindings.unregister("fakerng")
         bindings.REGISTRY._plans.clear()
+
+
+@pytest.mark.parametrize("n_tasks", [0, 1, 7, 37, 2000, 10_001])
+@pytest.mark.parametrize("n_jobs", [1, 2, 16])
+def test_guided_chunks_cover_every_task_once_and_end_with_single_tasks(n_tasks: int, n_jobs: int) -> None:
+    from seedtree.integrations.joblib import _chunks
+
+    chunks = list(_chunks(n_tasks, n_jobs))
+    assert [i for lo, hi in chunks for i in range(lo, hi)] == list(range(n_tasks))
+    sizes = [hi - lo for lo, hi in chunks]
+    assert all(1 <= s <= 64 for s in sizes)
+    assert sizes == sorted(sizes, reverse=True)  # long while much is left, short at the end
+    if n_tasks >= 4 * n_jobs:
+        assert sizes[-4 * n_jobs :] == [1] * (4 * n_jobs)

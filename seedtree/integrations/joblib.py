@@ -96,12 +96,16 @@ class Parallel:
 
 
 def _chunks(n_tasks: int, n_jobs: int | None) -> Iterator[tuple[int, int]]:
-    """``(lo, hi)`` ranges of consecutive tasks: at least 32 chunks per worker, so the last
-    ones finish close together, and at most 64 tasks each."""
+    """``(lo, hi)`` ranges of consecutive tasks, by guided self-scheduling: each chunk
+    takes a quarter of what remains per worker (at most 64 tasks, at least one), so
+    chunks are long while much is left (few dispatches) and the last ones are single
+    tasks, which finish close together (no worker idles through a long last chunk)."""
     workers = max(1, joblib.effective_n_jobs(n_jobs))
-    size = max(1, min(64, n_tasks // (32 * workers)))
-    for lo in range(0, n_tasks, size):
-        yield lo, min(n_tasks, lo + size)
+    lo = 0
+    while lo < n_tasks:
+        size = max(1, min(64, (n_tasks - lo) // (4 * workers)))
+        yield lo, lo + size
+        lo += size
 
 
 def parallel_map(

@@ -82,7 +82,8 @@ def rng() -> np.random.Generator:
         with _first_use:  # two threads sharing a binding must not both start a generator
             gen = binding.gen
             if gen is None:
-                gen = binding.gen = binding.node.numpy()
+                raw = _var.get()
+                gen = binding.gen = raw[0].generator(raw[1]) if isinstance(raw, tuple) else binding.node.numpy()
     return gen
 
 

@@ -600,12 +600,17 @@ class Plan:
     def batch(self, tree: SeedTree, keys: list[int]) -> Batch:
         """The words of every child ``tree / k`` (int keys), derived in one vectorised
         call; seed child j with ``batch.seed(j, node)``. Hand it back with ``release``."""
+        n = len(keys)
+        # Buffers come in power-of-two sizes, the first n rows used: chunks of varying
+        # length (a parallel map's guided chunks) reuse a few buffers instead of building
+        # seeders for every new length.
+        size = 1 << max(n - 1, 0).bit_length()
         try:
-            batch = self._free.setdefault(len(keys), []).pop()
+            batch = self._free.setdefault(size, []).pop()
         except IndexError:
-            batch = Batch(self, len(keys))
+            batch = Batch(self, size)
         if self.count:
-            expand_globals(tree.states(keys, 4, WORDS_GLOBALS_KEY), out=batch.rows)
+            expand_globals(tree.states(keys, 4, WORDS_GLOBALS_KEY), out=batch.rows[:n])
             batch.refresh()
         return batch
 

@@ -16,7 +16,7 @@ that the indices are distinct does not.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,12 +44,15 @@ class NodeBatch:
     nothing for it, and work that does gets exactly ``tree / keys[j]``. Keys are
     validated when the nodes are first made (``SeedTree.children``)."""
 
-    __slots__ = ("tree", "keys", "_slots")
+    __slots__ = ("tree", "keys", "_slots", "_asked", "_gens", "_next")
 
     def __init__(self, tree: SeedTree, keys: Any) -> None:
         self.tree = tree
         self.keys = keys
         self._slots: list[AmbientSlot] | None = None
+        self._asked = 0
+        self._gens: Iterator[np.random.Generator] | None = None
+        self._next = 0  # the item whose generator self._gens yields next
 
     def slot(self, j: int) -> AmbientSlot:
         """Item j's binding: its node, and its ``rng()`` generator once one was made."""
@@ -63,6 +66,23 @@ class NodeBatch:
     def node(self, j: int) -> SeedTree:
         """``tree / keys[j]``."""
         return self.slot(j).node
+
+    def generator(self, j: int) -> np.random.Generator:
+        """A new ``(tree / keys[j]).numpy()`` (what ``seedtree.rng()`` returns for item j).
+        The first item that asks gets one derived alone; from the second on, the words of
+        every later item are derived in one vectorised call (``SeedTree.generators``), so
+        a batch whose items all draw pays about a microsecond per item, and one where a
+        single item draws pays for that item only."""
+        self._asked += 1
+        if self._asked == 1:
+            return self.node(j).numpy()
+        if self._gens is None or self._next > j:
+            self._gens, self._next = self.tree.generators(self.keys[j:]), j
+        while self._next < j:  # items in between did not ask
+            next(self._gens)
+            self._next += 1
+        self._next += 1
+        return next(self._gens)
 
 
 Binding = AmbientSlot | tuple[NodeBatch, int]
