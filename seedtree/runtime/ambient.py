@@ -76,13 +76,23 @@ def rng() -> np.random.Generator:
     """A NumPy Generator for ``current()``, created on first use in a context and then
     returned again, so its position carries across calls within that context. It draws
     exactly what ``current().numpy()`` draws."""
-    binding = _binding()
+    # Inlined _binding(): this is the call code makes per draw site, so it stays at one
+    # context-variable read and an attribute read once the generator exists.
+    raw = _var.get()
+    binding: AmbientSlot | None
+    if isinstance(raw, AmbientSlot):
+        binding = raw
+    elif raw is None:
+        binding = STATE.ambient_default
+        if binding is None:
+            raise RuntimeError(_UNBOUND)
+    else:
+        binding = raw[0].slot(raw[1])
     gen = binding.gen
     if gen is None:
         with _first_use:  # two threads sharing a binding must not both start a generator
             gen = binding.gen
             if gen is None:
-                raw = _var.get()
                 gen = binding.gen = raw[0].generator(raw[1]) if isinstance(raw, tuple) else binding.node.numpy()
     return gen
 
