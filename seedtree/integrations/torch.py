@@ -279,6 +279,7 @@ class SeedTreeSampler(DistributedSampler):
         self.batches_done = 0
         self.start = 0  # global units (samples, or batches of a batch source) already consumed this epoch
         self._resume = False  # set by load_state_dict: the next iteration continues mid-epoch
+        self._end: tuple[int, int, int] | None = None  # (epoch, start, batches) of the running iteration
         self._cache: tuple[int, int, Any] | None = None  # (epoch, world_size, the rank's plan)
         if source is not None and not _is_batch_source(source) and not isinstance(source, Sampler):
             raise TypeError(
@@ -399,6 +400,7 @@ class SeedTreeSampler(DistributedSampler):
         rank, world, order = self._plan(epoch)
         positions = self._positions(rank, world, self._total(order), self.start)
         per_batch = 1 if self.units == "batches" else self.batch_size
+        self._end = (epoch, self.start, self._batches(self.start))
         positions = positions[self.batches_done * per_batch :]  # a resume within the same layout
         return epoch, positions, self._items(order, positions, epoch)
 
@@ -453,7 +455,11 @@ class SeedTreeSampler(DistributedSampler):
 
     def _delivered(self) -> None:
         self.batches_done += 1
-        if self.batches_done >= self._remaining_batches():
+        end = self._end
+        # The iteration's batch count, computed when it began (reading the rank costs
+        # microseconds: not once per batch), unless the cursor was moved since.
+        total = end[2] if end is not None and end[:2] == (self.epoch, self.start) else self._remaining_batches()
+        if self.batches_done >= total:
             self.epoch, self.batches_done, self.start = self.epoch + 1, 0, 0
 
     def _remaining_batches(self) -> int:
