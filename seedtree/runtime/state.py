@@ -4,7 +4,9 @@ Everything seedtree keeps per process lives in the single ``STATE`` object below
 the lock it needs: the ambient default (the ``seed_everything`` root), the fork counter,
 the record ledger and its listeners, and the arming of the seed-on-import hook. Other
 modules read and change it only through this object, so there is one place to look when
-asking "what does seedtree remember in this process?".
+asking "what does seedtree remember in this process?". The values a binding holds are
+defined here too, because ``STATE`` holds them: ``AmbientSlot`` (a node and its
+``rng()`` generator) and ``NodeBatch`` (item j of a batch, its node made on demand).
 
 Fork counter. Several threads may fork at the same moment. Each fork takes its index
 under the lock *before* the fork (``os.register_at_fork(before=...)`` runs in the forking
