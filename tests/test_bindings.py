@@ -366,6 +366,16 @@ def _states_then_dirty(_: object) -> tuple:
     return states
 
 
+def _assert_items_seeded_from_their_nodes(tree: SeedTree, keys: list[int], got: list[tuple]) -> None:
+    """Each item saw exactly its node's random, numpy (no cached Gaussian) and torch states."""
+    for key, (r, n, t) in zip(keys, got, strict=True):
+        node = tree / key
+        assert r == node.python_random_state()
+        np.testing.assert_array_equal(n[1], node.globals_words(WORDS_NUMPY_GLOBAL, MT_WORDS))
+        assert n[2:] == (0, 0, 0.0)
+        assert torch.equal(t, torch.from_numpy(node.torch_cpu_state()))
+
+
 def test_batch_seeding_gives_each_item_its_nodes_states_and_isolate_puts_everything_back() -> None:
     from seedtree.runtime.tasks import run_keyed_batch
 
@@ -379,12 +389,7 @@ def test_batch_seeding_gives_each_item_its_nodes_states_and_isolate_puts_everyth
     after = st.capture()
     assert after["random"] == before["random"] and after["numpy"] == before["numpy"]
     assert torch.equal(after["torch"], before["torch"])
-    for key, (r, n, t) in zip(keys, got, strict=True):
-        node = tree / key
-        assert r == node.python_random_state()
-        np.testing.assert_array_equal(n[1], node.globals_words(WORDS_NUMPY_GLOBAL, MT_WORDS))
-        assert n[2:] == (0, 0, 0.0)
-        assert torch.equal(t, torch.from_numpy(node.torch_cpu_state()))
+    _assert_items_seeded_from_their_nodes(tree, keys, got)
 
 
 def test_batches_of_changing_lengths_reuse_buffers_and_seed_each_item_exactly() -> None:
@@ -397,12 +402,7 @@ def test_batches_of_changing_lengths_reuse_buffers_and_seed_each_item_exactly() 
         for lo, hi in ((0, 7), (7, 12), (12, 13), (13, 29), (29, 31), (31, 40)):
             keys = list(range(lo, hi))
             got = run_keyed_batch(tree, keys, _states_then_dirty, [None] * len(keys), ("random", "numpy", "torch"))
-            for key, (r, n, t) in zip(keys, got, strict=True):
-                node = tree / key
-                assert r == node.python_random_state()
-                np.testing.assert_array_equal(n[1], node.globals_words(WORDS_NUMPY_GLOBAL, MT_WORDS))
-                assert n[2:] == (0, 0, 0.0)
-                assert torch.equal(t, torch.from_numpy(node.torch_cpu_state()))
+            _assert_items_seeded_from_their_nodes(tree, keys, got)
 
 
 def test_in_place_seeding_matches_the_portable_path() -> None:
