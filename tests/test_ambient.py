@@ -262,3 +262,36 @@ def test_a_failing_item_puts_the_callers_binding_back() -> None:
             assert st.current() is outer
     with pytest.raises(ValueError, match="3 items for 2 keys"):
         run_keyed_batch(SeedTree(3), [0, 1], boom, [0, 1, 2], ())
+
+
+def test_threads_of_one_item_share_its_generator_even_racing_for_it() -> None:
+    """Two threads in copies of item 0's context ask for rng() at once, while nothing else
+    in the batch has made its nodes yet: they must share one generator (two different
+    draws, the node's first two), never make one each (the same draw twice)."""
+    import sys
+
+    from seedtree.runtime.tasks import run_keyed_batch
+
+    def item(_: int) -> list[float]:
+        barrier, out = threading.Barrier(2), []
+
+        def body() -> None:
+            barrier.wait()
+            out.append(float(st.rng().random()))
+
+        threads = [threading.Thread(target=contextvars.copy_context().run, args=(body,)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return out
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: the race shows if it is there
+    try:
+        for b in range(200):
+            tree = SeedTree(5) / b
+            got = run_keyed_batch(tree, list(range(256)), lambda k: item(k) if k == 0 else None, range(256), ())
+            assert sorted(got[0]) == sorted((tree / 0).numpy().random(2).tolist()), f"batch {b}"
+    finally:
+        sys.setswitchinterval(interval)

@@ -442,3 +442,44 @@ def test_loader_globals_scheme_streams_are_what_the_batch_path_seeds() -> None:
     with st.isolate():
         got = run_keyed_batch(SeedTree(77) / 0, [0, 1, 2], draw, [None] * 3, ("random", "numpy", "torch"))
     assert got == [tuple(int(s.take(1)[0]) for s in streams[3 * k : 3 * k + 3]) for k in range(3)]
+
+
+def test_numpy_swapping_its_global_generator_is_followed() -> None:
+    """np.random.set_bit_generator replaces the memory seedtree located: per-item seeding
+    (pooled batches included) and isolate must follow the new generator."""
+    from seedtree.runtime.tasks import run_keyed_batch
+
+    tree = SeedTree(3)
+    key_of = lambda _: np.random.get_state()[1].copy()  # noqa: E731
+    original = np.random.get_bit_generator()
+    try:
+        with st.isolate():
+            run_keyed_batch(tree, [1, 2], key_of, [1, 2], ("numpy",))  # locates, pools a batch
+        np.random.set_bit_generator(np.random.MT19937(0))
+        before = np.random.get_state()
+        with st.isolate():
+            got = run_keyed_batch(tree, [1, 2], key_of, [1, 2], ("numpy",))
+            np.random.standard_normal()
+        after = np.random.get_state()
+        assert after[0] == before[0] and np.array_equal(after[1], before[1]) and after[2:] == before[2:]
+        for k, key in zip([1, 2], got, strict=True):
+            np.testing.assert_array_equal(key, (tree / k).globals_words(WORDS_NUMPY_GLOBAL, MT_WORDS))
+    finally:
+        np.random.set_bit_generator(original)
+
+
+def test_a_controller_reading_a_position_slot_is_refused_at_registration() -> None:
+    from seedtree.core.layout import NUMPY_GLOBAL_IMAGE
+
+    class Clashing(bindings.LibController):
+        name, module, words = "clashing", "json", (NUMPY_GLOBAL_IMAGE[1] - 1, 1)  # reads word 624 only
+
+        def capture(self) -> None:
+            return None
+
+        def restore(self, state: object) -> None:
+            pass
+
+    with pytest.raises(ValueError, match=r"controller 'clashing' reads globals word 624.*'numpy'"):
+        st.register(Clashing())
+    assert "clashing" not in bindings.REGISTRY.all()

@@ -203,3 +203,10 @@ def test_worker_hook_rank_changes_the_path():
     assert a != b and a.path[:2] == ("worker", 0)
     with pytest.raises(TypeError, match="SeedTree"):
         worker_init_fn(7)
+
+
+def test_an_empty_batch_fetches_nothing() -> None:
+    from seedtree.integrations.torch import _SampleBound
+
+    for bind_globals in (False, True):
+        assert _SampleBound(list(range(10)), st.SeedTree(1), bind_globals, reseed=False).__getitems__([]) == []

@@ -20,16 +20,17 @@ expansion:
 
 ==================  ===================  ========================================
 [0, 624)            NumPy's global        whole MT19937 key
-624                 (slot)                NumPy's position, ``MT_FRESH``
-625                 (slot)                ``random``'s position, ``MT_FRESH``
+624                 (slot)                in a batch buffer: NumPy's position
+625                 (slot)                in a batch buffer: ``random``'s position
 [626, +624)         ``random``            whole MT19937 state (``python_random_state``)
 [1250, +626)        torch CPU             whole MT19937 state + 64-bit initial seed
 ==================  ===================  ========================================
 
-The two slot words are expansion words that no generator reads: a batch writes the
-position over them, so that words [0, 625) are byte for byte NumPy's ``{key[624]; int
-pos}`` and words [625, 1250) are ``random``'s C ``{int index; state[624]}``, and seeding
-either from a row is one copy (``NUMPY_GLOBAL_IMAGE``, ``RANDOM_IMAGE``).
+The two slot words are ordinary expansion words (``globals_words()`` returns them as
+such) that no generator reads: a batch buffer holds the position there instead, so that
+words [0, 625) of a row are byte for byte NumPy's ``{key[624]; int pos}`` and words
+[625, 1250) are ``random``'s C ``{int index; state[624]}``, and seeding either from a row
+is one copy (``NUMPY_GLOBAL_IMAGE``, ``RANDOM_IMAGE``).
 
 Each twister starts at position ``MT_FRESH`` (0): its 624 words are a freshly twisted
 block, so the first draws read them, tempered, and no twist runs per sample before them.

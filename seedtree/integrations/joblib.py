@@ -79,7 +79,8 @@ class Parallel:
         )
         modules = modules_for(self.bind_globals, kind, f"the joblib backend {name!r}")
         calls = list(tasks)
-        # Consecutive tasks travel in chunks (a few per worker): a chunk derives the words
+        # Consecutive tasks travel in chunks (guided: long first, single tasks last, see
+        # _chunks): a chunk derives the words
         # for all its tasks' global RNGs at once and ships the tree once. Results and
         # streams are those of one task per item; only the cost changes.
         chunks: Iterator[tuple[Any, tuple[Any, ...], dict[str, Any]]] = (

@@ -166,6 +166,8 @@ class _SampleBound(Dataset):
         return self._fetch(items)
 
     def _fetch(self, items: list[Item]) -> list[Any]:
+        if not items:  # a batch source may yield an empty batch
+            return []
         try:
             epochs, indices, occurrences = zip(*items, strict=True)
         except (TypeError, ValueError):

@@ -76,8 +76,9 @@ def rng() -> np.random.Generator:
     """A NumPy Generator for ``current()``, created on first use in a context and then
     returned again, so its position carries across calls within that context. It draws
     exactly what ``current().numpy()`` draws."""
-    # Inlined _binding(): this is the call code makes per draw site, so it stays at one
-    # context-variable read and an attribute read once the generator exists.
+    # Inlined _binding(): this is the call code makes per draw site, so once the
+    # generator exists it costs a context-variable read and a type check (and, for an
+    # item of a batch, one slot lookup).
     raw = _var.get()
     binding: AmbientSlot | None
     if isinstance(raw, AmbientSlot):

@@ -68,8 +68,7 @@ class LibController(ABC):
     ``usable()``.
 
     ``words = (start, count)`` says which words of a node's globals expansion the
-    controller seeds from (see ``seedtree.core.layout``; a range may hold a slot word
-    that the controller overwrites with its position); controllers that set it
+    controller seeds from (see ``seedtree.core.layout``); controllers that set it
     implement ``seed_words``, and seeding many of them (for many nodes) costs one
     vectorised expansion. Others override ``seed``.
     """
@@ -77,6 +76,10 @@ class LibController(ABC):
     name: str = ""
     module: str = ""
     words: tuple[int, int] | None = None
+    slots: tuple[int, ...] = ()
+    """Words of ``words`` that a batch buffer holds this controller's position in, not
+    the expansion's word (the controller's ``refresh`` writes it); no other controller
+    may read them."""
 
     def usable(self) -> bool:
         """Whether the library's global generator exists right now (e.g. a GPU is there)."""
@@ -97,8 +100,17 @@ class LibController(ABC):
         after batch in place): ``(refresh, seeders)``, where ``refresh()`` runs once after
         each refill and calling each of ``seeders[j]`` in turn seeds from row j (the same
         state as ``seed_words(rows[j])``). Override to do per-batch work vectorised, and
-        to seed a row with a few C-level calls."""
+        to seed a row with a few C-level calls. Buffers are pooled in power-of-two sizes:
+        a batch fills only its first rows, and ``refresh`` must accept stale or
+        uninitialised words in the others (no seeder reads them)."""
         return None, [(functools.partial(self.seed_words, rows[j]),) for j in range(len(rows))]
+
+    def target(self) -> object:
+        """The object whose state this controller's row seeders write, as the library
+        holds it now (a library may swap its generator object: then seeders made for
+        the old one would seed nothing). A pooled batch made for another target is
+        rebuilt."""
+        return None
 
     def snapshot(self) -> Any:
         """The state in whatever form ``put_back`` restores fastest (``isolate`` uses
@@ -129,7 +141,7 @@ Seeders = tuple[Callable[[], None], ...]
 
 
 def _copier(destination: np.ndarray, source: np.ndarray) -> Callable[[], None]:
-    """A call that copies ``source`` over ``destination`` (same dtype and size, both
+    """A call that copies ``source`` over ``destination`` (the same number of bytes, both
     contiguous): a memoryview slice assignment, a memcpy behind one C-level call (a
     NumPy slice assignment costs six times as much)."""
     if destination.nbytes != source.nbytes:
@@ -152,6 +164,7 @@ class PythonRandom(LibController):
     name = "random"
     module = "random"
     words = RANDOM_IMAGE  # the slot of its position, then its 624 words
+    slots = (RANDOM_IMAGE[0],)
 
     def __init__(self) -> None:
         self._fast: bool | None = None  # decided on first use by a self-check
@@ -277,26 +290,38 @@ class NumpyGlobal(LibController):
     name = "numpy"
     module = "numpy"
     words = NUMPY_GLOBAL_IMAGE  # its 624 key words, then the slot of its position
+    slots = (NUMPY_GLOBAL_IMAGE[0] + MT_WORDS,)
 
     def __init__(self) -> None:
         self._fast: bool | None = None  # decided on first use by a self-check
         self._mem: Any = None  # the legacy generator's key and position, in place
         self._has_gauss: Any = None  # its cached Gaussian, in place (None: not found)
         self._gauss: Any = None
-        self._rs: Any = None
+        self._owner: tuple[Any, Any] | None = None  # (RandomState, bit generator) located: kept alive with the views
+
+    def _still_located(self) -> bool:
+        """Whether ``np.random``'s legacy generator is still the one whose memory was
+        located (``np.random.set_bit_generator`` swaps it)."""
+        owner, rs = self._owner, np.random.mtrand._rand
+        return owner is not None and rs is owner[0] and rs._bit_generator is owner[1]
+
+    def _decide(self, key: np.ndarray) -> None:
+        if self._fast is None or (self._fast and not self._still_located()):
+            self._fast = self._check_fast_path(key)
+
+    def target(self) -> object:
+        return np.random.mtrand._rand._bit_generator
 
     def seed_words(self, words: np.ndarray) -> None:
         key = words[:MT_WORDS]
-        if self._fast is None:
-            self._fast = self._check_fast_path(key)
+        self._decide(key)
         if self._fast:
             self._write(key)
         else:
             np.random.set_state(("MT19937", key, MT_FRESH, 0, 0.0))
 
     def row_seeders(self, rows: np.ndarray) -> tuple[Callable[[], None] | None, list[Seeders]]:
-        if self._fast is None:
-            self._fast = self._check_fast_path(np.arange(MT_WORDS, dtype=np.uint32))
+        self._decide(np.arange(MT_WORDS, dtype=np.uint32))
         if not self._fast or self._gauss is None:
             return super().row_seeders(rows)
 
@@ -326,6 +351,7 @@ class NumpyGlobal(LibController):
         generator's cached Gaussian: ``{int has_gauss; double gauss}`` inside the
         RandomState object, found by reading (never writing) two known states there."""
         rs = np.random.mtrand._rand
+        self._owner = (rs, rs._bit_generator)
         self._mem = _memory(rs._bit_generator.ctypes.state_address, ctypes.c_uint32, MT_WORDS + 1)
         self._has_gauss = self._gauss = None
         key = np.arange(7, 7 + MT_WORDS, dtype=np.uint32)
@@ -346,7 +372,6 @@ class NumpyGlobal(LibController):
             offset = found.pop()
             self._has_gauss = _memory(id(rs) + offset - 8, ctypes.c_int32, 1)
             self._gauss = _memory(id(rs) + offset, ctypes.c_double, 1)
-            self._rs = rs  # kept alive with the views
 
     def _check_fast_path(self, key: np.ndarray) -> bool:
         saved = np.random.get_state()
@@ -369,17 +394,20 @@ class NumpyGlobal(LibController):
         return ok
 
     def snapshot(self) -> Any:
-        if self._fast is None:
-            self._fast = self._check_fast_path(np.arange(MT_WORDS, dtype=np.uint32))
+        self._decide(np.arange(MT_WORDS, dtype=np.uint32))
         if self._fast and self._gauss is not None:
             return (self._mem.copy(), int(self._has_gauss[0]), float(self._gauss[0]))
         return np.random.get_state()
 
     def put_back(self, snapshot: Any) -> None:
         if isinstance(snapshot, tuple) and len(snapshot) == 3:
-            self._mem[:] = snapshot[0]
-            self._has_gauss[0] = snapshot[1]
-            self._gauss[0] = snapshot[2]
+            words, has_gauss, gauss = snapshot
+            if self._still_located():
+                self._mem[:] = words
+                self._has_gauss[0] = has_gauss
+                self._gauss[0] = gauss
+            else:  # the generator was swapped since: its state, the portable way
+                np.random.set_state(("MT19937", words[:MT_WORDS], int(words[MT_WORDS]), has_gauss, gauss))
         else:
             np.random.set_state(snapshot)
 
@@ -609,10 +637,16 @@ class Plan:
             batch = self._free.setdefault(size, []).pop()
         except IndexError:
             batch = Batch(self, size)
+        else:
+            if any(made is not now for made, now in zip(batch.targets, self._targets(), strict=True)):
+                batch = Batch(self, size)  # a library swapped its generator since this one was made
         if self.count:
             expand_globals(tree.states(keys, 4, WORDS_GLOBALS_KEY), out=batch.rows[:n])
             batch.refresh()
         return batch
+
+    def _targets(self) -> list[object]:
+        return [controller.target() for controller, _, hi in self.steps if hi]
 
     def release(self, batch: Batch) -> None:
         """Hand a batch's buffers back for the next ``batch`` call (a few are kept)."""
@@ -625,7 +659,7 @@ class Batch:
     """The words of a run of children for one ``Plan``, and each controller's seeders for
     each row, made once: the buffers are refilled batch after batch."""
 
-    __slots__ = ("plan", "rows", "refreshers", "seeders")
+    __slots__ = ("plan", "rows", "refreshers", "seeders", "targets")
 
     def __init__(self, plan: Plan, n: int) -> None:
         self.plan = plan
@@ -641,6 +675,7 @@ class Batch:
         self.seeders = [[f for seeders in row for f in seeders] for row in zip(*per_controller, strict=True)]
         if not per_controller:
             self.seeders = [[] for _ in range(n)]
+        self.targets = plan._targets()  # what the seeders write into (see LibController.target)
 
     def refresh(self) -> None:
         """After the rows were refilled: let controllers do their per-batch work."""
@@ -656,6 +691,19 @@ class Batch:
             resolved = resolve(node)
             for seed_node in self.plan.node_seeders:
                 seed_node(resolved)
+
+
+def _check_slots(reader: LibController, writer: LibController) -> None:
+    """Refuse ``reader`` reading an expansion word that ``writer`` overwrites in batches."""
+    if reader.words is None:
+        return
+    start, count = reader.words
+    clash = [w for w in writer.slots if start <= w < start + count]
+    if clash:
+        raise ValueError(
+            f"controller {reader.name!r} reads globals word {clash[0]}, where batches hold {writer.name!r}'s "
+            f"position (seedtree.core.layout): give it words outside {sorted(writer.slots)}"
+        )
 
 
 class Registry:
@@ -676,6 +724,10 @@ class Registry:
             raise TypeError(f"register() takes a LibController instance, got {type(controller).__name__}")
         if not controller.name or not controller.module:
             raise ValueError("a controller needs a non-empty name and module")
+        for other in self._controllers.values():
+            if other.name != controller.name:
+                _check_slots(controller, other)
+                _check_slots(other, controller)
         self._controllers[controller.name] = controller
         self._plans.clear()
         self._missing_at = -1

@@ -39,6 +39,9 @@ class AmbientSlot:
         self.gen: np.random.Generator | None = None
 
 
+_PUBLISH = threading.Lock()
+
+
 class NodeBatch:
     """The children ``tree / k`` of a run of keys (a DataLoader batch, a chunk of tasks),
     made only when asked for. Binding item j of a batch is then one ``(batch, j)`` tuple:
@@ -61,8 +64,14 @@ class NodeBatch:
         slots = self._slots
         if slots is None:
             # All nodes at once: one vectorised validation; a node is a small object and
-            # its hashing happens only when something draws from it.
-            slots = self._slots = [AmbientSlot(node) for node in self.tree.children(self.keys)]
+            # its hashing happens only when something draws from it. Threads of one item
+            # (copied contexts) may race here: the first list published wins, so every
+            # thread gets the same slot, and so one generator.
+            made = [AmbientSlot(node) for node in self.tree.children(self.keys)]
+            with _PUBLISH:
+                if self._slots is None:
+                    self._slots = made
+                slots = self._slots
         return slots[j]
 
     def node(self, j: int) -> SeedTree:
@@ -74,7 +83,8 @@ class NodeBatch:
         The first item that asks gets one derived alone; from the second on, the words of
         every later item are derived in one vectorised call (``SeedTree.generators``), so
         a batch whose items all draw pays about a microsecond per item, and one where a
-        single item draws pays for that item only."""
+        single item draws pays for that item only. Not thread-safe by itself: ``rng()``
+        calls it under its first-use lock."""
         self._asked += 1
         if self._asked == 1:
             return self.node(j).numpy()
