@@ -249,7 +249,7 @@ def test_guided_chunks_cover_every_task_once_and_end_with_single_tasks(n_tasks: 
     chunks = list(_chunks(n_tasks, n_jobs))
     assert [i for lo, hi in chunks for i in range(lo, hi)] == list(range(n_tasks))
     sizes = [hi - lo for lo, hi in chunks]
-    assert all(1 <= s <= 64 for s in sizes)
+    assert all(1 <= s <= 256 for s in sizes)
     assert sizes == sorted(sizes, reverse=True)  # long while much is left, short at the end
-    if n_tasks >= 4 * n_jobs:
-        assert sizes[-4 * n_jobs :] == [1] * (4 * n_jobs)
+    if n_tasks >= 2 * n_jobs:
+        assert sizes[-2 * n_jobs :] == [1] * (2 * n_jobs)
