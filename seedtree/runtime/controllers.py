@@ -402,7 +402,7 @@ class NumpyGlobal(LibController):
     def put_back(self, snapshot: Any) -> None:
         if isinstance(snapshot, tuple) and len(snapshot) == 3:
             words, has_gauss, gauss = snapshot
-            if self._still_located():
+            if self._still_located() and self._gauss is not None:
                 self._mem[:] = words
                 self._has_gauss[0] = has_gauss
                 self._gauss[0] = gauss

@@ -59,10 +59,9 @@ def run_keyed_batch(
     for consecutive work items (a DataLoader batch, a chunk of a parallel map; ``keys`` a
     list of int keys or an (n, depth) int array), at a fraction of the per-item cost:
     the words that seed every item's global RNGs are derived in one vectorised call, and
-    item j is bound as
-    ``(NodeBatch, j)``, its node made only if the item asks for it. The seed-on-import
-    hook is armed once for the batch and moved from item to item, so a library first
-    imported by item j is seeded from item j's node."""
+    item j is bound as ``(NodeBatch, j)``, its node made only if the item asks for it.
+    The seed-on-import hook is armed once for the batch and moved from item to item, so
+    a library first imported by item j is seeded from item j's node."""
     if len(items) != len(keys):
         raise ValueError(f"run_keyed_batch got {len(items)} items for {len(keys)} keys")
     nodes = NodeBatch(tree, keys)
@@ -70,7 +69,7 @@ def run_keyed_batch(
     append, set_binding = out.append, ambient.VAR.set
     # Item j's binding replaces item j-1's, and the one token taken before the first item
     # puts back the caller's binding after the last (or after a failure): the same
-    # bindings as a bind/unbind per item, at a third of the cost.
+    # bindings as a bind/unbind per item, at less than half the cost.
     token = set_binding((nodes, 0))
     try:
         if not modules:
