@@ -391,10 +391,10 @@ class SeedTreeSampler(DistributedSampler):
 
     # -- iteration ----------------------------------------------------------------------
 
-    def _begin(self) -> tuple[int, range, Iterator[Any]]:
+    def _begin(self) -> tuple[int, range, Any]:
         """Start an iteration: from the cursor after ``load_state_dict``, else from the
         start of the current epoch. Returns the epoch, this rank's remaining positions and
-        the items at them."""
+        the epoch's order (see ``_plan``)."""
         if not self._resume:
             self.batches_done, self.start = 0, 0
         self._resume = False
@@ -402,23 +402,24 @@ class SeedTreeSampler(DistributedSampler):
         rank, world, order = self._plan(epoch)
         positions = self._positions(rank, world, self._total(order), self.start)
         per_batch = 1 if self.units == "batches" else self.batch_size
-        self._end = (epoch, self.start, self._batches(self.start))
+        self._end = (epoch, self.start, self._batches_in(len(positions)))
         positions = positions[self.batches_done * per_batch :]  # a resume within the same layout
-        return epoch, positions, self._items(order, positions, epoch)
+        return epoch, positions, order
 
     def __iter__(self) -> Iterator[Any]:
-        return self._begin()[2]
+        epoch, positions, order = self._begin()
+        return self._items(order, positions, epoch)
 
     def batches(self) -> Iterator[list[Item]]:
         """This rank's batches of the current epoch, from the cursor."""
-        epoch, positions, items = self._begin()
+        epoch, positions, order = self._begin()
         if self.units == "batches":
-            yield from items
+            yield from self._items(order, positions, epoch)
             return
         size = self.batch_size
         # Chunks of whole batches: each batch is a slice of a list, and only the epoch's
         # last batch can be short (dropped with drop_last).
-        for chunk in self._chunks(self._plan(epoch)[2], positions, epoch, max(size, self._CHUNK // size * size)):
+        for chunk in self._chunks(order, positions, epoch, max(size, self._CHUNK // size * size)):
             for lo in range(0, len(chunk), size):
                 batch = chunk[lo : lo + size]
                 if len(batch) < size and self.drop_last:
@@ -433,7 +434,10 @@ class SeedTreeSampler(DistributedSampler):
 
     def _batches(self, start: int) -> int:
         """This rank's number of batches from the global position ``start`` on."""
-        share = self._share(start)
+        return self._batches_in(self._share(start))
+
+    def _batches_in(self, share: int) -> int:
+        """The number of batches ``share`` units make."""
         if self.units == "batches":
             return share
         return share // self.batch_size if self.drop_last else math.ceil(share / self.batch_size)
