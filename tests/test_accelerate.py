@@ -4,6 +4,8 @@ loading leaves the training loop's RNG alone, and the ``skip_first_batches`` res
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,10 @@ from accelerate import Accelerator
 from torch import nn
 
 import seedtree as st
-from seedtree.torch import loader
+from seedtree.torch import loader as _loader
+
+# These tests exercise the shuffled order (loader() shuffles only when asked, as DataLoader).
+loader = functools.partial(_loader, shuffle=True)
 
 pytestmark = pytest.mark.usefixtures("clean_seedtree")  # the runs seed everything: leave nothing behind
 

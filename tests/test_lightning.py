@@ -4,6 +4,7 @@ reloaded loaders give each epoch its own batches, and 2-process DDP shards the e
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -19,7 +20,10 @@ from torch import nn
 
 import seedtree as st
 from seedtree.lightning import SeedTreeCallback
-from seedtree.torch import loader
+from seedtree.torch import loader as _loader
+
+# These tests exercise the shuffled order (loader() shuffles only when asked, as DataLoader).
+loader = functools.partial(_loader, shuffle=True)
 
 pytestmark = pytest.mark.usefixtures("clean_seedtree")  # the runs seed everything: leave nothing behind
 

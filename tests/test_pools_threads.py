@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -20,7 +21,11 @@ from seedtree.pool import initializer, worker_node
 from seedtree.ranks import rank_info, rank_tree
 from seedtree.runtime.state import STATE
 from seedtree.threads import Thread, run_threads
-from seedtree.torch import loader, worker_init_fn
+from seedtree.torch import loader as _loader
+from seedtree.torch import worker_init_fn
+
+# These tests exercise the shuffled order (loader() shuffles only when asked, as DataLoader).
+loader = functools.partial(_loader, shuffle=True)
 
 TREE = st.SeedTree(31337)
 

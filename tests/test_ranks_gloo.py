@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.multiprocessing as tmp
 from _workloads import MixedDataset, gloo_rank_epoch
 
 import seedtree as st
-from seedtree.torch import loader
+from seedtree.torch import loader as _loader
+
+# These tests exercise the shuffled order (loader() shuffles only when asked, as DataLoader).
+loader = functools.partial(_loader, shuffle=True)
 
 
 def test_two_gloo_ranks_pool_to_the_single_process_epoch(tmp_path):

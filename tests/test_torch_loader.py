@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 
 import numpy as np
@@ -11,7 +12,11 @@ from _workloads import MixedDataset
 from torch.utils.data import DataLoader
 
 import seedtree as st
-from seedtree.torch import SeedTreeSampler, loader, worker_init_fn
+from seedtree.torch import SeedTreeSampler, worker_init_fn
+from seedtree.torch import loader as _loader
+
+# These tests exercise the shuffled order (loader() shuffles only when asked, as DataLoader).
+loader = functools.partial(_loader, shuffle=True)
 
 TREE = st.SeedTree(2024)
 

@@ -19,6 +19,7 @@ from typing import NoReturn
 from .. import __version__
 from ..stats import commands as stats_commands
 from ..stats.commands import parse_root
+from . import check_loader
 
 __all__ = [
     "Parser",
@@ -411,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=parse_root, default=20240607, metavar="N", help="root entropy (default 20240607)")
     p.set_defaults(func=cmd_demo)
 
+    check_loader.add_parser(sub)
     stats_commands.add_parsers(sub)
     return parser
 

@@ -8,6 +8,13 @@ and on process backends the global RNGs (random, numpy's global, torch) are seed
 too, so unmodified code that calls ``np.random`` becomes deterministic per task. Results
 are bit-identical for any backend (threading, loky, multiprocessing, dask, sequential)
 and any ``n_jobs``. The caller's own global RNG state is left as it was.
+
+Threads share the process's global RNGs, so on a thread backend (``backend="threading"``,
+``prefer="threads"``, ``require="sharedmem"``, with ``n_jobs`` > 1) they are never
+seeded, and a call whose tasks draw from them (or seed them) anyway is refused: it raises
+``RuntimeError`` naming the fix (``seedtree.rng()`` in the task, or a process backend)
+instead of returning results that depend on thread scheduling, and puts the caller's
+global RNGs back as they were before the call (see ``SharedGlobalsWatch``).
 """
 
 from __future__ import annotations
@@ -18,8 +25,8 @@ from typing import Any
 from ..core.optional import require
 from ..core.tree import SeedTree
 from ..runtime.capture import isolate
-from ..runtime.policy import Where, modules_for
-from ..runtime.tasks import apply_call, run_keyed_batch
+from ..runtime.policy import SharedGlobalsWatch, Where, modules_for
+from ..runtime.tasks import apply_call, run_keyed_batch, run_watched_batch
 from ._checks import check_callable, check_items, check_tree
 
 __all__ = ["Parallel", "delayed", "parallel_map"]
@@ -58,7 +65,9 @@ class Parallel:
 
     reads like the joblib loop it replaces. ``bind_globals`` defaults to True on process
     backends and sequential runs and to False otherwise (True with threads is an error);
-    other keyword arguments go to ``joblib.Parallel``.
+    other keyword arguments go to ``joblib.Parallel``. On threads (``n_jobs`` > 1), a call
+    whose tasks moved a global RNG raises ``RuntimeError`` instead of returning (see the
+    module docstring).
     """
 
     def __init__(self, tree: SeedTree, bind_globals: bool | None = None, **parallel_kwargs: Any) -> None:
@@ -79,6 +88,8 @@ class Parallel:
         )
         modules = modules_for(self.bind_globals, kind, f"the joblib backend {name!r}")
         calls = list(tasks)
+        if kind == "threads":
+            return self._on_threads(calls, kwargs, name)
         # Consecutive tasks travel in chunks (guided: long first, single tasks last, see
         # _chunks): a chunk derives the words
         # for all its tasks' global RNGs at once and ships the tree once. Results and
@@ -93,6 +104,18 @@ class Parallel:
                 parts = joblib.Parallel(**kwargs)(chunks)
         else:
             parts = joblib.Parallel(**kwargs)(chunks)
+        return [result for part in parts for result in part]
+
+    def _on_threads(self, calls: list[Any], kwargs: dict[str, Any], name: str) -> list[Any]:
+        """The tasks on threads, watched: the same chunks, results and streams as
+        ``__call__``'s; refused (RuntimeError) if a global RNG moved meanwhile."""
+        watch = SharedGlobalsWatch(f"the joblib backend {name!r}", 'backend="loky" or "multiprocessing"')
+        chunks: Iterator[tuple[Any, tuple[Any, ...], dict[str, Any]]] = (
+            (run_watched_batch, (watch, self.tree, list(range(lo, hi)), apply_call, calls[lo:hi]), {})
+            for lo, hi in _chunks(len(calls), kwargs.get("n_jobs"))
+        )
+        parts = joblib.Parallel(**{"batch_size": 1, **kwargs})(chunks)
+        watch.finish()  # every task has stopped: joblib returned all the chunks
         return [result for part in parts for result in part]
 
 
@@ -123,6 +146,10 @@ def parallel_map(
 
     Guarantee: the result list is bit-identical for every backend and ``n_jobs`` (given
     ``fn`` draws only from ``seedtree.rng()``, or from the global RNGs when they are bound).
+    On a thread backend with ``n_jobs`` > 1 the global RNGs are shared and never bound: a
+    call whose tasks draw from them is refused with ``RuntimeError`` (one line: use
+    ``seedtree.rng()`` in ``fn``, or a process backend such as loky), after putting the
+    caller's global RNGs back as they were; it never returns scheduling-dependent results.
     A non-callable ``fn``, a single str as ``items`` or a non-tree is refused before anything runs.
     """
     check_callable(fn, "seedtree.joblib.parallel_map()")

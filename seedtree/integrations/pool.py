@@ -12,6 +12,7 @@ Two ways to get reproducible randomness from a pool:
 
 from __future__ import annotations
 
+import concurrent.futures
 import multiprocessing
 import multiprocessing.pool
 from collections.abc import Callable, Iterable
@@ -19,7 +20,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
 from ..core.tree import SeedTree
-from ..runtime.policy import Where, modules_for
+from ..runtime.policy import SharedGlobalsWatch, Where, modules_for
 from ..runtime.seeding import bind_process
 from ..runtime.tasks import KeyedCall
 from ._checks import check_callable, check_items, check_tree
@@ -93,6 +94,12 @@ def keyed_map(
     for every executor, worker count and start method. Bad arguments (an executor that is
     neither, a non-callable ``fn``, a single str as ``items``, a non-tree) are refused
     before anything is submitted.
+
+    On a thread pool (``ThreadPoolExecutor``, ``multiprocessing.pool.ThreadPool``) the
+    global RNGs are shared by the tasks: a call whose tasks drew from them (or seeded them)
+    raises ``RuntimeError`` naming the fix (``seedtree.rng()`` in ``fn``, or a process
+    pool) once every task has stopped, instead of returning scheduling-dependent results,
+    and puts the caller's global RNGs back as they were before the call.
     """
     where = "seedtree.pool.keyed_map()"
     if not isinstance(executor, (Executor, multiprocessing.pool.Pool)):
@@ -106,10 +113,25 @@ def keyed_map(
     kind, name = _executor_kind(executor)
     modules = modules_for(bind_globals, kind, f"a {name}")
     calls = [(KeyedCall(fn, tree, k, modules), item) for k, item in enumerate(items)]
+    watch = None
+    if kind == "threads" and _workers(executor) != 1:  # one thread runs one task at a time: nothing races
+        watch = SharedGlobalsWatch(f"a {name}", "a ProcessPoolExecutor or multiprocessing.Pool")
     if isinstance(executor, multiprocessing.pool.Pool):
-        return executor.starmap(_apply, calls)
-    futures = [executor.submit(call, item) for call, item in calls]
-    return [f.result() for f in futures]
+        results: list[Any] = executor.starmap(_apply, calls)
+    else:
+        futures = [executor.submit(call, item) for call, item in calls]
+        if watch is not None:  # no task may still run (and draw) when the caller gets the answer
+            concurrent.futures.wait(futures)
+        results = [f.result() for f in futures]
+    if watch is not None:
+        watch.finish()
+    return results
+
+
+def _workers(executor: Any) -> int | None:
+    """How many threads a thread pool runs (None if it does not say)."""
+    workers = getattr(executor, "_max_workers", None) or getattr(executor, "_processes", None)
+    return workers if isinstance(workers, int) else None
 
 
 def _apply(call: KeyedCall, item: Any) -> Any:

@@ -3,7 +3,9 @@
 Samples read from a stream (JSONL or Parquet files read in order, tar shards, an HF
 ``datasets.IterableDataset``) are keyed by *what* they are, never by which worker read them:
 sample ``p`` of shard ``s`` in epoch ``e`` is read and transformed with the global RNGs and
-``seedtree.rng()`` bound to ``tree / e / "shard" / s / p``.
+``seedtree.rng()`` bound to ``tree / e / "shard" / s / p`` (the ``next()`` on the reader that
+produces it, and before sample 0 the call that opens the shard), in the uninterrupted epoch
+and after a resume alike.
 
 The layout. An epoch deals its shards (in an order drawn from ``tree / "order" / e``) to a
 fixed number of *lanes* L: lane l reads shards ``order[l], order[l + L], ...`` one after the
@@ -84,16 +86,26 @@ def _accepts_start(read: Callable[..., Any]) -> bool:
 
 class ShardedStream:
     """A stream described by its shards and a reader: ``read(shard)`` yields the samples of
-    one shard, in the same order every time (whatever it draws at random is drawn per
-    sample, under that sample's node; a reader that shuffles a shard with its own seed at
-    open would break the guarantees).
+    one shard, in the same order every time.
 
-    ``read(shard, start=p)`` (a reader with a ``start`` parameter) must yield the samples
-    from position ``p`` on: resuming mid-shard then seeks. A reader without ``start`` is
-    skipped forward by reading and dropping samples (only the shard being resumed, from its
-    start). ``transform(sample)`` runs right after the read, under the same per-sample node.
-    The reader and the transform may own generators: ``seedtree_reseed(node)`` is called on
-    them before each sample with that sample's node.
+    Where the randomness goes: the loader calls ``read(shard)``, then ``next()`` once per
+    sample, each call under the node of the sample it produces (``tree / e / "shard" / s /
+    p``, global RNGs and ``seedtree.rng()``): the call and the code before the first
+    ``yield`` run under sample 0's node, the code between the yields of samples p - 1 and p
+    under sample p's. Whatever the reader draws there is the sample's own randomness; a
+    reader that shuffles a shard with a seed of its own would break the guarantees.
+
+    Resuming mid-shard. A reader without a ``start`` parameter is read again from the start
+    of the shard, every sample before the resume point under its own node (read, then
+    dropped, never transformed): whatever it draws, at open or per sample, the resumed
+    samples are bit-identical to the uninterrupted epoch's. ``read(shard, start=p)`` (a
+    reader with a ``start`` parameter) must yield the samples from position ``p`` on, and a
+    resume seeks: it is called, and runs to its first ``yield``, under sample p's node, so
+    it is exact when it draws per sample only (each sample's draws made while producing it,
+    nothing at open or while seeking); a reader that draws at open should not take
+    ``start``. ``transform(sample)`` runs right after the read of each sample handed out,
+    under the same node. The reader and the transform may own generators:
+    ``seedtree_reseed(node)`` is called on them before each sample with that sample's node.
 
     ``lanes`` (default 16) is the number of shards read side by side; it bounds
     ``num_workers * world_size`` and fixes the order of the epoch's batches (a world size
@@ -144,7 +156,10 @@ class ShardedStream:
         return cls(list(range(reader.num_shards)), reader, **kwargs)
 
     def open(self, shard: int, start: int) -> Iterator[Any]:
-        """The samples of shard number ``shard`` from position ``start`` on."""
+        """The samples of shard number ``shard`` from position ``start`` on (without
+        ``start=``, read from the shard's start and dropped up to ``start`` in the first
+        ``next()``; the loader opens such a reader at 0 and drops sample by sample instead,
+        each under its own node)."""
         if self.seekable:
             return iter(self.read(self.shards[shard], start=start))
         return itertools.islice(iter(self.read(self.shards[shard])), start, None)
@@ -161,10 +176,12 @@ def is_hf_iterable(dataset: object) -> bool:
 
 
 class HFShards:
-    """Reader over an HF ``datasets.IterableDataset``: ``reader(i, start=p)`` yields the
-    examples of its data source i from position p (HF's ``skip``, which reads and drops
-    the examples before p). Examples come one at a time, formatted as the dataset's format
-    says, so a ``.map`` function runs under each example's own node."""
+    """Reader over an HF ``datasets.IterableDataset``: ``reader(i)`` yields the examples of
+    its data source i, one at a time, formatted as the dataset's format says, so a ``.map``
+    function runs under each example's own node. It takes no ``start``: HF's ``skip``
+    would run the ``.map`` of every skipped example within one ``next()``, under the node of
+    the first example kept, so a resume reads the source from its start sample by sample,
+    each under its own node, and every example draws as in the uninterrupted epoch."""
 
     def __init__(self, dataset: Any) -> None:
         if not is_hf_iterable(dataset):
@@ -185,10 +202,8 @@ class HFShards:
         self.dataset = dataset
         self.num_shards = int(dataset.num_shards)
 
-    def __call__(self, shard: int, start: int = 0) -> Iterator[Any]:
+    def __call__(self, shard: int) -> Iterator[Any]:
         part = self.dataset.shard(num_shards=self.num_shards, index=shard, contiguous=True)
-        if start:
-            part = part.skip(start)
         # .iter() rather than iter(): inside a DataLoader worker HF's __iter__ would split
         # the (single) shard among the workers itself.
         for batch in part.iter(batch_size=1):
@@ -209,17 +224,42 @@ def _reseed(obj: Any, node: SeedTree) -> None:
 
 
 _END = object()
+_DROPPED = object()  # a sample read only to replay the reader up to a position, then dropped
 
 
 class _ShardReader:
     """Reads one shard from a position, each sample under its node
-    ``epoch_node / "shard" / s / p``; ``take(n)`` returns up to n ``(p, sample)``."""
+    ``epoch_node / "shard" / s / p``; ``take(n)`` returns up to n ``(p, sample)``.
+
+    A reader without ``start=`` is opened at position 0 and every ``next()`` runs under the
+    node of the sample it produces, so what comes before the position it hands out from
+    (``skip_to``) is read and dropped in exactly the bindings of a read from the start; a
+    seekable reader not yet opened seeks instead."""
+
+    SKIP_CHUNK = 256  # samples read through per vectorised binding call when dropping
 
     def __init__(self, stream: ShardedStream, epoch_node: SeedTree, s: int, start: int, modules: tuple[str, ...]):
-        self.stream, self.s, self.pos, self.modules = stream, s, start, modules
+        self.stream, self.s, self.modules = stream, s, modules
         self.node = epoch_node / "shard" / s
         self.iterator: Iterator[Any] | None = None
         self.finished = False
+        self.pos = 0  # the position the next next() produces
+        self.keep = 0  # the transform runs from this position on: those before are dropped
+        self.wanted: frozenset[int] = frozenset()  # kept by read_through though below `keep`
+        self.skip_to(start)
+
+    def skip_to(self, p: int) -> None:
+        """Hand out nothing before position ``p`` (at or after where the reader stands)."""
+        if p < self.pos:
+            raise ValueError(f"internal: shard #{self.s} cannot skip back from position {self.pos} to {p}")
+        if self.iterator is None and self.stream.seekable:
+            self.pos = p
+        self.keep = p
+
+    @property
+    def position(self) -> int:
+        """The next position handed out."""
+        return max(self.pos, self.keep)
 
     def _one(self, p: int) -> Any:
         stream = self.stream
@@ -232,7 +272,7 @@ class _ShardReader:
             if self.iterator is None:
                 self.iterator = stream.open(self.s, p)
             sample = next(self.iterator, _END)
-            if sample is not _END and stream.transform is not None:
+            if sample is not _END and stream.transform is not None and p >= self.keep:
                 step = "transforming the sample of"
                 sample = stream.transform(sample)
         except Exception as exc:
@@ -242,7 +282,45 @@ class _ShardReader:
             ) from exc
         return sample
 
+    def _pick(self, p: int) -> Any:
+        """Sample ``p`` (transformed) if it is wanted; else read it, untransformed, and drop it."""
+        if p in self.wanted:
+            self.keep = p
+            return self._one(p)
+        self.keep = p + 1
+        return _END if self._one(p) is _END else _DROPPED
+
+    def read_through(self, last: int, wanted: Iterable[int] = ()) -> list[tuple[int, Any]]:
+        """Read every position from where the reader stands up to ``last``, each under its
+        own node; hand back the ``wanted`` ones, drop the others. A shard that ends first
+        counts as finished (it is an error if a wanted sample is missing)."""
+        self.wanted = frozenset(wanted)
+        out: list[tuple[int, Any]] = []
+        try:
+            while self.pos <= last:
+                positions = list(range(self.pos, min(last + 1, self.pos + self.SKIP_CHUNK)))
+                got = run_keyed_batch(self.node, positions, self._pick, positions, self.modules)
+                for p, sample in zip(positions, got, strict=True):
+                    if sample is _END:
+                        self.finished = True
+                        if any(q >= p for q in self.wanted):
+                            raise ValueError(
+                                f"cannot rebuild the shuffle buffer: shard #{self.s} ends at position {p}, before "
+                                f"position {max(self.wanted)} that the buffer holds; " + _DAMAGED
+                            )
+                        self._check_length(p)
+                        return out
+                    if sample is not _DROPPED:
+                        out.append((p, sample))
+                self.pos = positions[-1] + 1
+        finally:
+            self.wanted = frozenset()
+            self.keep = max(self.keep, self.pos)
+        return out
+
     def take(self, n: int) -> list[tuple[int, Any]]:
+        if self.pos < self.keep and not self.finished:
+            self.read_through(self.keep - 1)  # a reader without start= replays up to its resume point
         if self.finished:
             return []
         start = self.pos
@@ -320,17 +398,20 @@ class _Lane:
             self.keys[: len(saved)] = [(s, p) for s, p, _ in saved]
 
     def _rebuild(self, pairs: Any) -> list[tuple[int, int, Any]]:
-        """Re-read the samples the buffer held, each under its own node: bit-identical."""
+        """Re-read the samples the buffer held, each under its own node: bit-identical.
+        The samples between them are read and dropped (a reader without ``start=`` from the
+        shard's start); the reader of the shard the lane stands in goes on to its position
+        rather than reading the shard again."""
         pairs = [(int(s), int(p)) for s, p in pairs]
+        current = self.shards[self.m] if self.m < len(self.shards) else None
         found: dict[tuple[int, int], Any] = {}
         for s in sorted({s for s, _ in pairs}):
             wanted = sorted(p for t, p in pairs if t == s)
             reader = _ShardReader(self.stream, self.epoch_node, s, wanted[0], self.modules)
-            while reader.pos <= wanted[-1]:
-                got = reader.take(min(self.CHUNK, wanted[-1] + 1 - reader.pos))
-                if not got:
-                    raise ValueError(f"cannot rebuild the shuffle buffer: shard #{s} ends before position {wanted[-1]}")
-                found.update(((s, p), x) for p, x in got)
+            found.update(((s, p), x) for p, x in reader.read_through(wanted[-1], wanted))
+            if s == current and not self.stream.seekable:
+                reader.skip_to(self.next_pos)
+                self.reader = reader
         return [(s, p, found[s, p]) for s, p in pairs]
 
     def _next_input(self) -> tuple[int, int, Any] | None:
@@ -394,7 +475,7 @@ class _Lane:
         if self.pending:
             m, _, position, _ = self.pending[0]
         else:
-            m, position = self.m, (self.reader.pos if self.reader is not None else self.next_pos)
+            m, position = self.m, (self.reader.position if self.reader is not None else self.next_pos)
         return {
             "shard": m,
             "position": position,
@@ -443,10 +524,20 @@ class StreamCursor(Sampler[None]):
         return itertools.repeat(None)  # what workers are handed is ignored: they read `control`
 
     def set_epoch(self, epoch: int) -> None:
-        """Start epoch ``epoch`` from its beginning at the next iteration."""
+        """Start epoch ``epoch`` from its beginning at the next iteration; a resume loaded for
+        this same epoch (``load_state_dict``) is kept, and dropping a mid-epoch resume for
+        another epoch is refused."""
         if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < KEY_LIMIT:
             # the epoch is a path key: past 2**32 the workers could not derive its node
             raise ValueError(f"epoch must be an int in [0, 2**32), got {_show(epoch)}")
+        if self.resume is not None:
+            if epoch == self.epoch:
+                return  # frameworks call set_epoch(e) before iterating a resumed epoch e: keep the resume
+            if any(s["batches"] or s["shard"] or s["position"] for s in self.resume.values()):
+                raise ValueError(
+                    f"set_epoch({epoch}) would drop the resume into epoch {self.epoch} that load_state_dict() loaded; "
+                    f"call set_epoch({self.epoch}) first (or do not call it: the loader resumes by itself)"
+                )
         self.epoch, self.progress, self.resume = epoch, {}, None
 
     def begin(self) -> None:
@@ -903,7 +994,7 @@ def stream_loader(
     tree: SeedTree,
     *,
     batch_size: int = 1,
-    shuffle: bool = True,
+    shuffle: bool = False,
     drop_last: bool = False,
     bind_globals: bool = True,
     rank: int | None = None,
@@ -927,7 +1018,10 @@ def stream_loader(
     the same batches with the same per-sample randomness in another order. The
     shard order is drawn from ``tree / "order" / e``, the shuffle buffer of lane l from
     ``tree / "buffer" / e / l``; ``state_dict()``/``load_state_dict()`` resume mid-epoch
-    exactly. ``drop_uneven`` (needs the stream's ``lengths``) cuts every rank to the batch
+    exactly: the rest of the epoch, every sample with the draws of the uninterrupted epoch
+    (a reader without ``start=`` is replayed from its shard's start, sample by sample under
+    each sample's node, whatever it draws; one with ``start=`` seeks and must draw per
+    sample only, see ``ShardedStream``). ``drop_uneven`` (needs the stream's ``lengths``) cuts every rank to the batch
     count of the rank with the fewest, dropping the last batches of the others. Each
     (epoch, shard, position) is read once per epoch (a shard listed twice has two indices),
     so no sample's stream is ever used twice.

@@ -7,6 +7,12 @@ Threads given the same nodes draw the same numbers, however the OS schedules the
 
     threads = [seedtree.threads.Thread(tree / i, target=work, args=(chunk,))
                for i, chunk in enumerate(chunks)]
+
+Code in a thread that draws from the global RNGs (``random.random()``, ``np.random.*``,
+``torch.rand``) races with every other thread: ``run_threads`` refuses such a run (it
+raises ``RuntimeError`` naming the fix once all its threads have stopped, instead of
+returning results that depend on scheduling). A lone ``Thread`` cannot know what runs
+next to it and is not checked: draw from ``seedtree.rng()`` there.
 """
 
 from __future__ import annotations
@@ -17,13 +23,17 @@ from typing import Any
 
 from ..core.tree import SeedTree
 from ..runtime import ambient
+from ..runtime.policy import SharedGlobalsWatch
 from ._checks import check_callable, check_count, check_tree
 
 __all__ = ["Thread", "run_threads"]
 
 
 class Thread(threading.Thread):
-    """A ``threading.Thread`` whose target runs with ``node`` as the ambient node."""
+    """A ``threading.Thread`` whose target runs with ``node`` as the ambient node.
+
+    Only ``seedtree.rng()`` is the thread's own: the global RNGs are the process's, shared
+    with every other thread, and never seeded here (nor checked: see ``run_threads``)."""
 
     def __init__(
         self,
@@ -53,7 +63,13 @@ def run_threads(target: Callable[..., Any], tree: SeedTree, n: int, *args: Any) 
     the results in index order (exceptions propagate from the first failing thread).
     ``n`` may be 0 (no threads, an empty list); a negative or non-int ``n``, a
     non-callable ``target`` or a ``tree`` that is not a SeedTree is refused before any
-    thread starts."""
+    thread starts.
+
+    Guarantee: the results are the same on every run, given ``target`` draws only from
+    ``seedtree.rng()``. With ``n`` >= 2, a run during which a global RNG (``random``,
+    numpy's, torch's) moved is refused: ``RuntimeError`` naming the fix, raised once
+    every thread has stopped, with the caller's global RNGs put back as they were
+    before the call. One thread runs next to no other and is not checked."""
     check_callable(target, "run_threads()", "target")
     check_tree(tree, "run_threads()")
     check_count(n, "run_threads()", "n (the number of threads)")
@@ -66,6 +82,10 @@ def run_threads(target: Callable[..., Any], tree: SeedTree, n: int, *args: Any) 
             errors.append(exc)
             raise
 
+    watch = None
+    if n >= 2:
+        fix = 'e.g. seedtree.joblib.parallel_map(target, range(n), tree, backend="loky"), which binds the same nodes'
+        watch = SharedGlobalsWatch("run_threads()", fix)
     threads = [Thread(tree / i, target=call, args=(i,), name=f"seedtree-{i}") for i in range(n)]
     for t in threads:
         t.start()
@@ -73,4 +93,6 @@ def run_threads(target: Callable[..., Any], tree: SeedTree, n: int, *args: Any) 
         t.join()
     if errors:
         raise errors[0]
+    if watch is not None:
+        watch.finish()
     return [t.result for t in threads]

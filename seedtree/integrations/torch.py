@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
+import weakref
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 from ..core.codec import path_to_json
@@ -24,6 +28,7 @@ from ..core.tree import SeedTree
 from ..runtime.ambient import current
 from ..runtime.capture import isolate
 from ..runtime.controllers import REGISTRY
+from ..runtime.owned import OwnedGenerators, reseed_owned
 from ..runtime.seeding import bind_process
 from ..runtime.tasks import run_keyed_batch
 from . import streaming
@@ -42,6 +47,7 @@ from torch.utils.data import (  # noqa: E402
     Sampler,
     get_worker_info,
 )
+from torch.utils.data.dataloader import _BaseDataLoaderIter  # noqa: E402  # who draws a loader's batches
 
 __all__ = [
     "RESEED_METHOD",
@@ -57,13 +63,15 @@ __all__ = [
 RESEED_METHOD = "seedtree_reseed"
 """A dataset (the worker's copy) with a method of this name is called as
 ``dataset.seedtree_reseed(node)`` whenever ``worker_init_fn`` binds a worker, so it can rebuild the
-generators it owns (e.g. ``self.rng = node.numpy()``)."""
+generators it owns (e.g. ``self.rng = node.numpy()``). A dataset without one is searched
+instead (``seedtree.runtime.owned``): the MONAI ``Randomizable`` objects, albumentations pipelines
+and ``seedtree_reseed`` objects it holds are re-keyed, object k from ``node / "owned" / k``."""
 
 
 def _reseed_dataset(dataset: Any, node: SeedTree) -> None:
-    method = getattr(dataset, RESEED_METHOD, None)
-    if callable(method):
-        method(node)
+    """Re-key the generators a worker's copy of ``dataset`` owns (``seedtree.runtime.owned``):
+    its own ``seedtree_reseed(node)``, or else every generator-owning object found in it."""
+    reseed_owned(dataset, node)
 
 
 class worker_init_fn:
@@ -130,7 +138,12 @@ def sample_node(tree: SeedTree, epoch: int, index: int, occurrence: int = 0) -> 
 class _SampleBound(Dataset):
     """Wraps a map-style dataset; item ``(epoch, i, k)`` is ``dataset[i]`` produced with
     ``sample_node(tree, epoch, i, k)`` bound (the global RNGs with ``bind_globals``, and
-    ``seedtree.rng()``), after the dataset's ``seedtree_reseed(node)`` if it has one.
+    ``seedtree.rng()``), after the generators the dataset owns were re-keyed from that node
+    (with ``reseed``): the dataset's own ``seedtree_reseed(node)`` if it has one; else every
+    MONAI ``Randomizable``, albumentations pipeline and ``seedtree_reseed`` object found in
+    its attributes and containers, object k from ``node / "owned" / k``. The search runs
+    once per copy of the dataset per process (``seedtree.runtime.owned.OwnedGenerators``);
+    a sample then pays only for the re-keying.
 
     The binding happens here, in the fetch, because every wrapper a framework puts around
     the loader (Lightning's re-instantiation, accelerate's ``DataLoaderShard``) still
@@ -144,6 +157,8 @@ class _SampleBound(Dataset):
         self.bind_globals = bind_globals
         self.reseed = reseed
         self._epoch_node: tuple[int, SeedTree] | None = None
+        # Found in each process at its first sample (a pickled copy searches again).
+        self._owned = OwnedGenerators(dataset)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -159,7 +174,11 @@ class _SampleBound(Dataset):
     def __getitem__(self, item: Item) -> Any:
         return self.__getitems__([item])[0]
 
+    probe = False  # set by seedtree.testing.check_loader: each sample comes back with its RNG digests
+
     def __getitems__(self, items: list[Item]) -> list[Any]:
+        if self.probe:
+            return self._probed(items)
         if get_worker_info() is None and self.bind_globals:
             with isolate(ambient=False):
                 return self._fetch(items)
@@ -177,10 +196,9 @@ class _SampleBound(Dataset):
                 "use_distributed_sampler is fine; do not pass your own sampler to the Trainer)"
             ) from None
         modules = REGISTRY.loaded_modules() if self.bind_globals else ()
-        # Datasets that re-key generators of their own go through _get; the others are
+        # Datasets owning generators go through _get, which re-keys them; the others are
         # fetched directly (one Python call less per sample).
-        reseeds = self.reseed and callable(getattr(self.dataset, RESEED_METHOD, None))
-        get = self._get if reseeds else self.dataset.__getitem__
+        get = self._get if self.reseed and self._owned else self.dataset.__getitem__
         epoch = epochs[0]
         if epochs.count(epoch) == len(epochs) and not any(occurrences):
             # The common case: one vectorised derivation seeds every sample of the batch.
@@ -202,8 +220,34 @@ class _SampleBound(Dataset):
                     out[j] = value
         return out
 
+    def _probed(self, items: list[Item]) -> list[Any]:
+        """``__getitems__`` with each sample wrapped with what the RNG libraries were left
+        at right after it ran, still under its binding (``seedtree.testing``)."""
+        from .loader_check import Probed, probe_digest
+
+        fetch, inner = self._fetch, self.dataset
+
+        class _Digesting:  # the dataset, answering each index with (sample, digests)
+            def __getitem__(self, index: int) -> Any:
+                value = inner[index]
+                return value, probe_digest()
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(inner, name)
+
+        self.dataset = _Digesting()
+        try:
+            if get_worker_info() is None and self.bind_globals:
+                with isolate(ambient=False):
+                    got = fetch(items)
+            else:
+                got = fetch(items)
+        finally:
+            self.dataset = inner
+        return [Probed(item, digests, value) for item, (value, digests) in zip(items, got, strict=True)]
+
     def _get(self, index: int) -> Any:
-        getattr(self.dataset, RESEED_METHOD)(current())
+        self._owned.reseed(current())
         return self.dataset[index]
 
     def __getattr__(self, name: str) -> Any:
@@ -213,16 +257,136 @@ class _SampleBound(Dataset):
 
 
 def _is_batch_source(source: Any) -> bool:
+    """Whether ``source`` looks like a batch sampler (for a ``sampler=`` argument)."""
     return isinstance(source, BatchSampler) or (
         hasattr(source, "batch_size") and hasattr(source, "__iter__") and not isinstance(source, Sampler)
     )
 
 
-def _shards_itself(source: Any) -> bool:
+def _shards_itself(source: Any, batches: bool) -> bool:
     """A sampler that already picks this rank's share (torch's DistributedSampler and
     look-alikes with ``num_replicas``/``rank``), directly or inside a batch sampler."""
-    inner = getattr(source, "sampler", None) if _is_batch_source(source) else source
+    inner = getattr(source, "sampler", None) if batches else source
     return isinstance(inner, DistributedSampler) or (hasattr(inner, "num_replicas") and hasattr(inner, "rank"))
+
+
+def _sharding_caller(frame: FrameType | None, batch_sampler: Any) -> tuple[int, int, bool] | None:
+    """``(rank, world, split)`` when ``frame`` runs a method of a wrapper that deals
+    ``batch_sampler``'s batches out to several processes (accelerate's ``BatchSamplerShard``:
+    it holds the batch sampler as ``.batch_sampler`` and has ``num_processes`` and
+    ``process_index``); else None."""
+    return _sharding_wrapper(frame.f_locals.get("self") if frame is not None else None, batch_sampler)
+
+
+def _dispatching_caller(frame: FrameType | None, batch_sampler: Any) -> bool:
+    """Whether ``frame`` or a caller runs accelerate's ``DataLoaderDispatcher`` over
+    ``batch_sampler`` (``dispatch_batches=True``: process 0 draws the global batches and
+    splits each one among the processes, so the sampler must yield the whole epoch)."""
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        if callable(getattr(owner, "_fetch_batches", None)) and hasattr(owner, "base_dataloader"):
+            node = getattr(owner.base_dataloader, "batch_sampler", None)
+            for _ in range(4):  # through a SkipBatchSampler (skip_first_batches)
+                if node is None or node is batch_sampler:
+                    return node is batch_sampler
+                node = getattr(node, "batch_sampler", None)
+            return False
+        frame = frame.f_back
+    return False
+
+
+@dataclass
+class _Driver:
+    """Who draws this loader's batches when something other than ``SeedTreeLoader.__iter__``
+    iterates its batch sampler (accelerate's ``prepare`` builds a new DataLoader over it).
+    Torch's iterator prefetches and accelerate's ``DataLoaderShard`` reads one batch ahead,
+    so the batches *drawn* are not the batches *trained*; what was trained is read from
+    them when the cursor is asked: torch's ``_num_yielded`` less the wrapper's look-ahead."""
+
+    iterator: weakref.ref[Any]  # torch's _BaseDataLoaderIter that draws the batches
+    shard: weakref.ref[Any] | None  # accelerate's DataLoaderShard around it, if any
+    known: bool  # the outermost wrapper's look-ahead is known (none, or DataLoaderShard's one batch)
+    world: int  # global batches per wrapper batch (a BatchSamplerShard without split_batches deals W)
+    skipped: int  # wrapper batches a SkipBatchSampler drops (trained before a resume)
+    epoch: int
+    start: int  # global units consumed before this iteration began
+
+    def trained(self) -> int | None:
+        """Wrapper batches of this iteration trained so far (skipped ones included); None
+        when it cannot be known. ``-1``: the whole iteration was delivered."""
+        shard = self.shard() if self.shard is not None else None
+        if shard is not None and getattr(shard, "end_of_dataloader", False):
+            return -1  # accelerate reached the end and handed out the last batch
+        iterator = self.iterator()
+        if iterator is None or not self.known:
+            return None  # the iteration was abandoned, or a wrapper we cannot see into reads ahead
+        yielded = int(getattr(iterator, "_num_yielded", 0))
+        ahead = 1 if shard is not None else 0
+        return self.skipped + max(0, yielded - ahead)
+
+
+def _find_driver(frame: FrameType | None, sampler: Any, batch_sampler: Any) -> tuple[Any, _Driver | None]:
+    """Walk up from ``batch_sampler.__iter__``'s caller: ``(None, None)`` under seedtree's own
+    loader (it counts delivered batches itself) or with no torch iterator (a bare ``iter``);
+    else the sharding view and a ``_Driver``."""
+    iterator = shard = None
+    outer_unknown = False
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, SeedTreeLoader):
+            return None, None
+        if iterator is None and isinstance(owner, _BaseDataLoaderIter):
+            iterator = owner
+        elif iterator is not None and shard is None and hasattr(owner, "base_dataloader"):
+            if hasattr(owner, "end_of_dataloader"):
+                shard = owner  # accelerate's DataLoaderShard (or DataLoaderDispatcher)
+            else:
+                outer_unknown = True
+        frame = frame.f_back
+    if iterator is None:
+        return None, None
+    skipped, world = 0, 1
+    node = getattr(iterator, "_index_sampler", None)
+    for _ in range(8):  # the wrappers between torch's iterator and seedtree's batch sampler
+        if node is None or node is batch_sampler:
+            break
+        if isinstance(getattr(node, "skip_batches", None), int):
+            skipped += node.skip_batches
+        found = _sharding_wrapper(node, batch_sampler)
+        if found is not None and not found[2]:
+            world = found[1]
+        node = getattr(node, "batch_sampler", None)
+    known = not outer_unknown and (shard is None or type(shard).__name__ == "DataLoaderShard")
+    driver = _Driver(
+        weakref.ref(iterator),
+        None if shard is None else weakref.ref(shard),
+        known,
+        world,
+        skipped,
+        sampler.epoch,
+        0,
+    )
+    return shard, driver
+
+
+def _sharding_wrapper(owner: Any, batch_sampler: Any) -> tuple[int, int, bool] | None:
+    """``(rank, world, split_batches)`` when ``owner`` deals ``batch_sampler``'s batches out to
+    several processes (accelerate's ``BatchSamplerShard``); else None."""
+    if owner is None or getattr(owner, "batch_sampler", None) is not batch_sampler:
+        return None
+    world, rank = getattr(owner, "num_processes", None), getattr(owner, "process_index", None)
+    if not isinstance(world, int) or not isinstance(rank, int):
+        return None
+    return rank, world, bool(getattr(owner, "split_batches", False))
+
+
+def _padding_rounds(owner: Any, world: int, split: bool) -> int:
+    """How many batches accelerate's ``BatchSamplerShard`` (``owner``) takes its padding from
+    (its ``even_batches`` completes the last round with the first items it was handed), or
+    0 when it does not pad (``even_batches=False``, ``drop_last``)."""
+    if not getattr(owner, "even_batches", False) or getattr(owner, "drop_last", False):
+        return 0
+    return 1 if split else world
 
 
 class SeedTreeSampler(DistributedSampler):
@@ -260,6 +424,7 @@ class SeedTreeSampler(DistributedSampler):
         world_size: int | None = None,
         drop_uneven: bool = False,
         source: Any = None,
+        source_batches: bool | None = None,
     ) -> None:
         _check_positive_int("batch_size", batch_size)
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
@@ -276,6 +441,11 @@ class SeedTreeSampler(DistributedSampler):
         self.shuffle, self.drop_last, self.drop_uneven = shuffle, drop_last, drop_uneven
         self._rank, self._world_size = rank, world_size
         self.source = source
+        # Whether the source yields batches (lists of indices) rather than indices: given by
+        # the argument it came as (``batch_sampler=``), else guessed from its type.
+        self.source_batches = _is_batch_source(source) if source_batches is None else bool(source_batches)
+        self._view: tuple[int, int] | None = None  # (0, 1) once a wrapper deals the batches to the ranks
+        self._driver: _Driver | None = None  # set while a wrapper draws the batches (see _Driver)
         self.seed = 0
         self.epoch = 0
         self.batches_done = 0
@@ -283,7 +453,9 @@ class SeedTreeSampler(DistributedSampler):
         self._resume = False  # set by load_state_dict: the next iteration continues mid-epoch
         self._end: tuple[int, int, int] | None = None  # (epoch, start, batches) of the running iteration
         self._cache: tuple[int, int, Any] | None = None  # (epoch, world_size, the rank's plan)
-        if source is not None and not _is_batch_source(source) and not isinstance(source, Sampler):
+        if source is not None and self.source_batches and not hasattr(source, "__iter__"):
+            raise TypeError(f"batch_sampler must be an iterable of index lists, got {type(source).__name__}")
+        if source is not None and not self.source_batches and not isinstance(source, Sampler):
             raise TypeError(
                 f"sampler must be a torch.utils.data.Sampler (got {type(source).__name__}); wrap an index list "
                 "in torch.utils.data.SubsetRandomSampler or write a Sampler"
@@ -302,6 +474,8 @@ class SeedTreeSampler(DistributedSampler):
         return self._layout()[0]
 
     def _layout(self) -> tuple[int, int]:
+        if self._view is not None:
+            return self._view
         if self._world_size is not None and self._rank is not None:
             return self._rank, self._world_size
         info = rank_info()
@@ -310,7 +484,7 @@ class SeedTreeSampler(DistributedSampler):
     @property
     def units(self) -> str:
         """What the cursor counts: ``"samples"``, or ``"batches"`` with a batch source."""
-        return "batches" if self.source is not None and _is_batch_source(self.source) else "samples"
+        return "batches" if self.source is not None and self.source_batches else "samples"
 
     # -- the epoch's order --------------------------------------------------------------
 
@@ -318,7 +492,7 @@ class SeedTreeSampler(DistributedSampler):
         """The source's whole order for ``epoch``, with its randomness from the tree."""
         node = self.tree / "order" / epoch
         source = self.source
-        inner = getattr(source, "sampler", None) if _is_batch_source(source) else source
+        inner = getattr(source, "sampler", None) if self.source_batches else source
         for obj in (source, inner):
             if obj is None:
                 continue
@@ -352,7 +526,7 @@ class SeedTreeSampler(DistributedSampler):
 
     def _positions(self, rank: int, world: int, total: int, start: int) -> range:
         """This rank's global positions from ``start`` to the end of the epoch."""
-        if self.source is not None and _shards_itself(self.source):
+        if self.source is not None and _shards_itself(self.source, self.source_batches):
             rank, world = 0, 1
         end = total
         if self.drop_uneven:
@@ -402,6 +576,8 @@ class SeedTreeSampler(DistributedSampler):
         rank, world, order = self._plan(epoch)
         positions = self._positions(rank, world, self._total(order), self.start)
         per_batch = 1 if self.units == "batches" else self.batch_size
+        if self._driver is not None:
+            self._driver.epoch, self._driver.start = epoch, self.start + self.batches_done * per_batch * world
         self._end = (epoch, self.start, self._batches_in(len(positions)))
         positions = positions[self.batches_done * per_batch :]  # a resume within the same layout
         return epoch, positions, order
@@ -457,7 +633,15 @@ class SeedTreeSampler(DistributedSampler):
         epoch = int(epoch)
         if self._resume and epoch == self.epoch:
             return
+        if self._resume and (self.start or self.batches_done):
+            # A wrapper that counts epochs from 0 (accelerate's DataLoaderShard) would
+            # otherwise silently retrain the resumed epoch from its start.
+            raise ValueError(
+                f"set_epoch({epoch}) would drop the resume into epoch {self.epoch} that load_state_dict() loaded; "
+                f"call set_epoch({self.epoch}) on the loader you iterate (accelerate: on the prepared loader) first"
+            )
         self.epoch, self.batches_done, self.start, self._resume = epoch, 0, 0, False
+        self._driver = None
 
     def _delivered(self) -> None:
         self.batches_done += 1
@@ -477,20 +661,59 @@ class SeedTreeSampler(DistributedSampler):
         """Global units (samples or batches) of the current epoch consumed by all ranks,
         assuming they move in step (as DDP's collective steps make them)."""
         rank, world, _ = self._plan(self.epoch)
-        if self.source is not None and _shards_itself(self.source):
+        if self.source is not None and _shards_itself(self.source, self.source_batches):
             world = 1
         per_batch = 1 if self.units == "batches" else self.batch_size
         return min(self.start + self.batches_done * per_batch * world, self._total(self._plan(self.epoch)[2]))
 
+    def _driven(self) -> tuple[int, int] | None:
+        """``(epoch, global units consumed)`` when a wrapper draws this epoch's batches
+        (see ``_Driver``); None when seedtree's own loader counts them."""
+        driver = self._driver
+        if driver is None or driver.epoch != self.epoch or self._resume:
+            return None
+        trained = driver.trained()
+        if trained is None:
+            raise ValueError(
+                "this loader's batches are drawn through a wrapper seedtree cannot see into (or an iteration "
+                "abandoned mid-epoch), so it cannot know which were trained: take state_dict() at an epoch "
+                "boundary, or iterate seedtree's loader itself or accelerate's prepare()d loader"
+            )
+        rank, world, order = self._plan(driver.epoch)
+        total = self._total(order)
+        per_batch = 1 if self.units == "batches" else self.batch_size
+        stride = 1 if self.source is not None and _shards_itself(self.source, self.source_batches) else world
+        consumed = total if trained < 0 else min(total, driver.start + trained * driver.world * stride * per_batch)
+        if consumed >= total or self._batches_in(len(self._positions(rank, world, total, consumed))) == 0:
+            return driver.epoch + 1, 0
+        return driver.epoch, consumed
+
     def state_dict(self) -> dict[str, Any]:
         """The cursor, plus what it is only valid with (checked on load). Plain ints,
-        bools, strings and lists: it saves with JSON or ``torch.save``."""
+        bools, strings and lists: it saves with JSON or ``torch.save``.
+
+        Exact wherever the batches are drawn: under seedtree's own loader it counts the
+        batches handed to you; under accelerate's ``prepare()`` (which iterates the batch
+        sampler from its own DataLoader, prefetching and reading one batch ahead) it reads
+        what was handed out from torch's iterator and accelerate's look-ahead. Under a
+        wrapper it cannot see into, it refuses mid-epoch rather than guess."""
         rank, world = self._layout()
+        driven = self._driven()
+        if driven is not None:
+            epoch, consumed = driven
+            return {**self._cursor_state(epoch, 0, consumed, consumed), "rank": rank, "world_size": world}
         return {
-            "epoch": self.epoch,
-            "batches_done": self.batches_done,
-            "start": self.start,
-            "consumed": self.consumed(),
+            **self._cursor_state(self.epoch, self.batches_done, self.start, self.consumed()),
+            "rank": rank,
+            "world_size": world,
+        }
+
+    def _cursor_state(self, epoch: int, done: int, start: int, consumed: int) -> dict[str, Any]:
+        return {
+            "epoch": epoch,
+            "batches_done": done,
+            "start": start,
+            "consumed": consumed,
             "units": self.units,
             "source": None if self.source is None else type(self.source).__qualname__,
             "n": self.n,
@@ -498,8 +721,6 @@ class SeedTreeSampler(DistributedSampler):
             "shuffle": self.shuffle,
             "drop_last": self.drop_last,
             "drop_uneven": self.drop_uneven,
-            "rank": rank,
-            "world_size": world,
             "entropy": str(self.tree.entropy),
             "path": path_to_json(self.tree.path),
         }
@@ -516,7 +737,8 @@ class SeedTreeSampler(DistributedSampler):
         damaged one (wrong types, negative or out-of-range counters)."""
         if not isinstance(state, dict):
             raise ValueError(f"a loader state must be the dict state_dict() returned, got {type(state).__name__}")
-        mine = self.state_dict()
+        rank, world = self._layout()
+        mine = {**self._cursor_state(self.epoch, 0, 0, 0), "rank": rank, "world_size": world}
         for key in self._MUST_MATCH:
             if key not in state:
                 raise ValueError(f"sampler state has no {key!r}: pass what SeedTreeSampler.state_dict() returned")
@@ -542,6 +764,7 @@ class SeedTreeSampler(DistributedSampler):
         except BaseException:
             self.epoch, self.batches_done, self.start, self._resume = saved  # a refused state changes nothing
             raise
+        self._driver = None
 
     def _load_cursor(self, state: dict[str, Any], epoch: int, done: int, mine: dict[str, Any]) -> None:
         consumed = state.get("consumed")
@@ -608,9 +831,63 @@ class SeedTreeBatchSampler(BatchSampler):
         sampler.batch_size, sampler.drop_last = batch_size, drop_last
 
     def __iter__(self) -> Iterator[list[Item]]:  # type: ignore[override]
-        return self.sampler.batches()
+        # Who iterates decides what to yield: accelerate's prepare() on several processes
+        # wraps this in a BatchSamplerShard that deals the batches out to the ranks itself,
+        # so the sampler must yield the whole epoch there (sharding again would lose
+        # batches); and a wrapper's DataLoader draws ahead of what it hands out (_Driver).
+        caller = sys._getframe(1)
+        sampler = self.sampler
+        sharding = _sharding_caller(caller, self)
+        whole = sharding is not None or _dispatching_caller(caller, self)
+        sampler._view = (0, 1) if whole else None  # seedtree's own loader shards by rank
+        shard, driver = _find_driver(caller, sampler, self)
+        epoch = getattr(shard, "iteration", None)
+        if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch != sampler.epoch:
+            # accelerate's DataLoaderShard has just called set_epoch(iteration), but it does not
+            # reach this sampler through skip_first_batches around a BatchSamplerShard (the
+            # Trainer's resume on several processes): that iteration is the epoch.
+            sampler.set_epoch(epoch)
+        sampler._driver = driver
+        rounds = 0
+        if sharding is not None and sampler.units == "samples":
+            rounds = _padding_rounds(caller.f_locals.get("self"), sharding[1], sharding[2])
+        return self._evened(sampler.batches(), rounds) if rounds else sampler.batches()
+
+    def _evened(self, batches: Iterator[list[Item]], rounds: int) -> Iterator[list[Item]]:
+        """``batches`` padded as accelerate's ``even_batches`` pads them: the short last batch
+        completed, then whole batches until the count is a multiple of ``rounds``, from the
+        epoch's first ``rounds`` batches. Done here because accelerate pads with the first
+        batches *it* was handed, which after a mid-epoch resume are not the epoch's first:
+        given full batches in whole rounds, it adds nothing, and a resume pads as the
+        uninterrupted epoch did."""
+        size, epoch = self.batch_size, None
+        short: list[Item] | None = None
+        for batch in batches:
+            epoch = batch[0][0]
+            if len(batch) < size:
+                short = batch  # only the epoch's last batch is short
+            else:
+                yield batch
+        if epoch is None:
+            return
+        sampler = self.sampler
+        order = sampler._plan(epoch)[2]
+        total = sampler._total(order)
+        first = list(sampler._items(order, range(min(total, rounds * size)), epoch))
+        while len(first) < rounds * size:  # an epoch shorter than one round: cycled, as accelerate does
+            first += first
+        cut = 0
+        if short is not None:
+            cut = size - len(short)
+            yield short + first[:cut]
+        for _ in range(-math.ceil(total / size) % rounds):
+            yield first[cut : cut + size]
+            cut += size
 
     def __len__(self) -> int:
+        caller = sys._getframe(1)
+        if _sharding_caller(caller, self) is not None or _dispatching_caller(caller, self):
+            self.sampler._view = (0, 1)  # accelerate's BatchSamplerShard asks for the whole epoch's count
         return self.sampler.num_batches()
 
     def set_epoch(self, epoch: int) -> None:
@@ -674,7 +951,7 @@ def loader(
     tree: SeedTree,
     *,
     batch_size: int = 1,
-    shuffle: bool = True,
+    shuffle: bool = False,
     drop_last: bool = False,
     bind_globals: bool = True,
     rank: int | None = None,
@@ -702,13 +979,23 @@ def loader(
     whose union is the single-process epoch. With ``num_workers=0`` the caller's global
     RNG states are as they were after each batch.
 
+    ``shuffle`` defaults to False, as in torch's ``DataLoader``. ``generator=`` is refused:
+    the order is drawn from the tree (use another tree for another order).
+
     ``sampler`` (a torch ``Sampler``: ``WeightedRandomSampler``, ``RandomSampler``,
-    ``DistributedSampler``...) or ``batch_sampler`` (e.g. a length-bucketing batch sampler)
-    replace the built-in shuffle; their randomness is drawn from the tree and the epoch
+    ``DistributedSampler``...) or ``batch_sampler`` (any iterable of index lists, as torch
+    accepts: a ``BatchSampler``, a length-bucketing ``Sampler`` that yields lists, a list
+    of lists) replace the built-in shuffle; their randomness is drawn from the tree and the epoch
     (see ``SeedTreeSampler``). Other keyword arguments go to ``DataLoader``
     (``num_workers``, ``collate_fn``, ``pin_memory``, ``persistent_workers``,
     ``worker_init_fn`` (chained) ...).
     """
+    if dataloader_kwargs.get("generator") is not None:
+        raise ValueError(
+            "loader() draws the order and the workers' seeds from the tree, so generator= would be ignored: "
+            "drop it (for another order, pass another tree, e.g. tree / 'run-2')"
+        )
+    dataloader_kwargs.pop("generator", None)
     if isinstance(dataset, (IterableDataset, streaming.ShardedStream)) or streaming.is_hf_iterable(dataset):
         return streaming.stream_loader(
             dataset,
@@ -740,17 +1027,28 @@ def loader(
     if sampler is not None and batch_sampler is not None:
         raise ValueError("give sampler= or batch_sampler=, not both")
     source = batch_sampler if batch_sampler is not None else sampler
-    if batch_sampler is not None and not _is_batch_source(batch_sampler):
+    if batch_sampler is not None and (
+        isinstance(batch_sampler, (str, bytes)) or not hasattr(batch_sampler, "__iter__")
+    ):
         raise TypeError(
-            f"batch_sampler must be a torch BatchSampler or have batch_size and __iter__ (got "
-            f"{type(batch_sampler).__name__})"
+            f"batch_sampler must be an iterable of index lists (a BatchSampler, a Sampler yielding lists, a list of "
+            f"lists), got {type(batch_sampler).__name__}"
         )
     if (rank is None) != (world_size is None):
         info = rank_info()
         rank = info.rank if rank is None else rank
         world_size = info.world_size if world_size is None else world_size
     keeper = SeedTreeSampler(
-        len(dataset), tree, batch_size, shuffle, drop_last, rank, world_size, drop_uneven, source=source
+        len(dataset),
+        tree,
+        batch_size,
+        shuffle,
+        drop_last,
+        rank,
+        world_size,
+        drop_uneven,
+        source=source,
+        source_batches=batch_sampler is not None,
     )
     # A per-worker node would make dataset-owned generators depend on the worker layout:
     # in this loader, per-sample randomness comes from the sample's node.
@@ -762,10 +1060,37 @@ def loader(
         reseed_dataset=False,
         lazy_rank=rank is None,
     )
+    user_init = init.then
     dataloader_kwargs.setdefault("generator", (tree / "loader").torch())
-    return SeedTreeLoader(
+    dl = SeedTreeLoader(
         _SampleBound(dataset, tree, bind_globals, reseed_dataset),
         batch_sampler=SeedTreeBatchSampler(keeper, batch_size, drop_last),
         worker_init_fn=init,
         **dataloader_kwargs,
     )
+    options = {
+        "batch_size": batch_size,
+        "shuffle": shuffle,
+        "drop_last": drop_last,
+        "bind_globals": bind_globals,
+        "rank": rank,
+        "world_size": world_size,
+        "drop_uneven": drop_uneven,
+        "sampler": sampler,
+        "batch_sampler": batch_sampler,
+        "reseed_dataset": reseed_dataset,
+        "worker_init_fn": user_init,
+        **{k: v for k, v in dataloader_kwargs.items() if k not in _LAYOUT_KEYS},
+    }
+
+    def rebuild(**layout: Any) -> SeedTreeLoader:
+        """This loader again, with other layout keywords (``seedtree.testing.check_loader``)."""
+        return loader(dataset, tree, **options, **layout)  # type: ignore[return-value]
+
+    dl.seedtree_rebuild = rebuild
+    return dl
+
+
+_LAYOUT_KEYS = frozenset(
+    {"num_workers", "persistent_workers", "multiprocessing_context", "prefetch_factor", "generator", "timeout"}
+)

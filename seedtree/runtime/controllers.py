@@ -19,6 +19,7 @@ import ctypes
 import functools
 import importlib
 import importlib.util
+import pickle
 import random
 import sys
 from abc import ABC, abstractmethod
@@ -120,6 +121,15 @@ class LibController(ABC):
     def put_back(self, snapshot: Any) -> None:
         """Restore what ``snapshot`` returned."""
         self.restore(snapshot)
+
+    def fingerprint(self) -> Any:
+        """A value, compared with ``==``, that changes whenever the global generator draws
+        or is seeded (equal fingerprints: no draw in between, but for a chance of about
+        2**-64 in the built-in controllers). It only reads: it is safe to take on any
+        thread while others draw, and cheap (a threaded map takes one per chunk of tasks
+        to refuse tasks that draw from the shared globals). None means "no state yet"
+        (e.g. CUDA not started). The base pickles ``capture()``."""
+        return pickle.dumps(self.capture(), protocol=pickle.HIGHEST_PROTOCOL)
 
     @abstractmethod
     def capture(self) -> Any:
@@ -254,6 +264,13 @@ class PythonRandom(LibController):
             self._inst.gauss_next = snapshot[1]
         else:
             random.setstate(snapshot)
+
+    def fingerprint(self) -> Any:
+        mem = self._mem
+        if self._fast and mem is not None:
+            # The position moves with every draw; a twist rewrites the first and last words.
+            return (int(mem[0]), int(mem[1]), int(mem[MT_WORDS]), self._inst.gauss_next)
+        return random.getstate()
 
     def capture(self) -> dict[str, Any]:
         version, internal, gauss_next = random.getstate()
@@ -411,6 +428,21 @@ class NumpyGlobal(LibController):
         else:
             np.random.set_state(snapshot)
 
+    def fingerprint(self) -> Any:
+        # Never the self-check here (it writes the state): the fast path only once it is
+        # decided and still points at np.random's generator.
+        if self._fast and self._gauss is not None and self._still_located():
+            mem = self._mem
+            return (
+                int(mem[MT_WORDS]),
+                int(mem[0]),
+                int(mem[MT_WORDS - 1]),
+                int(self._has_gauss[0]),
+                float(self._gauss[0]),
+            )
+        state = np.random.get_state(legacy=False)
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
     def capture(self) -> dict[str, Any]:
         _, key, pos, has_gauss, gauss = np.random.get_state(legacy=True)
         return {"key": np.asarray(key).tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)}
@@ -488,6 +520,9 @@ class TorchCPU(LibController):
     def put_back(self, snapshot: Any) -> None:
         sys.modules["torch"].default_generator.set_state(snapshot)
 
+    def fingerprint(self) -> Any:
+        return sys.modules["torch"].default_generator.get_state().numpy().tobytes()
+
     def capture(self) -> Any:
         return sys.modules["torch"].get_rng_state()
 
@@ -564,6 +599,10 @@ class TorchCUDA(LibController):
         if not torch.cuda.is_initialized():
             return None
         return torch.cuda.get_rng_state_all()
+
+    def fingerprint(self) -> Any:
+        states = self.capture()
+        return None if states is None else tuple(state.numpy().tobytes() for state in states)
 
     def validate(self, state: Any) -> None:
         if state is None:

@@ -15,6 +15,14 @@ the same two questions through this module:
   or None. Integrations that only learn their layout at run time (Dask) check it there:
   they pass ``where="task"`` to ``modules_for`` and call ``task_modules`` in each task,
   which seeds the globals by default only where the task has them to itself.
+- ``SharedGlobalsWatch``: where tasks run on threads of one process next to each other
+  (joblib's threading backend, thread pools, ``run_threads``), the globals are never
+  seeded per task, and a task that draws from them anyway would make the results depend
+  on thread scheduling. The watch fingerprints every loaded global RNG when the call
+  starts, again after each chunk of tasks and once all have stopped; if any moved, the
+  call puts the caller's globals back and raises ``RuntimeError`` (one line naming the
+  fix) instead of returning the results. Runs of one task at a time (``n_jobs=1``, the
+  sequential backend) and process workers are not watched: their globals are not shared.
 """
 
 from __future__ import annotations
@@ -26,7 +34,15 @@ from typing import Any, Literal
 
 from .controllers import REGISTRY
 
-__all__ = ["GLOBALS_ERROR", "BindGlobals", "Where", "modules_for", "shared_globals_problem", "task_modules"]
+__all__ = [
+    "GLOBALS_ERROR",
+    "BindGlobals",
+    "SharedGlobalsWatch",
+    "Where",
+    "modules_for",
+    "shared_globals_problem",
+    "task_modules",
+]
 
 BindGlobals = bool | Iterable[str] | None
 Where = Literal["threads", "processes", "inline", "other", "task"]
@@ -47,6 +63,81 @@ _THREADS_ERROR = (
     "Use seedtree.rng() inside the task (the ambient stream is per-thread and safe), or a "
     "process backend."
 )
+
+
+_DRAWN_ERROR = (
+    "{what} ran tasks on threads next to each other, and the global RNG of {libraries} changed meanwhile "
+    "(a task, or another thread, drew from it or seeded it): threads share the process-wide global RNGs, so "
+    "the results would depend on thread scheduling and are not returned. Draw from seedtree.rng() inside the "
+    "task (its own stream on any thread), or run the tasks in processes ({fix}). The global RNGs were put back "
+    "as they were before the call."
+)
+
+_LABELS = {
+    "random": "python's random",
+    "numpy": "numpy (np.random)",
+    "torch": "torch (CPU)",
+    "torch_cuda": "torch (CUDA)",
+}
+
+
+class SharedGlobalsWatch:
+    """Refuses a threaded run whose tasks moved the shared global RNGs (see the module
+    docstring). Made in the caller's thread before any task starts::
+
+        watch = SharedGlobalsWatch("the joblib backend 'threading'", 'backend="loky"')
+        ... run the tasks on threads, calling watch.check() after each chunk ...
+        watch.finish()  # in the caller, once every task has stopped
+
+    ``check`` is safe on any thread (fingerprints only read the generators) and costs a
+    few microseconds; ``moved`` lets a worker skip the tasks of a call that is refused
+    anyway. A library first imported during the call is watched from the first check
+    that sees it. Guarantee: ``finish`` returns only if every watched global RNG was, at
+    every check, where it was at the start; else the caller's global RNGs are put back
+    to their states at the start (libraries imported during the call are left as the
+    tasks left them) and ``RuntimeError`` is raised. So a task that draws from (or seeds)
+    a global always refuses the call; one that puts the global back as it found it
+    (``seedtree.isolate()`` around its draws) is caught only if a check falls inside it,
+    though it races all the same. The watch cannot tell a task's draw from another
+    thread's: any draw while the call runs refuses it. A task's own exception is not the
+    watch's business: it propagates as usual, the globals as the tasks left them."""
+
+    __slots__ = ("what", "fix", "saved", "baseline", "moved", "_lock")
+
+    def __init__(self, what: str, fix: str) -> None:
+        self.what, self.fix = what, fix
+        self._lock = threading.Lock()
+        self.moved: list[str] = []
+        """Names of the controllers whose generator moved, in the order seen."""
+        self.saved = [(c, c.snapshot()) for c in REGISTRY.active()]
+        self.baseline: dict[str, Any] = {}
+        for controller, _ in self.saved:
+            fingerprint = controller.fingerprint()
+            if fingerprint is not None:
+                self.baseline[controller.name] = fingerprint
+
+    def check(self) -> bool:
+        """Compare every loaded global RNG with its state at the start; True if any moved."""
+        for controller in REGISTRY.active():
+            fingerprint = controller.fingerprint()
+            if fingerprint is None:
+                continue
+            with self._lock:
+                start = self.baseline.setdefault(controller.name, fingerprint)
+                if fingerprint != start and controller.name not in self.moved:
+                    self.moved.append(controller.name)
+        return bool(self.moved)
+
+    def finish(self) -> None:
+        """Run in the caller once every task has stopped: a last ``check``; if anything
+        moved, put the caller's global RNGs back and raise RuntimeError naming the fix."""
+        if not self.check():
+            return
+        for controller, snapshot in self.saved:
+            controller.put_back(snapshot)
+        labels = [_LABELS.get(name, name) for name in self.moved]
+        libraries = labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+        raise RuntimeError(_DRAWN_ERROR.format(what=self.what, libraries=libraries, fix=self.fix))
 
 
 def modules_for(bind_globals: BindGlobals, where: Where, what: str) -> tuple[str, ...]:

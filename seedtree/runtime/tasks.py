@@ -15,10 +15,11 @@ from ..core.keys import Key
 from ..core.tree import SeedTree
 from . import ambient, importhook
 from .controllers import REGISTRY, Batch
+from .policy import SharedGlobalsWatch
 from .seeding import seed_globals
 from .state import NodeBatch
 
-__all__ = ["KeyedCall", "apply_call", "run_keyed", "run_keyed_batch"]
+__all__ = ["KeyedCall", "apply_call", "run_keyed", "run_keyed_batch", "run_watched_batch"]
 
 Call = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
@@ -81,6 +82,21 @@ def run_keyed_batch(
         return out
     finally:
         ambient.VAR.reset(token)
+
+
+def run_watched_batch(
+    watch: SharedGlobalsWatch, tree: SeedTree, keys: Any, fn: Callable[[Any], Any], items: Sequence[Any]
+) -> list[Any]:
+    """``run_keyed_batch(tree, keys, fn, items, ())`` for a chunk of tasks that runs on a
+    thread next to other chunks (the globals are shared there, so never seeded), then
+    ``watch.check()``: a chunk costs a few microseconds more, a task nothing. Once the
+    watch has seen a global RNG move the call is refused anyway, and later chunks return
+    at once (an empty list) instead of running their tasks."""
+    if watch.moved:
+        return []
+    out = run_keyed_batch(tree, keys, fn, items, ())
+    watch.check()
+    return out
 
 
 def _seeded_loop(

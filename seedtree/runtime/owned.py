@@ -1,0 +1,648 @@
+"""Generators that objects own, found once and re-keyed for every work item.
+
+Binding the global RNGs does nothing for an object that owns a generator of its own: a
+MONAI ``Randomizable`` draws from its ``R`` (a ``RandomState``), an albumentations 2
+pipeline from its ``random_generator`` and ``py_random``. After a fork every DataLoader
+worker holds a copy of the same state, so unless each is re-keyed per sample two workers
+repeat each other's draws and the results depend on the worker layout.
+``OwnedGenerators(dataset)`` finds those objects and ``reseed(node)`` re-keys every one
+from the work item's node; seedtree's loaders call it before each sample.
+
+**What is found.** The roots (a dataset; a stream's reader and transform) are searched
+depth first, each object once (the first path that reaches it): an object's attributes
+(``__dict__`` in insertion order, then ``__slots__``), lists and tuples by index, dict
+values in insertion order, a bound method's ``__self__``, a ``functools.partial``'s
+function and arguments, a function's closure cells. Up to ``MAX_DEPTH`` levels, containers
+of up to ``MAX_ITEMS`` items (longer ones hold data, not pipelines) and ``MAX_OBJECTS``
+objects in all; sets (their order differs between processes), module globals, arrays and
+tensors are not searched. An object found is one of:
+
+- an object whose class has a ``seedtree_reseed(node)`` method: that is called, and the
+  object is not searched further (it re-keys what it holds);
+- a MONAI ``Randomizable`` (``Compose`` included): it gets a ``RandomState`` of its own,
+  and its attributes are searched on (MONAI's ``Compose.set_random_state`` hands its
+  children 32-bit seeds; here each child is keyed in full);
+- an albumentations 2 ``Compose`` (any ``BaseCompose``) or transform with
+  ``set_random_state``: it gets a ``numpy.random.Generator`` and a ``random.Random``,
+  which it shares with the transforms inside (albumentations' own design); not searched
+  further.
+
+A root with a ``seedtree_reseed`` method (looked up on the object, as before this search
+existed) is called with the node itself and not searched. A bare generator found anywhere
+else (``numpy.random.Generator``, ``RandomState``, ``random.Random``, ``torch.Generator``)
+cannot be re-keyed safely (it may be shared with other code): it is reported once with an
+``UnkeyedGeneratorWarning`` naming its path (the global generators themselves, which the
+integrations bind per item, are not).
+
+**The streams.** The k-th object found (k = 0, 1, ... in the order above, numbered across
+all roots) draws from ``node / "owned" / k``, so every object has its own stream, distinct
+from the node's own (``seedtree.rng()``) and from every other sample's. The order depends
+only on how the objects are built, so it is the same in every process, after pickling
+(spawned workers) and after ``copy.deepcopy``. With ``o = node / "owned" / k``:
+
+- a MONAI object's ``R`` has the 624-word MT19937 state seedtree gives NumPy's global
+  generator under ``o``: ``R.get_state()`` equals
+  ``("MT19937", o.globals_words(0, 624), 0, 0, 0.0)`` (never a 32-bit seed);
+- an albumentations pipeline gets ``set_random_state(g, r)`` where ``g`` draws what
+  ``o.numpy()`` draws and ``r`` what ``o.random()`` draws;
+- a ``seedtree_reseed`` object is called with ``o``.
+
+**Cost.** The search runs once per ``OwnedGenerators`` per process (lazily, at the first
+``reseed``; a pickled or deep-copied finder searches again where it lands). Per item, the
+words of every found object come from one vectorised derivation, and each generator's
+state is written in place (a MONAI object is handed its ``RandomState`` again only when
+something replaced it): tens of microseconds per sample, far below any augmentation.
+Not thread-safe: one finder re-keys one item at a time (MONAI's transforms are not
+thread-safe either).
+"""
+
+from __future__ import annotations
+
+import _random
+import ctypes
+import functools
+import os
+import random
+import sys
+import types
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..core.layout import (
+    MT_FRESH,
+    MT_WORDS,
+    WORDS_GLOBALS_KEY,
+    WORDS_NUMPY_GLOBAL,
+    WORDS_RANDOM,
+    expand_globals,
+    python_random_state,
+)
+from ..core.tree import SeedTree
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_ITEMS",
+    "MAX_OBJECTS",
+    "OWNED_KEY",
+    "RESEED_METHOD",
+    "Owner",
+    "OwnedGenerators",
+    "UnkeyedGeneratorWarning",
+    "reseed_owned",
+]
+
+RESEED_METHOD = "seedtree_reseed"
+"""The hook: an object with a method of this name is called as ``obj.seedtree_reseed(node)``."""
+OWNED_KEY = "owned"
+"""Object k found in a work item's roots draws from ``node / OWNED_KEY / k``."""
+MAX_DEPTH = 16
+"""Levels below a root that are searched."""
+MAX_ITEMS = 1000
+"""Lists, tuples and dicts longer than this are data and are not searched."""
+MAX_OBJECTS = 20_000
+"""Objects looked at per search; a search that stops here says so with a warning."""
+
+# Objects of these packages hold data (arrays, frames, files), never a pipeline.
+_DATA_PACKAGES = frozenset({"numpy", "pandas", "pyarrow", "polars", "h5py", "zarr", "xarray"})
+_LEAVES = (
+    str,
+    bytes,
+    bytearray,
+    int,
+    float,
+    complex,
+    bool,
+    type(None),
+    range,
+    slice,
+    memoryview,
+    os.PathLike,
+    SeedTree,
+)
+_OPAQUE = (type, types.ModuleType, types.BuiltinFunctionType, types.CodeType, types.FrameType)
+
+
+class UnkeyedGeneratorWarning(RuntimeWarning):
+    """A dataset (or reader, or transform) holds a bare generator that seedtree cannot
+    re-key per sample: forked workers share its stream, and what it draws depends on the
+    worker layout. Draw from ``seedtree.rng()`` instead, or give the object holding it a
+    ``seedtree_reseed(node)`` method."""
+
+
+class Owner(NamedTuple):
+    """One object ``OwnedGenerators`` re-keys: its stream key (``node / "owned" / key``;
+    None for a root's own hook, which gets the node itself), where it was found, and how
+    it is re-keyed (``"root hook"``, ``"seedtree_reseed"``, ``"monai"``, ``"albumentations"``)."""
+
+    key: int | None
+    path: str
+    kind: str
+
+
+# -- writing a generator's state in place ------------------------------------------------------
+
+
+def _memory(address: int, n: int, ctype: Any = ctypes.c_uint32) -> np.ndarray:
+    """``n`` values of ``ctype`` at ``address`` as an array sharing that memory."""
+    return np.ctypeslib.as_array((ctype * n).from_address(address))
+
+
+@functools.cache
+def _gauss_offset() -> int | None:
+    """Where a ``RandomState`` object keeps its cached Gaussian (``{int has_gauss; double
+    gauss}``, the same offset in every instance): found by reading (never writing) two
+    known states there, or None."""
+    rs = np.random.RandomState(np.random.MT19937())
+    size = type(rs).__basicsize__
+    if sys.implementation.name != "cpython" or size < 24:
+        return None
+    key = np.arange(7, 7 + MT_WORDS, dtype=np.uint32)
+    found: set[int] | None = None
+    for has_gauss, gauss in ((1, 1.2345678901234567e-301), (0, -9.876543210987654e299)):
+        rs.set_state(("MT19937", key, MT_WORDS, has_gauss, gauss))
+        raw = ctypes.string_at(id(rs), size)
+        doubles = {o for o in range(8, size - 7) if np.frombuffer(raw, np.float64, 1, o)[0] == gauss}
+        matches = {o for o in doubles if np.frombuffer(raw, np.int32, 1, o - 8)[0] == has_gauss}
+        found = matches if found is None else found & matches
+    return found.pop() if found is not None and len(found) == 1 else None
+
+
+@functools.cache
+def _legacy_fast() -> bool:
+    """Whether a ``RandomState``'s key can be written through its bit generator's ctypes
+    state address (``mt19937_state {uint32 key[624]; int pos}``): checked by drawing."""
+    try:
+        key = np.arange(11, 11 + MT_WORDS, dtype=np.uint32)
+        fast = _LegacyState(force_slow=False)
+        fast.rs.standard_normal()  # leaves a cached Gaussian, which the write must drop
+        fast.write(key)
+        slow = np.random.RandomState()
+        slow.set_state(("MT19937", key, MT_FRESH, 0, 0.0))
+        got: Any = fast.rs.get_state()
+        return bool(
+            np.array_equal(got[1], key)
+            and tuple(got[2:]) == (MT_FRESH, 0, 0.0)
+            and fast.rs.random_sample(3).tolist() + fast.rs.standard_normal(3).tolist()
+            == slow.random_sample(3).tolist() + slow.standard_normal(3).tolist()
+        )
+    except Exception:
+        return False
+
+
+class _LegacyState:
+    """A ``RandomState`` over MT19937 whose 624-word key is rewritten per item."""
+
+    __slots__ = ("rs", "_mem", "_has_gauss", "_gauss")
+
+    def __init__(self, force_slow: bool | None = None) -> None:
+        bitgen = np.random.MT19937()
+        self.rs = np.random.RandomState(bitgen)
+        slow = (not _legacy_fast()) if force_slow is None else force_slow
+        self._mem = None if slow else _memory(bitgen.ctypes.state_address, MT_WORDS + 1)
+        offset = None if slow else _gauss_offset()
+        self._has_gauss = None if offset is None else _memory(id(self.rs) + offset - 8, 1, ctypes.c_int32)
+        self._gauss = None if offset is None else _memory(id(self.rs) + offset, 1, ctypes.c_double)
+
+    def write(self, key: np.ndarray) -> None:
+        mem = self._mem
+        if mem is None:  # the portable way (~35 us: set_state copies word by word)
+            self.rs.set_state(("MT19937", key, MT_FRESH, 0, 0.0))
+            return
+        has_gauss, gauss = self._has_gauss, self._gauss
+        if has_gauss is None or gauss is None:
+            self.rs.seed(0)  # drops the cached Gaussian (the key it sets is overwritten next)
+        else:
+            has_gauss[0] = 0
+            gauss[0] = 0.0
+        mem[:MT_WORDS] = key
+        mem[MT_WORDS] = MT_FRESH
+
+
+@functools.cache
+def _random_fast() -> bool:
+    """Whether a ``random.Random``'s state can be written in place: CPython's
+    ``RandomObject`` is ``{PyObject_HEAD; int index; uint32_t state[624]}``; checked by
+    reading a known state there and by drawing."""
+    try:
+        words = np.arange(5, 5 + MT_WORDS, dtype=np.uint32)
+        fast = _PyRandom(force_slow=False)
+        if fast._mem is None:
+            return False
+        fast.r.gauss(0.0, 1.0)  # a cached Gaussian the write must drop
+        fast.write(words)
+        slow = random.Random()
+        slow.setstate(python_random_state(words))
+        return bool(
+            fast.r.getstate() == slow.getstate()
+            and [fast.r.random(), fast.r.gauss(0.0, 1.0)] == [slow.random(), slow.gauss(0.0, 1.0)]
+        )
+    except Exception:
+        return False
+
+
+class _PyRandom:
+    """A ``random.Random`` whose whole state is rewritten per item."""
+
+    __slots__ = ("r", "_mem")
+
+    def __init__(self, force_slow: bool | None = None) -> None:
+        self.r = random.Random()
+        slow = (not _random_fast()) if force_slow is None else force_slow
+        self._mem = None if slow else self._locate()
+
+    def _locate(self) -> np.ndarray | None:
+        r = self.r
+        if sys.implementation.name != "cpython" or _random.Random.__basicsize__ < 16 + 4 * (MT_WORDS + 1):
+            return None
+        probe = np.arange(1000, 1000 + MT_WORDS, dtype=np.uint32)
+        r.setstate((3, (*probe.tolist(), 17), None))
+        seen = np.frombuffer(ctypes.string_at(id(r) + 16, 4 * (MT_WORDS + 1)), dtype=np.uint32)
+        if seen[0] != 17 or not np.array_equal(seen[1:], probe):
+            return None
+        return _memory(id(r) + 16, MT_WORDS + 1)
+
+    def write(self, words: np.ndarray) -> None:
+        mem = self._mem
+        if mem is None:
+            self.r.setstate(python_random_state(words))
+            return
+        mem[1:] = words
+        mem[0] = MT_FRESH
+        self.r.gauss_next = None  # type: ignore[attr-defined]  # random.Random's cached Gaussian
+
+
+_PCG_MULT = 0x2360ED051FC65DA44385DF649FCCF645
+_MASK128 = (1 << 128) - 1
+
+
+def _pcg64_state(words: list[int]) -> dict[str, Any]:
+    """The ``PCG64.state`` that ``PCG64(seed_sequence)`` builds from the 8 uint32 words
+    ``seed_sequence.generate_state(8)`` (NumPy's ``pcg64_set_seed``: a 128-bit state and
+    increment, two LCG steps)."""
+    u = [words[2 * j] | (words[2 * j + 1] << 32) for j in range(4)]
+    initstate, initseq = (u[0] << 64) | u[1], (u[2] << 64) | u[3]
+    inc = ((initseq << 1) | 1) & _MASK128
+    state = (((inc + initstate) & _MASK128) * _PCG_MULT + inc) & _MASK128
+    return {"bit_generator": "PCG64", "state": {"state": state, "inc": inc}, "has_uint32": 0, "uinteger": 0}
+
+
+@functools.cache
+def _pcg_fast() -> bool:
+    """Whether ``_pcg64_state`` reproduces ``SeedTree.numpy()`` (checked by drawing)."""
+    try:
+        node = SeedTree(0x5EED) / "owned-check"
+        g = np.random.Generator(np.random.PCG64())
+        g.bit_generator.state = _pcg64_state(node.words(0, 8).tolist())
+        return bool(g.random(4).tolist() == node.numpy().random(4).tolist())
+    except Exception:
+        return False
+
+
+# -- what is re-keyed, per kind ---------------------------------------------------------------
+
+
+class _Hook:
+    __slots__ = ("obj", "key")
+    wants_globals = False
+    wants_pcg = False
+
+    def __init__(self, obj: Any, key: int) -> None:
+        self.obj, self.key = obj, key
+
+    def __call__(self, owned: SeedTree, row: np.ndarray | None, pcg: list[int] | None) -> None:
+        getattr(self.obj, RESEED_METHOD)(owned / self.key)
+
+
+class _Monai:
+    __slots__ = ("obj", "key", "state")
+    wants_globals = True
+    wants_pcg = False
+
+    def __init__(self, obj: Any, key: int) -> None:
+        self.obj, self.key = obj, key
+        self.state = _LegacyState()
+
+    def __call__(self, owned: SeedTree, row: np.ndarray | None, pcg: list[int] | None) -> None:
+        rs = self.state.rs
+        if getattr(self.obj, "R", None) is not rs:
+            # Handed over once per process (and again if something replaced it). A Compose
+            # hands its children seeds drawn from rs here; they are found after it and keyed
+            # in full, and rs itself is written below, after the hand-over drew from it.
+            self.obj.set_random_state(state=rs)
+        assert row is not None
+        self.state.write(row[WORDS_NUMPY_GLOBAL : WORDS_NUMPY_GLOBAL + MT_WORDS])
+
+
+class _Albumentations:
+    __slots__ = ("obj", "key", "gen", "py")
+    wants_globals = True
+    wants_pcg = True
+
+    def __init__(self, obj: Any, key: int) -> None:
+        self.obj, self.key = obj, key
+        self.gen = np.random.Generator(np.random.PCG64()) if _pcg_fast() else None
+        self.py = _PyRandom()
+
+    def __call__(self, owned: SeedTree, row: np.ndarray | None, pcg: list[int] | None) -> None:
+        assert row is not None and pcg is not None
+        gen = self.gen
+        if gen is None:
+            gen = (owned / self.key).numpy()
+        else:
+            gen.bit_generator.state = _pcg64_state(pcg)
+        self.py.write(row[WORDS_RANDOM : WORDS_RANDOM + MT_WORDS])
+        # Every item: the pipeline hands the pair to each of its transforms (cheap).
+        self.obj.set_random_state(gen, self.py.r)
+
+
+_Entry = _Hook | _Monai | _Albumentations
+
+
+# -- the search -----------------------------------------------------------------------------
+
+
+class _Kinds:
+    """The classes the search recognises, read from the modules already imported (an
+    object of a library that is not imported cannot exist)."""
+
+    def __init__(self) -> None:
+        monai = sys.modules.get("monai.transforms.transform")
+        self.randomizable: type | None = getattr(monai, "Randomizable", None)
+        composition = sys.modules.get("albumentations.core.composition")
+        interface = sys.modules.get("albumentations.core.transforms_interface")
+        albu = tuple(
+            c
+            for c in (getattr(composition, "BaseCompose", None), getattr(interface, "BasicTransform", None))
+            if isinstance(c, type)
+        )
+        self.albumentations: tuple[type, ...] = albu
+        generators: list[type] = [np.random.Generator, np.random.RandomState, np.random.BitGenerator, random.Random]
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(getattr(torch, "Generator", None), type):
+            generators.append(torch.Generator)
+            self.tensor: type | None = torch.Tensor
+        else:
+            self.tensor = None
+        self.generators = tuple(generators)
+        # The global generators are bound per sample already: holding one is fine.
+        self.bound = {id(np.random.mtrand._rand), id(getattr(random, "_inst", None))}
+        if torch is not None:
+            self.bound.add(id(getattr(torch, "default_generator", None)))
+
+
+def _children(obj: Any, skip: str | None) -> Iterator[tuple[str, Any]]:
+    """``(path suffix, child)`` of one object, in a fixed order."""
+    if isinstance(obj, (list, tuple)):
+        if len(obj) <= MAX_ITEMS:
+            yield from ((f"[{i}]", v) for i, v in enumerate(obj))
+        return
+    if isinstance(obj, dict):
+        if len(obj) <= MAX_ITEMS:
+            yield from ((f"[{k!r}]", v) for k, v in list(obj.items()))
+        return
+    if isinstance(obj, types.MethodType):
+        yield ".__self__", obj.__self__
+        return
+    if isinstance(obj, functools.partial):
+        yield ".func", obj.func
+        yield from ((f".args[{i}]", v) for i, v in enumerate(obj.args))
+        yield from ((f".keywords[{k!r}]", v) for k, v in obj.keywords.items())
+        return
+    if isinstance(obj, types.FunctionType):
+        for i, cell in enumerate(obj.__closure__ or ()):
+            try:
+                yield f".__closure__[{i}]", cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+        return
+    try:
+        attrs = object.__getattribute__(obj, "__dict__")
+    except Exception:
+        attrs = None
+    if isinstance(attrs, dict):
+        yield from ((f".{k}", v) for k, v in list(attrs.items()) if k != skip)
+    for cls in type(obj).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name in ("__dict__", "__weakref__") or name == skip:
+                continue
+            try:
+                yield f".{name}", object.__getattribute__(obj, name)
+            except Exception:
+                continue
+
+
+def _searched(obj: Any, kinds: _Kinds) -> bool:
+    """Whether an object may hold owners (not a leaf, data, a class or a module)."""
+    if isinstance(obj, _LEAVES) or isinstance(obj, _OPAQUE):
+        return False
+    if isinstance(obj, (set, frozenset, np.ndarray, np.generic)):
+        return False
+    if kinds.tensor is not None and isinstance(obj, kinds.tensor):
+        return False
+    module = type(obj).__module__ or ""
+    return module.partition(".")[0] not in _DATA_PACKAGES
+
+
+class _Found:
+    """What one search found."""
+
+    __slots__ = (
+        "root_hooks",
+        "entries",
+        "owners",
+        "unkeyed",
+        "truncated",
+        "globals_keys",
+        "pcg_keys",
+        "rows",
+        "single",
+    )
+
+    def __init__(self) -> None:
+        self.root_hooks: list[Callable[[SeedTree], Any]] = []
+        self.entries: list[_Entry] = []
+        self.owners: list[Owner] = []
+        self.unkeyed: list[str] = []
+        self.truncated = False
+        self.globals_keys: np.ndarray | None = None  # keys of the entries needing the globals expansion
+        self.pcg_keys: np.ndarray | None = None
+        self.rows: list[tuple[int, int]] = []  # per entry: its row in the globals / pcg words (-1: none)
+        self.single: int | None = None  # the key, when a single object needs words
+
+
+def _search(roots: tuple[Any, ...], names: tuple[str, ...]) -> _Found:
+    kinds = _Kinds()
+    found = _Found()
+    seen: set[int] = set()
+    visited = 0
+    stack: list[tuple[Any, str, int]] = []
+    root_owners = []
+    for root, name in zip(roots, names, strict=True):
+        hook = None if root is None else getattr(root, RESEED_METHOD, None)
+        if callable(hook):  # looked up on the object (a wrapper may forward it), as before the search
+            found.root_hooks.append(hook)
+            root_owners.append(Owner(None, name or "<root>", "root hook"))
+            seen.add(id(root))
+        elif root is not None:
+            stack.insert(0, (root, name, 0))  # the stack pops from the end: the first root first
+    while stack:
+        obj, path, depth = stack.pop()
+        if id(obj) in seen or id(obj) in kinds.bound:
+            continue
+        if isinstance(obj, kinds.generators):  # before the data-package check: numpy's are generators
+            seen.add(id(obj))
+            cls = type(obj)
+            found.unkeyed.append(f"{path.lstrip('.') or '<root>'} ({cls.__module__}.{cls.__qualname__})")
+            continue
+        if not _searched(obj, kinds):
+            continue
+        seen.add(id(obj))
+        visited += 1
+        if visited > MAX_OBJECTS:
+            found.truncated = True
+            break
+        shown = path.lstrip(".") or "<root>"
+        key = len(found.entries)
+        skip = None
+        cls = type(obj)
+        if callable(getattr(cls, RESEED_METHOD, None)):
+            found.entries.append(_Hook(obj, key))
+            found.owners.append(Owner(key, shown, "seedtree_reseed"))
+            continue
+        if kinds.randomizable is not None and isinstance(obj, kinds.randomizable):
+            found.entries.append(_Monai(obj, key))
+            found.owners.append(Owner(key, shown, "monai"))
+            skip = "R"  # its generator, replaced by the one handed over; its children are searched on
+        elif kinds.albumentations and isinstance(obj, kinds.albumentations):
+            if callable(getattr(obj, "set_random_state", None)):  # albumentations 2 (1.x used the globals)
+                found.entries.append(_Albumentations(obj, key))
+                found.owners.append(Owner(key, shown, "albumentations"))
+            continue
+        if depth >= MAX_DEPTH:
+            continue
+        children = list(_children(obj, skip))
+        for suffix, child in reversed(children):
+            if id(child) not in seen:
+                stack.append((child, path + suffix, depth + 1))
+    found.owners = root_owners + found.owners
+    needs_globals = [j for j, e in enumerate(found.entries) if e.wants_globals]
+    needs_pcg = [j for j, e in enumerate(found.entries) if e.wants_pcg]
+    if needs_globals:
+        found.globals_keys = np.array([found.entries[j].key for j in needs_globals], dtype=np.int64)
+    if needs_pcg:
+        found.pcg_keys = np.array([found.entries[j].key for j in needs_pcg], dtype=np.int64)
+    found.rows = [
+        (needs_globals.index(j) if e.wants_globals else -1, needs_pcg.index(j) if e.wants_pcg else -1)
+        for j, e in enumerate(found.entries)
+    ]
+    if len(needs_globals) == 1 and set(needs_pcg) <= set(needs_globals):
+        found.single = found.entries[needs_globals[0]].key
+    return found
+
+
+def _words(owned: SeedTree, keys: np.ndarray, n: int, start: int) -> np.ndarray:
+    """Words ``start .. start + n`` of each ``owned / k``, shape (len(keys), n)."""
+    if len(keys) == 1:  # one child: the scalar derivation costs a third of the vectorised one
+        return (owned / int(keys[0])).words(start, n)[None, :]
+    return owned.states(keys, n, start=start)
+
+
+class OwnedGenerators:
+    """The generators ``roots`` own, found once (lazily, per process) and re-keyed by
+    ``reseed(node)``; see the module's documentation for what is found and which stream
+    each gets. ``names`` label the roots in ``found`` (default: none for one root,
+    ``[i]`` for several). ``None`` roots are skipped."""
+
+    def __init__(self, *roots: Any, names: tuple[str, ...] | None = None) -> None:
+        if names is not None and len(names) != len(roots):
+            raise ValueError(f"OwnedGenerators got {len(roots)} roots but {len(names)} names")
+        self.roots = roots
+        self.names = (
+            names if names is not None else ("",) if len(roots) == 1 else tuple(f"[{i}]" for i in range(len(roots)))
+        )
+        self._found: _Found | None = None
+
+    def _search(self) -> _Found:
+        found = self._found
+        if found is None:
+            found = self._found = _search(self.roots, self.names)
+            if found.unkeyed:
+                warnings.warn(
+                    f"seedtree cannot re-key {len(found.unkeyed)} generator(s) held here per sample: "
+                    f"{', '.join(found.unkeyed)}. Forked workers share their streams and what they draw depends on "
+                    "the worker layout: draw from seedtree.rng() instead, or give the object holding one a "
+                    "seedtree_reseed(node) method",
+                    UnkeyedGeneratorWarning,
+                    stacklevel=3,
+                )
+            if found.truncated:
+                warnings.warn(
+                    f"seedtree stopped looking for generators after {MAX_OBJECTS} objects; anything owning one "
+                    "further in is not re-keyed (give the dataset a seedtree_reseed(node) method)",
+                    UnkeyedGeneratorWarning,
+                    stacklevel=3,
+                )
+        return found
+
+    @property
+    def found(self) -> tuple[Owner, ...]:
+        """What is re-keyed, in order: root hooks first, then object k at position k."""
+        return tuple(self._search().owners)
+
+    @property
+    def unkeyed(self) -> tuple[str, ...]:
+        """Paths of the bare generators found, which are not re-keyed (and were warned about)."""
+        return tuple(self._search().unkeyed)
+
+    def __len__(self) -> int:
+        return len(self._search().owners)
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def reseed(self, node: SeedTree) -> None:
+        """Re-key everything found from ``node``: each root hook with ``node``, object k
+        with ``node / "owned" / k``."""
+        found = self._found or self._search()
+        for hook in found.root_hooks:
+            hook(node)
+        entries = found.entries
+        if not entries:
+            return
+        owned = node / OWNED_KEY
+        g, p = found.globals_keys, found.pcg_keys
+        if found.single is not None:  # one object to key: its node, derived once
+            child = owned / found.single
+            rows: np.ndarray | None = expand_globals(child.words(WORDS_GLOBALS_KEY, 4)[None, :])
+            pcg = None if p is None else [child.words(0, 8).tolist()]
+        else:
+            rows = None if g is None else expand_globals(_words(owned, g, 4, WORDS_GLOBALS_KEY))
+            pcg = None if p is None else _words(owned, p, 8, 0).tolist()
+        for entry, (r, q) in zip(entries, found.rows, strict=True):
+            entry(owned, None if r < 0 or rows is None else rows[r], None if q < 0 or pcg is None else pcg[q])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The search result holds memory views of this process's generators: a copy (a
+        # spawned worker's, a deep copy) searches its own roots again when first used.
+        return (_rebuild, (self.roots, self.names))
+
+    def __repr__(self) -> str:
+        if self._found is None:
+            return f"OwnedGenerators({len(self.roots)} root(s), not searched yet)"
+        return f"OwnedGenerators({', '.join(f'{o.key}:{o.path} ({o.kind})' for o in self._found.owners)})"
+
+
+def _rebuild(roots: tuple[Any, ...], names: tuple[str, ...]) -> OwnedGenerators:
+    return OwnedGenerators(*roots, names=names)
+
+
+def reseed_owned(obj: Any, node: SeedTree) -> OwnedGenerators:
+    """Search ``obj`` and re-key what it owns from ``node`` once (a worker's start);
+    returns the finder, to keep for later items (``finder.reseed(node)``)."""
+    finder = OwnedGenerators(obj)
+    finder.reseed(node)
+    return finder
