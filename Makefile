@@ -38,8 +38,9 @@ BENCH_ARGS_hashing := --files 200 --mib 64
 BENCH_ARGS_streaming := --samples 8000 --repeats 2
 BENCH_ARGS_ray_map := --tasks 400 --rows 20000 --repeats 1
 BENCH_ARGS_fuzz := --examples 200
+BENCH_ARGS_oracle := --examples 100
 endif
-BENCH_SCRIPTS := derive workers throughput dask_overhead loader_order streaming hashing ray_map battery calibration fuzz
+BENCH_SCRIPTS := derive workers throughput dask_overhead loader_order streaming hashing ray_map battery calibration fuzz oracle
 
 bench: $(STAMP)
 	$(foreach s,$(BENCH_SCRIPTS),$(BENCH_RUN) benchmarks/$(s).py $(BENCH_ARGS_$(s)) &&) true

@@ -1,0 +1,63 @@
+"""The invariance oracle's long run: many more configurations than CI's budget.
+
+    python benchmarks/oracle.py --examples 2000
+
+Draws map-style and stream configurations with hypothesis (the strategies of
+tests/test_oracle.py), checks each against the single-process uninterrupted run
+(tests/_oracle.py) and writes the count and any divergence to
+benchmarks/results/oracle.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from _oracle import check  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from test_oracle import map_configs, stream_configs  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=2000, help="configurations in all (default 2000)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "oracle.json"))
+    args = parser.parse_args()
+    found: list[str] = []
+    counts = {"map": 0, "stream": 0}
+
+    def run(kind: str, strategy, n: int) -> None:  # noqa: ANN001
+        @settings(max_examples=n, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(strategy())
+        def one(cfg) -> None:  # noqa: ANN001
+            counts[kind] += 1
+            error = check(cfg)
+            if error is not None:
+                found.append(error)
+
+        one()
+
+    start = time.perf_counter()
+    run("map", map_configs, args.examples * 2 // 3)
+    run("stream", stream_configs, args.examples - args.examples * 2 // 3)
+    result = {
+        "configurations": counts,
+        "total": sum(counts.values()),
+        "divergences": found,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{result['total']} configurations ({counts}), {len(found)} divergences, {result['seconds']} s")
+    for line in found[:10]:
+        print(" ", line)
+
+
+if __name__ == "__main__":
+    main()
