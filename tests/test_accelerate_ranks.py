@@ -30,8 +30,11 @@ HERE = Path(__file__).resolve().parent
 BATCHES = math.ceil(script.N / script.BATCH)  # global batches in an epoch (the last one short)
 
 
-def _launch(world: int, scenario: str, folder: Path, trainer: bool) -> list[dict[str, Any]]:
-    """One ``torchrun`` of the script on ``world`` processes; each rank's results."""
+WORLDS = {1: "run,resume", 2: "run,resume", 3: "run"}  # the launches: a resume is a fresh process group
+
+
+def _start(world: int, scenario: str, folder: Path) -> subprocess.Popen[str]:
+    """One ``torchrun`` of the script on ``world`` processes (the Trainer on 1 and 2)."""
     env = dict(
         os.environ,
         OMP_NUM_THREADS="1",
@@ -39,19 +42,33 @@ def _launch(world: int, scenario: str, folder: Path, trainer: bool) -> list[dict
         PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]),
     )
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}"]
-    command += [str(HERE / "_accelerate_ranks_script.py"), scenario, str(folder)] + (["--trainer"] if trainer else [])
-    proc = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"torchrun {world} {scenario} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+    command += [str(HERE / "_accelerate_ranks_script.py"), scenario, str(folder)]
+    command += ["--trainer"] if world in (1, 2) else []
+    return subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(proc: subprocess.Popen[str], world: int, scenario: str, folder: Path) -> list[dict[str, Any]]:
+    """Each rank's results of a launch, once it is done."""
+    try:
+        output, _ = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        output, _ = proc.communicate()
+    assert proc.returncode == 0, f"torchrun on {world} processes, {scenario}, failed:\n{output[-12000:]}"
     return [json.loads((folder / f"{scenario}.rank{r}.json").read_text()) for r in range(world)]
 
 
-def _runs(world: int, tmp_path_factory: pytest.TempPathFactory, resume: bool) -> dict[str, list[dict[str, Any]]]:
-    folder = tmp_path_factory.mktemp(f"world{world}")
-    trainer = world in (1, 2)
-    runs = {"run": _launch(world, "run", folder, trainer)}
-    if resume:  # a fresh process group, from the checkpoints the first launch wrote
-        runs["resume"] = _launch(world, "resume", folder, trainer)
-    return runs
+@pytest.fixture(scope="module")
+def launches(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict[str, list[dict[str, Any]]]]:
+    """Every launch, the independent ones side by side (the processes mostly wait on
+    imports and on each other): the first runs, then the resumes from their checkpoints."""
+    folders = {world: tmp_path_factory.mktemp(f"world{world}") for world in WORLDS}
+    results: dict[int, dict[str, list[dict[str, Any]]]] = {world: {} for world in WORLDS}
+    for scenario in ("run", "resume"):
+        started = {w: _start(w, scenario, folders[w]) for w, scenarios in WORLDS.items() if scenario in scenarios}
+        for world, proc in started.items():
+            results[world][scenario] = _finish(proc, world, scenario, folders[world])
+    return results
 
 
 @pytest.fixture(scope="module")
@@ -60,18 +77,8 @@ def reference(clean_seedtree_module: None) -> list[list[Row]]:
 
 
 @pytest.fixture(scope="module")
-def world1(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
-    return _runs(1, tmp_path_factory, resume=True)
-
-
-@pytest.fixture(scope="module")
-def world2(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
-    return _runs(2, tmp_path_factory, resume=True)
-
-
-@pytest.fixture(scope="module")
-def world3(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
-    return _runs(3, tmp_path_factory, resume=False)
+def world2(launches: dict[int, dict[str, list[dict[str, Any]]]]) -> dict[str, list[dict[str, Any]]]:
+    return launches[2]
 
 
 def _rows(batches: list[list[list[float]]]) -> list[Row]:
@@ -92,8 +99,8 @@ def _check_union(per_rank: list[list[Row]], epoch: list[Row], world: int, even: 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("world", [1, 2, 3])
-def test_prepare_on_ranks_trains_the_single_process_epoch(world, reference, request):
-    ranks = request.getfixturevalue(f"world{world}")["run"]
+def test_prepare_on_ranks_trains_the_single_process_epoch(world, reference, launches):
+    ranks = launches[world]["run"]
     for workers in (0, 2):
         for even in (True, False):
             key = f"prepare-w{workers}-even{int(even)}"
@@ -150,11 +157,11 @@ def test_skip_first_batches_on_two_ranks(world2):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("world", [1, 2])
-def test_trainer_on_ranks_and_its_mid_epoch_resume(world, reference, request):
+def test_trainer_on_ranks_and_its_mid_epoch_resume(world, reference, launches):
     """The docs' ``SeedTreeTrainer`` recipe: ``len`` is the rank's batches, each epoch the
     ranks train the single-process epoch, and ``resume_from_checkpoint`` at a checkpoint in
     the second epoch (the Trainer's ``skip_first_batches``) trains what was left."""
-    runs = request.getfixturevalue(f"world{world}")
+    runs = launches[world]
     per_epoch = math.ceil(BATCHES / world)
     for out in [out["trainer"] for out in runs["run"]] + [out["trainer-resume"] for out in runs["resume"]]:
         assert [dl["len"] for dl in out["loaders"]] == [per_epoch]

@@ -17,9 +17,19 @@ from torch.utils.data import IterableDataset
 
 import seedtree as st
 from seedtree.integrations.streaming import StreamReadError, merge_stream_states
-from seedtree.torch import ShardedStream, loader
+from seedtree.torch import ShardedStream
+from seedtree.torch import loader as _loader
 
 TREE = st.SeedTree(4242)
+
+
+def loader(*args, **kwargs):
+    """``seedtree.torch.loader`` with the shard order and the shuffle buffer on (``shuffle``
+    defaults to False): these tests are about the shuffled epoch."""
+    kwargs.setdefault("shuffle", True)
+    return _loader(*args, **kwargs)
+
+
 LENGTHS = [5, 9, 3, 12, 0, 7, 1, 8, 6]  # uneven, one empty, 9 shards over 4 lanes
 BATCH = 2
 
@@ -247,7 +257,8 @@ def test_two_gloo_ranks_stream_their_lanes(tmp_path, shards, reference):
     tmp.spawn(gloo_rank_stream, args=(2, str(tmp_path / "init"), str(tmp_path), entropy, shards), nprocs=2, join=True)
     got = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     for r in range(2):
-        alone = torch.cat(list(loader(stream_of(shards), TREE, batch_size=BATCH, rank=r, world_size=2)))
+        # the ranks (tests/_workloads.py) load with loader()'s defaults: shuffle=False
+        alone = torch.cat(list(_loader(stream_of(shards), TREE, batch_size=BATCH, rank=r, world_size=2)))
         assert torch.equal(got[r], alone), f"rank {r} must see exactly its lanes' batches"
     assert not set(got[0][:, 0].tolist()) & set(got[1][:, 0].tolist())
     pooled = torch.cat(got)

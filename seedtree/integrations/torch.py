@@ -283,7 +283,7 @@ def _dispatching_caller(frame: FrameType | None, batch_sampler: Any) -> bool:
     ``batch_sampler`` (``dispatch_batches=True``: process 0 draws the global batches and
     splits each one among the processes, so the sampler must yield the whole epoch)."""
     while frame is not None:
-        owner = frame.f_locals.get("self")
+        owner: Any = frame.f_locals.get("self")
         if callable(getattr(owner, "_fetch_batches", None)) and hasattr(owner, "base_dataloader"):
             node = getattr(owner.base_dataloader, "batch_sampler", None)
             for _ in range(4):  # through a SkipBatchSampler (skip_first_batches)
