@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+os.environ["SEEDTREE_ORACLE_EXPLORE"] = "1"  # new configurations each run
 
 from _oracle import check  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402

@@ -127,6 +127,7 @@ def _layout(workers: int, cfg: Config) -> dict[str, Any]:
     if workers:
         out["persistent_workers"] = cfg.persistent
         out["multiprocessing_context"] = cfg.context
+        out["timeout"] = 120  # a hang fails the configuration instead of the whole run
     return out
 
 

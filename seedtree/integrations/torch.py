@@ -677,7 +677,8 @@ class SeedTreeSampler(DistributedSampler):
             raise ValueError(
                 "this loader's batches are drawn through a wrapper seedtree cannot see into (or an iteration "
                 "abandoned mid-epoch), so it cannot know which were trained: take state_dict() at an epoch "
-                "boundary, or iterate seedtree's loader itself or accelerate's prepare()d loader"
+                "boundary, or iterate seedtree's loader itself or accelerate's prepare()d loader (without "
+                "dispatch_batches=True, whose look-ahead it cannot see)"
             )
         rank, world, order = self._plan(driver.epoch)
         total = self._total(order)
