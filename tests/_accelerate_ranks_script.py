@@ -101,6 +101,7 @@ def prepare_epochs(out: dict[str, Any]) -> None:
     """(a) two epochs of the prepared loader, per num_workers and even_batches, and with
     dispatch_batches; with the seedtree loader's cursor read after every batch."""
     configs = [(workers, even, None) for workers in (0, 2) for even in (True, False)] + [(0, True, True)]
+    first = None
     for workers, even, dispatch in configs:
         accelerator = _accelerator(even, dispatch)
         dl = loader(Rows(), TREE, batch_size=BATCH, shuffle=True, num_workers=workers)
@@ -114,9 +115,11 @@ def prepare_epochs(out: dict[str, Any]) -> None:
             epochs.append(seen)
         key = "prepare-dispatch" if dispatch else f"prepare-w{workers}-even{int(even)}"
         out[key] = {"epochs": epochs, "len": len(prepared), "cursors": cursors}
-    # seedtree's own loader, iterated directly after prepare(): it shards by rank again
-    dl.set_epoch(1)
-    out["direct-after-prepare"] = [r for batch in dl for r in rows(batch)]
+        first = dl if first is None else first
+    # seedtree's own loader, iterated directly after prepare() (BatchSamplerShard): it
+    # shards by rank again
+    first.set_epoch(1)
+    out["direct-after-prepare"] = [r for batch in first for r in rows(batch)]
 
 
 def save_mid_epoch(out: dict[str, Any], folder: Path) -> None:

@@ -73,6 +73,7 @@ class LoaderReport:
 
     @property
     def ok(self) -> bool:
+        """True when no configuration diverged from the reference."""
         return self.divergence is None
 
     def __bool__(self) -> bool:

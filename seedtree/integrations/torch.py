@@ -833,9 +833,11 @@ class SeedTreeBatchSampler(BatchSampler):
 
     def __iter__(self) -> Iterator[list[Item]]:  # type: ignore[override]
         # Who iterates decides what to yield: accelerate's prepare() on several processes
-        # wraps this in a BatchSamplerShard that deals the batches out to the ranks itself,
-        # so the sampler must yield the whole epoch there (sharding again would lose
-        # batches); and a wrapper's DataLoader draws ahead of what it hands out (_Driver).
+        # wraps this in a BatchSamplerShard that deals the batches out to the ranks itself
+        # (or, with dispatch_batches, process 0 draws them all and splits them), so the
+        # sampler must yield the whole epoch there (sharding again would lose batches), and
+        # shard by rank again when seedtree's own loader iterates; a wrapper's DataLoader
+        # draws ahead of what it hands out (_Driver).
         caller = sys._getframe(1)
         sampler = self.sampler
         sharding = _sharding_caller(caller, self)
