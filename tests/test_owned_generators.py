@@ -395,3 +395,33 @@ def test_worker_init_fn_rekeys_what_each_worker_owns() -> None:
     )
     fields = [field.numpy() for _ in range(2) for batch in dl for field in batch["noise"]]
     assert repeats(fields) == 0
+
+
+# -- a stream whose transform owns a MONAI pipeline ----------------------------------------
+
+
+def read_images(shard: int):  # noqa: ANN201
+    for p in range(3 + shard % 3):
+        ramp = np.arange(64, dtype=np.float32).reshape(1, 8, 8)
+        yield {"img": ramp * (10 * shard + p + 1), "noise": np.zeros((1, 8, 8), np.float32)}
+
+
+def stream_epochs(**kwargs) -> list[torch.Tensor]:  # noqa: ANN003
+    from seedtree.streaming import ShardedStream
+
+    stream = ShardedStream(list(range(5)), read_images, transform=monai_transform(), lanes=4)
+    dl = loader(stream, TREE, batch_size=2, shuffle=True, collate_fn=list_data_collate, **kwargs)
+    out = []
+    for _ in range(2):
+        out.append(torch.cat([torch.as_tensor(b["noise"]).as_subclass(torch.Tensor) for b in dl]))
+    return out
+
+
+def test_a_streams_transform_is_rekeyed_per_sample() -> None:
+    """The MONAI pipeline a ShardedStream's transform holds is re-keyed from each sample's
+    node: the same batches for 0 and 2 workers, and no sample repeats another's noise."""
+    ref = stream_epochs()
+    got = stream_epochs(num_workers=2, multiprocessing_context="fork")
+    assert all(torch.equal(a, b) for a, b in zip(ref, got, strict=True))
+    fields = [f.numpy() for epoch in ref for f in epoch]
+    assert repeats(fields) == 0

@@ -42,6 +42,7 @@ from ..core.tree import SeedTree
 from ..runtime import ambient
 from ..runtime.capture import isolate
 from ..runtime.controllers import REGISTRY
+from ..runtime.owned import OwnedGenerators
 from ..runtime.tasks import run_keyed_batch
 from ._checks import check_tree
 from .ranks import rank_info
@@ -67,8 +68,6 @@ DEFAULT_LANES = 16
 bit-identical batches."""
 
 STREAM_STATE_FORMAT = "seedtree.stream-state/1"
-
-RESEED_METHOD = "seedtree_reseed"
 
 
 class StreamReadError(RuntimeError):
@@ -104,8 +103,11 @@ class ShardedStream:
     it is exact when it draws per sample only (each sample's draws made while producing it,
     nothing at open or while seeking); a reader that draws at open should not take
     ``start``. ``transform(sample)`` runs right after the read of each sample handed out,
-    under the same node. The reader and the transform may own generators:
-    ``seedtree_reseed(node)`` is called on them before each sample with that sample's node.
+    under the same node. The reader and the transform may own generators: before each
+    sample, a reader or transform with a ``seedtree_reseed(node)`` method is called with
+    that sample's node, and the MONAI ``Randomizable``s, albumentations pipelines and
+    ``seedtree_reseed`` objects found inside them are re-keyed, object k from
+    ``node / "owned" / k`` (``seedtree.runtime.owned``).
 
     ``lanes`` (default 16) is the number of shards read side by side; it bounds
     ``num_workers * world_size`` and fixes the order of the epoch's batches (a world size
@@ -164,6 +166,14 @@ class ShardedStream:
             return iter(self.read(self.shards[shard], start=start))
         return itertools.islice(iter(self.read(self.shards[shard])), start, None)
 
+    def owned(self) -> OwnedGenerators:
+        """What the reader and the transform own (``seedtree.runtime.owned``), found once per
+        process: re-keyed before each sample, object k from ``node / "owned" / k``."""
+        found = self.__dict__.get("_owned")
+        if found is None or found.roots[0] is not self.read or found.roots[1] is not self.transform:
+            found = self._owned = OwnedGenerators(self.read, self.transform, names=("read", "transform"))
+        return found
+
     def __repr__(self) -> str:
         return f"ShardedStream({len(self.shards)} shards, lanes={self.lanes}, shuffle_buffer={self.shuffle_buffer})"
 
@@ -217,12 +227,6 @@ def _first_row(batch: Any) -> Any:
     return batch[0]
 
 
-def _reseed(obj: Any, node: SeedTree) -> None:
-    method = getattr(obj, RESEED_METHOD, None)
-    if callable(method):
-        method(node)
-
-
 _END = object()
 _DROPPED = object()  # a sample read only to replay the reader up to a position, then dropped
 
@@ -241,6 +245,7 @@ class _ShardReader:
     def __init__(self, stream: ShardedStream, epoch_node: SeedTree, s: int, start: int, modules: tuple[str, ...]):
         self.stream, self.s, self.modules = stream, s, modules
         self.node = epoch_node / "shard" / s
+        self.owned = stream.owned()
         self.iterator: Iterator[Any] | None = None
         self.finished = False
         self.pos = 0  # the position the next next() produces
@@ -263,10 +268,7 @@ class _ShardReader:
 
     def _one(self, p: int) -> Any:
         stream = self.stream
-        node = ambient.current()
-        _reseed(stream.read, node)
-        if stream.transform is not None:
-            _reseed(stream.transform, node)
+        self.owned.reseed(ambient.current())
         step = "reading"
         try:
             if self.iterator is None:

@@ -81,7 +81,9 @@ class worker_init_fn:
     where ``hi, lo`` are the two 32-bit halves of the iteration's base seed, which torch
     draws from the loader's ``generator`` once per iteration: non-persistent workers get new
     streams every epoch, and with ``generator=tree.torch()`` the whole run is reproducible.
-    Then calls the dataset's ``seedtree_reseed(node)`` if it has one, then your own
+    Then calls the dataset's ``seedtree_reseed(node)`` if it has one (else re-keys the MONAI,
+    albumentations and ``seedtree_reseed`` objects found in it, object k from
+    ``node / "owned" / k``), then your own
     ``then(worker_id)`` (chained, not replaced). The rank is read when the hook is made
     (in the main process), from ``rank`` or ``seedtree.distributed.rank_info()``.
     """
@@ -971,7 +973,9 @@ def loader(
     ``bind_globals``, python ``random``, numpy's global and torch's CPU generator) are bound
     to ``tree / e / i`` (``tree / e / i / k`` for its k-th repeat in the epoch), and a
     dataset with a ``seedtree_reseed(node)`` method is called with that node first (to
-    re-key generators it owns, e.g. albumentations' ``Compose.set_random_state``).
+    re-key generators it owns); without one, the MONAI ``Randomizable``s, albumentations
+    pipelines and ``seedtree_reseed`` objects found in the dataset's attributes and
+    containers are re-keyed, object k from ``node / "owned" / k`` (``seedtree.runtime.owned``).
 
     Guarantees: the batches are bit-identical for every ``num_workers``,
     ``persistent_workers`` on or off, and ``prefetch_factor``; epochs differ; the order is
