@@ -34,15 +34,13 @@ def map_configs(draw: s.DrawFn) -> Config:
         drop_last=draw(s.booleans()),
         world=world,
         workers=workers,
-        # Persistent workers of several loaders alive at once in one process hung once
-        # (workers exited, the main process waited): kept to one loader per process here.
-        persistent=draw(s.booleans()) if world == 1 else False,
+        persistent=draw(s.booleans()),
         context=draw(s.sampled_from(("fork", "fork", "fork", "spawn"))) if workers else "fork",
         wrapper=wrapper,
     )
     if draw(s.booleans()):
         cfg.resume = (draw(s.integers(0, 1)), draw(s.integers(1, 4)))
-        cfg.resume_world = 1 if one_rank or cfg.persistent else draw(s.integers(1, 3))
+        cfg.resume_world = 1 if one_rank else draw(s.integers(1, 3))
         cfg.resume_workers = draw(s.integers(0, 2))
     return cfg
 
@@ -61,7 +59,7 @@ def stream_configs(draw: s.DrawFn) -> Config:
         drop_last=draw(s.booleans()),
         world=world,
         workers=workers,
-        persistent=draw(s.booleans()) if world == 1 else False,
+        persistent=draw(s.booleans()),
         lanes=lanes,
         buffer=draw(s.sampled_from((0, 0, 3))),
     )
