@@ -149,6 +149,7 @@ def train(args: argparse.Namespace) -> dict:
         NoisyBlobs(root / "points", args.samples, args.dim),
         root / "data",
         batch_size=args.batch_size // world_size,
+        shuffle=True,
         rank=rank,
         world_size=world_size,
         num_workers=args.workers,
