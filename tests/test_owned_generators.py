@@ -316,24 +316,19 @@ def test_albumentations_gets_the_documented_generators() -> None:
         pipeline.py_random.gauss(0.0, 1.0)
 
 
-def test_fast_state_writes_equal_the_portable_ones() -> None:
-    assert owned_module._legacy_fast() and owned_module._random_fast() and owned_module._pcg_fast()
+def test_state_writes_drop_cached_gaussians_and_give_the_documented_states() -> None:
     for k in range(3):
         node = NODE / "check" / k
-        words = node.globals_words(0, 624)
-        fast, slow = owned_module._LegacyState(), owned_module._LegacyState(force_slow=True)
-        for state in (fast, slow):
-            state.rs.standard_normal()
-            state.write(words)
-        assert fast.rs.standard_normal(5).tolist() == slow.rs.standard_normal(5).tolist()
-        fast_py, slow_py = owned_module._PyRandom(), owned_module._PyRandom(force_slow=True)
-        for py in (fast_py, slow_py):
-            py.r.gauss(0.0, 1.0)
-            py.write(node.globals_words(626, 624))
-        assert fast_py.r.getstate() == slow_py.r.getstate() == node.random().getstate()
-        gen = np.random.Generator(np.random.PCG64())
-        gen.bit_generator.state = owned_module._pcg64_state(node.words(0, 8).tolist())
-        assert gen.random(4).tolist() == node.numpy().random(4).tolist()
+        legacy = owned_module._LegacyState()
+        legacy.rs.standard_normal()  # a cached Gaussian the write must drop
+        legacy.write(node.globals_words(0, 624))
+        fresh = np.random.RandomState()
+        fresh.set_state(("MT19937", node.globals_words(0, 624), 0, 0, 0.0))  # as the module docs say
+        assert legacy.rs.standard_normal(5).tolist() == fresh.standard_normal(5).tolist()
+        py = owned_module._PyRandom()
+        py.r.gauss(0.0, 1.0)
+        py.write(node.globals_words(626, 624))
+        assert py.r.getstate() == node.random().getstate()
 
 
 def test_copies_search_again_and_find_the_same_keys() -> None:

@@ -50,16 +50,16 @@ only on how the objects are built, so it is the same in every process, after pic
 **Cost.** The search runs once per ``OwnedGenerators`` per process (lazily, at the first
 ``reseed``; a pickled or deep-copied finder searches again where it lands). Per item, the
 words of every found object come from one vectorised derivation, and each generator's
-state is written in place (a MONAI object is handed its ``RandomState`` again only when
-something replaced it): tens of microseconds per sample, far below any augmentation.
+state is written through its library's own setter (no raw memory: that lives in
+``seedtree.runtime.controllers`` alone; a MONAI object is handed its ``RandomState`` again
+only when something replaced it): tens of microseconds per object per sample, far below
+any augmentation.
 Not thread-safe: one finder re-keys one item at a time (MONAI's transforms are not
 thread-safe either).
 """
 
 from __future__ import annotations
 
-import _random
-import ctypes
 import functools
 import os
 import random
@@ -142,163 +142,33 @@ class Owner(NamedTuple):
     kind: str
 
 
-# -- writing a generator's state in place ------------------------------------------------------
-
-
-def _memory(address: int, n: int, ctype: Any = ctypes.c_uint32) -> np.ndarray:
-    """``n`` values of ``ctype`` at ``address`` as an array sharing that memory."""
-    return np.ctypeslib.as_array((ctype * n).from_address(address))
-
-
-@functools.cache
-def _gauss_offset() -> int | None:
-    """Where a ``RandomState`` object keeps its cached Gaussian (``{int has_gauss; double
-    gauss}``, the same offset in every instance): found by reading (never writing) two
-    known states there, or None."""
-    rs = np.random.RandomState(np.random.MT19937())
-    size = type(rs).__basicsize__
-    if sys.implementation.name != "cpython" or size < 24:
-        return None
-    key = np.arange(7, 7 + MT_WORDS, dtype=np.uint32)
-    found: set[int] | None = None
-    for has_gauss, gauss in ((1, 1.2345678901234567e-301), (0, -9.876543210987654e299)):
-        rs.set_state(("MT19937", key, MT_WORDS, has_gauss, gauss))
-        raw = ctypes.string_at(id(rs), size)
-        doubles = {o for o in range(8, size - 7) if np.frombuffer(raw, np.float64, 1, o)[0] == gauss}
-        matches = {o for o in doubles if np.frombuffer(raw, np.int32, 1, o - 8)[0] == has_gauss}
-        found = matches if found is None else found & matches
-    return found.pop() if found is not None and len(found) == 1 else None
-
-
-@functools.cache
-def _legacy_fast() -> bool:
-    """Whether a ``RandomState``'s key can be written through its bit generator's ctypes
-    state address (``mt19937_state {uint32 key[624]; int pos}``): checked by drawing."""
-    try:
-        key = np.arange(11, 11 + MT_WORDS, dtype=np.uint32)
-        fast = _LegacyState(force_slow=False)
-        fast.rs.standard_normal()  # leaves a cached Gaussian, which the write must drop
-        fast.write(key)
-        slow = np.random.RandomState()
-        slow.set_state(("MT19937", key, MT_FRESH, 0, 0.0))
-        got: Any = fast.rs.get_state()
-        return bool(
-            np.array_equal(got[1], key)
-            and tuple(got[2:]) == (MT_FRESH, 0, 0.0)
-            and fast.rs.random_sample(3).tolist() + fast.rs.standard_normal(3).tolist()
-            == slow.random_sample(3).tolist() + slow.standard_normal(3).tolist()
-        )
-    except Exception:
-        return False
+# -- writing a generator's state ------------------------------------------------------------
+# Through the libraries' own setters only: raw-memory writes live in one module
+# (seedtree.runtime.controllers), not here.
 
 
 class _LegacyState:
     """A ``RandomState`` over MT19937 whose 624-word key is rewritten per item."""
 
-    __slots__ = ("rs", "_mem", "_has_gauss", "_gauss")
+    __slots__ = ("rs",)
 
-    def __init__(self, force_slow: bool | None = None) -> None:
-        bitgen = np.random.MT19937()
-        self.rs = np.random.RandomState(bitgen)
-        slow = (not _legacy_fast()) if force_slow is None else force_slow
-        self._mem = None if slow else _memory(bitgen.ctypes.state_address, MT_WORDS + 1)
-        offset = None if slow else _gauss_offset()
-        self._has_gauss = None if offset is None else _memory(id(self.rs) + offset - 8, 1, ctypes.c_int32)
-        self._gauss = None if offset is None else _memory(id(self.rs) + offset, 1, ctypes.c_double)
+    def __init__(self) -> None:
+        self.rs = np.random.RandomState(np.random.MT19937())
 
     def write(self, key: np.ndarray) -> None:
-        mem = self._mem
-        if mem is None:  # the portable way (~35 us: set_state copies word by word)
-            self.rs.set_state(("MT19937", key, MT_FRESH, 0, 0.0))
-            return
-        has_gauss, gauss = self._has_gauss, self._gauss
-        if has_gauss is None or gauss is None:
-            self.rs.seed(0)  # drops the cached Gaussian (the key it sets is overwritten next)
-        else:
-            has_gauss[0] = 0
-            gauss[0] = 0.0
-        mem[:MT_WORDS] = key
-        mem[MT_WORDS] = MT_FRESH
-
-
-@functools.cache
-def _random_fast() -> bool:
-    """Whether a ``random.Random``'s state can be written in place: CPython's
-    ``RandomObject`` is ``{PyObject_HEAD; int index; uint32_t state[624]}``; checked by
-    reading a known state there and by drawing."""
-    try:
-        words = np.arange(5, 5 + MT_WORDS, dtype=np.uint32)
-        fast = _PyRandom(force_slow=False)
-        if fast._mem is None:
-            return False
-        fast.r.gauss(0.0, 1.0)  # a cached Gaussian the write must drop
-        fast.write(words)
-        slow = random.Random()
-        slow.setstate(python_random_state(words))
-        return bool(
-            fast.r.getstate() == slow.getstate()
-            and [fast.r.random(), fast.r.gauss(0.0, 1.0)] == [slow.random(), slow.gauss(0.0, 1.0)]
-        )
-    except Exception:
-        return False
+        self.rs.set_state(("MT19937", key, MT_FRESH, 0, 0.0))  # also drops a cached Gaussian
 
 
 class _PyRandom:
     """A ``random.Random`` whose whole state is rewritten per item."""
 
-    __slots__ = ("r", "_mem")
+    __slots__ = ("r",)
 
-    def __init__(self, force_slow: bool | None = None) -> None:
+    def __init__(self) -> None:
         self.r = random.Random()
-        slow = (not _random_fast()) if force_slow is None else force_slow
-        self._mem = None if slow else self._locate()
-
-    def _locate(self) -> np.ndarray | None:
-        r = self.r
-        if sys.implementation.name != "cpython" or _random.Random.__basicsize__ < 16 + 4 * (MT_WORDS + 1):
-            return None
-        probe = np.arange(1000, 1000 + MT_WORDS, dtype=np.uint32)
-        r.setstate((3, (*probe.tolist(), 17), None))
-        seen = np.frombuffer(ctypes.string_at(id(r) + 16, 4 * (MT_WORDS + 1)), dtype=np.uint32)
-        if seen[0] != 17 or not np.array_equal(seen[1:], probe):
-            return None
-        return _memory(id(r) + 16, MT_WORDS + 1)
 
     def write(self, words: np.ndarray) -> None:
-        mem = self._mem
-        if mem is None:
-            self.r.setstate(python_random_state(words))
-            return
-        mem[1:] = words
-        mem[0] = MT_FRESH
-        self.r.gauss_next = None  # type: ignore[attr-defined]  # random.Random's cached Gaussian
-
-
-_PCG_MULT = 0x2360ED051FC65DA44385DF649FCCF645
-_MASK128 = (1 << 128) - 1
-
-
-def _pcg64_state(words: list[int]) -> dict[str, Any]:
-    """The ``PCG64.state`` that ``PCG64(seed_sequence)`` builds from the 8 uint32 words
-    ``seed_sequence.generate_state(8)`` (NumPy's ``pcg64_set_seed``: a 128-bit state and
-    increment, two LCG steps)."""
-    u = [words[2 * j] | (words[2 * j + 1] << 32) for j in range(4)]
-    initstate, initseq = (u[0] << 64) | u[1], (u[2] << 64) | u[3]
-    inc = ((initseq << 1) | 1) & _MASK128
-    state = (((inc + initstate) & _MASK128) * _PCG_MULT + inc) & _MASK128
-    return {"bit_generator": "PCG64", "state": {"state": state, "inc": inc}, "has_uint32": 0, "uinteger": 0}
-
-
-@functools.cache
-def _pcg_fast() -> bool:
-    """Whether ``_pcg64_state`` reproduces ``SeedTree.numpy()`` (checked by drawing)."""
-    try:
-        node = SeedTree(0x5EED) / "owned-check"
-        g = np.random.Generator(np.random.PCG64())
-        g.bit_generator.state = _pcg64_state(node.words(0, 8).tolist())
-        return bool(g.random(4).tolist() == node.numpy().random(4).tolist())
-    except Exception:
-        return False
+        self.r.setstate(python_random_state(words))
 
 
 # -- what is re-keyed, per kind ---------------------------------------------------------------
@@ -307,25 +177,23 @@ def _pcg_fast() -> bool:
 class _Hook:
     __slots__ = ("obj", "key")
     wants_globals = False
-    wants_pcg = False
 
     def __init__(self, obj: Any, key: int) -> None:
         self.obj, self.key = obj, key
 
-    def __call__(self, owned: SeedTree, row: np.ndarray | None, pcg: list[int] | None) -> None:
+    def __call__(self, owned: SeedTree, row: np.ndarray | None) -> None:
         getattr(self.obj, RESEED_METHOD)(owned / self.key)
 
 
 class _Monai:
     __slots__ = ("obj", "key", "state")
     wants_globals = True
-    wants_pcg = False
 
     def __init__(self, obj: Any, key: int) -> None:
         self.obj, self.key = obj, key
         self.state = _LegacyState()
 
-    def __call__(self, owned: SeedTree, row: np.ndarray | None, pcg: list[int] | None) -> None:
+    def __call__(self, owned: SeedTree, row: np.ndarray | None) -> None:
         rs = self.state.rs
         if getattr(self.obj, "R", None) is not rs:
             # Handed over once per process (and again if something replaced it). A Compose
@@ -337,22 +205,16 @@ class _Monai:
 
 
 class _Albumentations:
-    __slots__ = ("obj", "key", "gen", "py")
+    __slots__ = ("obj", "key", "py")
     wants_globals = True
-    wants_pcg = True
 
     def __init__(self, obj: Any, key: int) -> None:
         self.obj, self.key = obj, key
-        self.gen = np.random.Generator(np.random.PCG64()) if _pcg_fast() else None
         self.py = _PyRandom()
 
-    def __call__(self, owned: SeedTree, row: np.ndarray | None, pcg: list[int] | None) -> None:
-        assert row is not None and pcg is not None
-        gen = self.gen
-        if gen is None:
-            gen = (owned / self.key).numpy()
-        else:
-            gen.bit_generator.state = _pcg64_state(pcg)
+    def __call__(self, owned: SeedTree, row: np.ndarray | None) -> None:
+        assert row is not None
+        gen = (owned / self.key).numpy()
         self.py.write(row[WORDS_RANDOM : WORDS_RANDOM + MT_WORDS])
         # Every item: the pipeline hands the pair to each of its transforms (cheap).
         self.obj.set_random_state(gen, self.py.r)
@@ -457,7 +319,6 @@ class _Found:
         "unkeyed",
         "truncated",
         "globals_keys",
-        "pcg_keys",
         "rows",
         "single",
     )
@@ -469,8 +330,7 @@ class _Found:
         self.unkeyed: list[str] = []
         self.truncated = False
         self.globals_keys: np.ndarray | None = None  # keys of the entries needing the globals expansion
-        self.pcg_keys: np.ndarray | None = None
-        self.rows: list[tuple[int, int]] = []  # per entry: its row in the globals / pcg words (-1: none)
+        self.rows: list[int] = []  # per entry: its row in the globals expansion (-1: none)
         self.single: int | None = None  # the key, when a single object needs words
 
 
@@ -530,16 +390,10 @@ def _search(roots: tuple[Any, ...], names: tuple[str, ...]) -> _Found:
                 stack.append((child, path + suffix, depth + 1))
     found.owners = root_owners + found.owners
     needs_globals = [j for j, e in enumerate(found.entries) if e.wants_globals]
-    needs_pcg = [j for j, e in enumerate(found.entries) if e.wants_pcg]
     if needs_globals:
         found.globals_keys = np.array([found.entries[j].key for j in needs_globals], dtype=np.int64)
-    if needs_pcg:
-        found.pcg_keys = np.array([found.entries[j].key for j in needs_pcg], dtype=np.int64)
-    found.rows = [
-        (needs_globals.index(j) if e.wants_globals else -1, needs_pcg.index(j) if e.wants_pcg else -1)
-        for j, e in enumerate(found.entries)
-    ]
-    if len(needs_globals) == 1 and set(needs_pcg) <= set(needs_globals):
+    found.rows = [needs_globals.index(j) if e.wants_globals else -1 for j, e in enumerate(found.entries)]
+    if len(needs_globals) == 1:
         found.single = found.entries[needs_globals[0]].key
     return found
 
@@ -614,20 +468,17 @@ class OwnedGenerators:
         if not entries:
             return
         owned = node / OWNED_KEY
-        g, p = found.globals_keys, found.pcg_keys
+        g = found.globals_keys
         if found.single is not None:  # one object to key: its node, derived once
-            child = owned / found.single
-            rows: np.ndarray | None = expand_globals(child.words(WORDS_GLOBALS_KEY, 4)[None, :])
-            pcg = None if p is None else [child.words(0, 8).tolist()]
+            rows: np.ndarray | None = expand_globals((owned / found.single).words(WORDS_GLOBALS_KEY, 4)[None, :])
         else:
             rows = None if g is None else expand_globals(_words(owned, g, 4, WORDS_GLOBALS_KEY))
-            pcg = None if p is None else _words(owned, p, 8, 0).tolist()
-        for entry, (r, q) in zip(entries, found.rows, strict=True):
-            entry(owned, None if r < 0 or rows is None else rows[r], None if q < 0 or pcg is None else pcg[q])
+        for entry, r in zip(entries, found.rows, strict=True):
+            entry(owned, None if r < 0 or rows is None else rows[r])
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # The search result holds memory views of this process's generators: a copy (a
-        # spawned worker's, a deep copy) searches its own roots again when first used.
+        # The search result holds this process's objects: a copy (a spawned worker's, a
+        # deep copy) searches its own roots again when first used.
         return (_rebuild, (self.roots, self.names))
 
     def __repr__(self) -> str:
