@@ -39,7 +39,10 @@ def main() -> None:
         @given(strategy())
         def one(cfg) -> None:  # noqa: ANN001
             counts[kind] += 1
-            error = check(cfg)
+            try:
+                error = check(cfg)
+            except Exception as exc:  # noqa: BLE001 - a refusal or crash is a finding too: keep going
+                error = f"{type(exc).__name__}: {exc} ({cfg.describe()})"
             if error is not None:
                 found.append(error)
 

@@ -105,9 +105,14 @@ def test_the_command_line(tmp_path: Path) -> None:
                     info = torch.utils.data.get_worker_info()
                     return torch.tensor([i, np.random.rand() + (info.id if info else 0)])
 
+            class Good(torch.utils.data.Dataset):
+                def __len__(self):
+                    return 12
+                def __getitem__(self, i):
+                    return torch.tensor([i, np.random.rand(), st.rng().random()])
+
             def good(**layout):
-                return loader(Bad(), st.SeedTree(1), batch_size=3, **layout) if False else loader(
-                    list(range(12)), st.SeedTree(1), batch_size=3, **layout)
+                return loader(Good(), st.SeedTree(1), batch_size=3, shuffle=True, **layout)
 
             def bad(**layout):
                 return loader(Bad(), st.SeedTree(1), batch_size=3, **layout)
@@ -127,3 +132,65 @@ def test_the_command_line(tmp_path: Path) -> None:
     assert bad.returncode == 1 and bad.stdout.startswith("DIVERGES"), bad.stdout + bad.stderr
     missing = subprocess.run([*seedtree, "check-loader", "pipeline"], cwd=tmp_path, capture_output=True, text=True)
     assert missing.returncode == 2 and "module:function" in missing.stderr
+
+
+def test_a_collate_that_draws_is_compared_too() -> None:
+    """Mixup-style: the samples agree, the collated batches do not."""
+
+    def mixup(samples):  # noqa: ANN001, ANN202
+        return torch.stack(samples) * torch.rand(())
+
+    report = check_loader(
+        lambda **lay: loader(Draws(), st.SeedTree(5), batch_size=4, collate_fn=mixup, **lay),
+        layouts=[{"num_workers": 2}],
+        resume_points=0,
+    )
+    assert not report and report.divergence is not None and report.divergence.index is None
+
+
+def test_long_tensors_and_mappings_are_compared_by_value() -> None:
+    """A UserDict batch (HF's BatchEncoding is one) whose 2001st element depends on the worker."""
+    from collections import UserDict
+
+    class Long(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 4
+
+        def __getitem__(self, i: int) -> torch.Tensor:
+            x = torch.zeros(2001)
+            info = torch.utils.data.get_worker_info()
+            x[2000] = 0 if info is None else info.id + 1
+            return x
+
+    def collate(samples):  # noqa: ANN001, ANN202
+        return UserDict({"x": torch.stack(samples)})
+
+    plain = lambda **lay: torch.utils.data.DataLoader(Long(), batch_size=2, collate_fn=collate, **lay)  # noqa: E731
+    report = check_loader(plain, layouts=[{"num_workers": 2}])
+    assert not report
+    assert report.not_checked == ["resumes (a DataLoader has no state_dict()/load_state_dict())"]
+
+
+def test_a_batch_that_cannot_be_compared_by_value_is_refused() -> None:
+    class Opaque:
+        pass
+
+    plain = lambda **lay: torch.utils.data.DataLoader([Opaque()] * 4, batch_size=2, collate_fn=list, **lay)  # noqa: E731
+    with pytest.raises(TypeError, match="cannot compare a Opaque by value"):
+        check_loader(plain, layouts=[], resume_points=0)
+
+
+def test_a_stream_loader_may_be_passed_and_a_divergence_after_a_later_resume_is_found() -> None:
+    from seedtree.streaming import ShardedStream
+
+    stream = ShardedStream([(0, 5), (10, 7), (20, 3)], _read_pairs, lanes=2)
+    dl = loader(stream, st.SeedTree(2), batch_size=2, shuffle=True)
+    report = check_loader(dl, layouts=[{"num_workers": 2}], epochs=3, resume_points=1)
+    assert report.ok, report
+    assert any("of epoch 2" in c for c in report.configurations)  # resumes are tried in every epoch
+
+
+def _read_pairs(shard: tuple[int, int]):  # noqa: ANN202
+    base, n = shard
+    for p in range(n):
+        yield torch.tensor([float(base + p), np.random.rand()])

@@ -99,6 +99,8 @@ FOUND = {
     "accelerate-resume-with-workers": Config(sampler="shuffle", wrapper="accelerate", workers=2, resume=(1, 3)),
     "weighted-elastic-3-ranks": Config(sampler="weighted", world=2, workers=1, resume=(1, 1), resume_world=3),
     "bucketing-batch-sampler": Config(sampler="bucketing", workers=2, persistent=True, resume=(0, 2)),
+    "accelerate-empty-epoch": Config(n=1, batch_size=2, drop_last=True, wrapper="accelerate", resume=(0, 1)),
+    "stream-resume-then-set-epoch": Config(kind="stream", lengths=[1], lanes=1, batch_size=1, resume=(0, 1)),
     "stream-reader-draws-resume": Config(
         kind="stream",
         lengths=[5, 0, 7, 3, 9],

@@ -493,3 +493,21 @@ def test_merge_refuses_damaged_or_overlapping_rank_states(shards):
         merge_stream_states(states)
     with pytest.raises(ValueError, match="non-empty list"):
         merge_stream_states([])
+
+
+def test_a_shuffle_buffer_without_shuffle_is_refused(shards) -> None:
+    with pytest.raises(ValueError, match=r"shuffle_buffer=4 mixes samples only with shuffle=True"):
+        _loader(stream_of(shards, shuffle_buffer=4), st.SeedTree(1), batch_size=4)
+    with pytest.raises(ValueError, match=r"shuffle_buffer=3 mixes samples only with shuffle=True"):
+        _loader(stream_of(shards), st.SeedTree(1), batch_size=4, shuffle_buffer=3)
+
+
+def test_set_epoch_refuses_to_drop_a_loaded_stream_resume(shards) -> None:
+    dl = loader(stream_of(shards), TREE, batch_size=4)
+    list(dl)  # epoch 0 done: the state says epoch 1 from its start
+    state = dl.state_dict()
+    resumed = loader(stream_of(shards), TREE, batch_size=4)
+    resumed.load_state_dict(state)
+    with pytest.raises(ValueError, match=r"set_epoch\(0\) would drop the resume into epoch 1"):
+        resumed.set_epoch(0)
+    resumed.set_epoch(1)

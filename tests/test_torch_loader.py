@@ -215,3 +215,30 @@ def test_an_empty_batch_fetches_nothing() -> None:
 
     for bind_globals in (False, True):
         assert _SampleBound(list(range(10)), st.SeedTree(1), bind_globals, reseed=False).__getitems__([]) == []
+
+
+@pytest.mark.parametrize("mid_epoch", [True, False])
+def test_set_epoch_refuses_to_drop_a_loaded_resume(mid_epoch: bool) -> None:
+    """A wrapper counting its epochs from 0 (accelerate's DataLoaderShard) calls
+    set_epoch(0) on a loader resumed into epoch 1: refused, mid-epoch or at its start."""
+    dl = loader(MixedDataset(), TREE, batch_size=4)
+    list(dl)  # epoch 0
+    if mid_epoch:
+        it = iter(dl)
+        next(it)
+    state = dl.state_dict()
+    assert state["epoch"] == 1
+    resumed = loader(MixedDataset(), TREE, batch_size=4)
+    resumed.load_state_dict(state)
+    with pytest.raises(ValueError, match=r"set_epoch\(0\) would drop the resume into epoch 1"):
+        resumed.set_epoch(0)
+    resumed.set_epoch(1)  # the resumed epoch itself is fine
+
+
+def test_a_length_query_by_a_wrapper_leaves_the_rank_view_alone() -> None:
+    from accelerate.data_loader import BatchSamplerShard
+
+    dl = loader(MixedDataset(), TREE, batch_size=4, rank=1, world_size=2)
+    mine = len(dl)
+    assert len(BatchSamplerShard(dl.batch_sampler, num_processes=2, process_index=1)) == 5  # whole epoch: 10 batches
+    assert (len(dl), dl.sampler.rank, dl.sampler.num_replicas, dl.state_dict()["world_size"]) == (mine, 1, 2, 2)

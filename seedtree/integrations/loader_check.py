@@ -16,10 +16,11 @@ DataLoader) whole batches are compared and a divergence names the epoch and batc
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import pickle
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,7 +70,9 @@ class LoaderReport:
 
     configurations: list[str] = field(default_factory=list)
     divergence: Divergence | None = None
-    samples_checked: int = 0
+    samples_checked: int = 0  # samples compared one by one (seedtree's map-style loaders)
+    batches_checked: int = 0
+    not_checked: list[str] = field(default_factory=list)  # what the matrix had to leave out, and why
 
     @property
     def ok(self) -> bool:
@@ -80,10 +83,20 @@ class LoaderReport:
         return self.ok
 
     def __str__(self) -> str:
-        head = f"{len(self.configurations)} configurations, {self.samples_checked} samples compared"
+        head = (
+            f"{len(self.configurations)} configurations, {self.batches_checked} batches and "
+            f"{self.samples_checked} samples compared"
+        )
+        left = "".join(f"; not checked: {why}" for why in self.not_checked)
         if self.ok:
-            return f"INVARIANT: {head}, no divergence"
-        return f"DIVERGES: {self.divergence} ({head})"
+            return f"INVARIANT: {head}, no divergence{left}"
+        return f"DIVERGES: {self.divergence} ({head}{left})"
+
+    def count(self, run: list[list[Record]]) -> None:
+        """Add one configuration's batches and samples to the totals."""
+        for epoch in run:
+            self.batches_checked += len(epoch)
+            self.samples_checked += sum(1 for batch in epoch for key, _, _ in batch if key is not None)
 
 
 # -- probing one sample --------------------------------------------------------------
@@ -111,17 +124,33 @@ def probe_digest() -> dict[str, str]:
     return out
 
 
+_SCALARS = (str, bytes, int, float, complex, bool, type(None), np.generic)
+
+
 def _bytes_of(value: Any) -> bytes:
-    """The content of a sample or batch, as bytes (tensors and arrays by value)."""
+    """The content of a sample or batch, as bytes: tensors and arrays by value (with dtype
+    and shape), mappings, sequences and dataclasses by their items, scalars by ``repr``.
+    Anything else is refused: comparing its ``repr`` could miss a difference (torch
+    abbreviates long tensors) or invent one (object addresses)."""
     if isinstance(value, torch.Tensor):
-        return value.detach().cpu().contiguous().numpy().tobytes() + str(value.dtype).encode()
+        value = value.detach().cpu()
+        return b"T" + str((value.dtype, tuple(value.shape))).encode() + value.contiguous().numpy().tobytes()
     if isinstance(value, np.ndarray):
-        return np.ascontiguousarray(value).tobytes() + str(value.dtype).encode()
-    if isinstance(value, dict):
-        return b"{" + b"".join(repr(k).encode() + b":" + _bytes_of(v) for k, v in value.items()) + b"}"
-    if isinstance(value, (list, tuple)):
+        if value.dtype == object:
+            return b"O[" + b",".join(_bytes_of(v) for v in value.ravel().tolist()) + b"]"
+        return b"A" + str((value.dtype, value.shape)).encode() + np.ascontiguousarray(value).tobytes()
+    if isinstance(value, _SCALARS):
+        return repr(value).encode()
+    if isinstance(value, Mapping):
+        return b"{" + b",".join(_bytes_of(k) + b":" + _bytes_of(v) for k, v in value.items()) + b"}"
+    if isinstance(value, Sequence):
         return b"[" + b",".join(_bytes_of(v) for v in value) + b"]"
-    return repr(value).encode()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return b"D(" + b",".join(_bytes_of(getattr(value, f.name)) for f in dataclasses.fields(value)) + b")"
+    raise TypeError(
+        f"check_loader cannot compare a {type(value).__name__} by value: make the samples and batches tensors, "
+        "arrays, numbers, strings, or mappings, sequences and dataclasses of them"
+    )
 
 
 class Probed:
@@ -144,14 +173,16 @@ class _ProbeCollate:
 
     def __call__(self, samples: list[Any]) -> Any:
         probes = [(s.key, s.digests, _digest(_bytes_of(s.value))) for s in samples]
-        return ("seedtree-probe", probes, self.collate([s.value for s in samples]))
+        batch = self.collate([s.value for s in samples])
+        # The collated batch too: a collate that draws (mixup) is part of the pipeline.
+        return ("seedtree-probe", probes, _digest(_bytes_of(batch)), batch)
 
 
 # -- running one configuration -------------------------------------------------------
 
 Record = list[tuple[tuple[int, int, int] | None, dict[str, str], str]]
-"""Per delivered batch: (key or None, digests, content digest) per sample; a batch-level
-record (key None, no digests, the batch's digest) for loaders that are not probed."""
+"""Per delivered batch: (key, digests, content digest) per sample, then (None, {}, the
+collated batch's digest); only that batch-level entry for loaders that are not probed."""
 
 
 def _instrument(dl: Any) -> bool:
@@ -165,8 +196,8 @@ def _instrument(dl: Any) -> bool:
 
 
 def _record(batch: Any, probed: bool) -> Record:
-    if probed and isinstance(batch, tuple) and len(batch) == 3 and batch[0] == "seedtree-probe":
-        return [(tuple(k), d, c) for k, d, c in batch[1]]
+    if probed and isinstance(batch, tuple) and len(batch) == 4 and batch[0] == "seedtree-probe":
+        return [*((tuple(k), d, c) for k, d, c in batch[1]), (None, {}, batch[2])]
     return [(None, {}, _digest(_bytes_of(batch)))]
 
 
@@ -195,6 +226,9 @@ def _run(
             dl = make(**resume[2])
             probed = _instrument(dl)
             dl.load_state_dict(state)
+            if state.get("epoch", e) > e:  # saved after the epoch's last batch: nothing of it is left
+                out.append(got)
+                continue
             dl.set_epoch(e)
         got.extend(_record(b, probed) for b in dl)
         out.append(got)
@@ -247,10 +281,16 @@ def check_loader(
     ``seedtree.torch.loader`` may be passed instead (it is rebuilt with each layout).
     ``resume_points``: how many mid-epoch resume points to try per epoch (spread over the
     epoch), or the batch numbers to break off after; each resume continues in another
-    layout than the one it was saved in. Returns a ``LoaderReport``: truthy when every
-    configuration gives the reference's batches, bit for bit and in the same order; else
-    its ``divergence`` names the first difference (epoch, batch, sample index and
-    occurrence, the two layouts, and which library's draws differ)."""
+    layout than the one it was saved in, in every epoch (a loader without
+    ``state_dict``/``load_state_dict`` is checked without resumes, and the report says so).
+    Each sample is compared (its content and the RNG states it left) and so is each
+    collated batch (a collate that draws, such as mixup, is part of the pipeline).
+    Returns a ``LoaderReport``: truthy when every configuration gives the reference's
+    batches, bit for bit and in the same order; else its ``divergence`` names the first
+    difference (epoch, batch, sample index and occurrence, the two layouts, and which
+    library's draws differ). Samples and batches must be tensors, arrays, numbers,
+    strings, or mappings, sequences and dataclasses of them (anything else is refused
+    with a ``TypeError``: comparing a ``repr`` could miss a difference)."""
     make = _factory(make_loader)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
@@ -263,7 +303,7 @@ def check_loader(
     ref = _run(make, base, epochs, None)
     ref_name = _describe(base)
     report.configurations.append(ref_name)
-    report.samples_checked += sum(len(b) for e in ref for b in e)
+    report.count(ref)
     configs: list[tuple[dict[str, Any], tuple[int, int, dict[str, Any]] | None]] = [(lay, None) for lay in layouts]
     n_batches = len(ref[0])
     if isinstance(resume_points, int):
@@ -273,9 +313,16 @@ def check_loader(
     else:
         points = sorted({int(p) for p in resume_points})
     points = [p for p in points if 0 < p < n_batches]
+    probe = make(**base)
+    if points and not (
+        callable(getattr(probe, "state_dict", None)) and callable(getattr(probe, "load_state_dict", None))
+    ):
+        report.not_checked.append(f"resumes (a {type(probe).__name__} has no state_dict()/load_state_dict())")
+        points = []
+    del probe
     cycle = [base, *layouts]
     for j, p in enumerate(points):
-        for e in range(min(epochs, 2)):
+        for e in range(epochs):
             saved_in = cycle[(j + e) % len(cycle)]
             resumed_in = cycle[(j + e + 1) % len(cycle)]
             configs.append((saved_in, (e, p, resumed_in)))
@@ -283,7 +330,7 @@ def check_loader(
         name = _describe(layout, resume)
         report.configurations.append(name)
         got = _run(make, layout, epochs, resume)
-        report.samples_checked += sum(len(b) for e in got for b in e)
+        report.count(got)
         found = _compare(ref, got, ref_name, name, ordered=True)
         if found is not None:
             report.divergence = found

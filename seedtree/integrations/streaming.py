@@ -201,7 +201,7 @@ class HFShards:
             if type(node).__name__ == "BufferShuffledExamplesIterable":
                 raise ValueError(
                     "this datasets.IterableDataset is shuffled with its own seed (.shuffle()); drop .shuffle() "
-                    "and pass shuffle_buffer= to seedtree instead, which draws it from the tree"
+                    "and pass shuffle=True, shuffle_buffer=N to seedtree's loader instead, which draws it from the tree"
                 )
             node = getattr(node, "ex_iterable", None)
         if getattr(dataset, "_distributed", None) is not None:
@@ -535,11 +535,11 @@ class StreamCursor(Sampler[None]):
         if self.resume is not None:
             if epoch == self.epoch:
                 return  # frameworks call set_epoch(e) before iterating a resumed epoch e: keep the resume
-            if any(s["batches"] or s["shard"] or s["position"] for s in self.resume.values()):
-                raise ValueError(
-                    f"set_epoch({epoch}) would drop the resume into epoch {self.epoch} that load_state_dict() loaded; "
-                    f"call set_epoch({self.epoch}) first (or do not call it: the loader resumes by itself)"
-                )
+            # A loaded resume, mid-epoch or at an epoch's start, is never dropped silently.
+            raise ValueError(
+                f"set_epoch({epoch}) would drop the resume into epoch {self.epoch} that load_state_dict() loaded; "
+                f"call set_epoch({self.epoch}) first (or do not call it: the loader resumes by itself)"
+            )
         self.epoch, self.progress, self.resume = epoch, {}, None
 
     def begin(self) -> None:
@@ -1054,6 +1054,11 @@ def stream_loader(
         )
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if stream.shuffle_buffer and not shuffle:
+        raise ValueError(
+            f"shuffle_buffer={stream.shuffle_buffer} mixes samples only with shuffle=True, and the loader does not "
+            "shuffle unless asked (as torch's DataLoader): pass shuffle=True, or shuffle_buffer=0"
+        )
     for refused in ("sampler", "batch_sampler"):
         if dataloader_kwargs.get(refused) is not None:
             raise TypeError(f"loader() derives the sample order itself and does not take {refused}=; drop it")

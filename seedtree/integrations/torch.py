@@ -635,9 +635,9 @@ class SeedTreeSampler(DistributedSampler):
         epoch = int(epoch)
         if self._resume and epoch == self.epoch:
             return
-        if self._resume and (self.start or self.batches_done):
+        if self._resume:
             # A wrapper that counts epochs from 0 (accelerate's DataLoaderShard) would
-            # otherwise silently retrain the resumed epoch from its start.
+            # otherwise silently retrain from the start of another epoch.
             raise ValueError(
                 f"set_epoch({epoch}) would drop the resume into epoch {self.epoch} that load_state_dict() loaded; "
                 f"call set_epoch({self.epoch}) on the loader you iterate (accelerate: on the prepared loader) first"
@@ -675,6 +675,8 @@ class SeedTreeSampler(DistributedSampler):
         if driver is None or driver.epoch != self.epoch or self._resume:
             return None
         trained = driver.trained()
+        if trained is None and self._batches(driver.start) == 0:
+            trained = -1  # an iteration with no batch to hand out (accelerate then never flags its end)
         if trained is None:
             raise ValueError(
                 "this loader's batches are drawn through a wrapper seedtree cannot see into (or an iteration "
@@ -891,9 +893,13 @@ class SeedTreeBatchSampler(BatchSampler):
 
     def __len__(self) -> int:
         caller = sys._getframe(1)
-        if _sharding_caller(caller, self) is not None or _dispatching_caller(caller, self):
-            self.sampler._view = (0, 1)  # accelerate's BatchSamplerShard asks for the whole epoch's count
-        return self.sampler.num_batches()
+        whole = _sharding_caller(caller, self) is not None or _dispatching_caller(caller, self)
+        sampler, view = self.sampler, self.sampler._view
+        sampler._view = (0, 1) if whole else None  # accelerate's wrappers ask for the whole epoch's count
+        try:
+            return sampler.num_batches()
+        finally:
+            sampler._view = view  # the view is set by whoever iterates (__iter__), not by a length query
 
     def set_epoch(self, epoch: int) -> None:
         """Same as ``sampler.set_epoch(epoch)`` (accelerate calls it here)."""
@@ -997,6 +1003,15 @@ def loader(
     (``num_workers``, ``collate_fn``, ``pin_memory``, ``persistent_workers``,
     ``worker_init_fn`` (chained) ...).
     """
+    # What rebuilds this loader with another layout (seedtree.testing.check_loader): every
+    # argument as given, less the layout keywords.
+    options = {k: v for k, v in locals().items() if k not in ("dataset", "tree", "dataloader_kwargs")}
+    options.update((k, v) for k, v in dataloader_kwargs.items() if k not in _LAYOUT_KEYS)
+
+    def rebuild(**layout: Any) -> SeedTreeLoader | streaming.StreamLoader:
+        """This loader again, with other layout keywords (``seedtree.testing.check_loader``)."""
+        return loader(dataset, tree, **options, **layout)
+
     if dataloader_kwargs.get("generator") is not None:
         raise ValueError(
             "loader() draws the order and the workers' seeds from the tree, so generator= would be ignored: "
@@ -1004,7 +1019,7 @@ def loader(
         )
     dataloader_kwargs.pop("generator", None)
     if isinstance(dataset, (IterableDataset, streaming.ShardedStream)) or streaming.is_hf_iterable(dataset):
-        return streaming.stream_loader(
+        stream_dl = streaming.stream_loader(
             dataset,
             tree,
             batch_size=batch_size,
@@ -1017,6 +1032,8 @@ def loader(
             worker_hook=worker_init_fn,
             **dataloader_kwargs,
         )
+        stream_dl.seedtree_rebuild = rebuild
+        return stream_dl
     check_tree(tree, "loader")
     if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
         raise TypeError(
@@ -1067,7 +1084,6 @@ def loader(
         reseed_dataset=False,
         lazy_rank=rank is None,
     )
-    user_init = init.then
     dataloader_kwargs.setdefault("generator", (tree / "loader").torch())
     dl = SeedTreeLoader(
         _SampleBound(dataset, tree, bind_globals, reseed_dataset),
@@ -1075,25 +1091,6 @@ def loader(
         worker_init_fn=init,
         **dataloader_kwargs,
     )
-    options = {
-        "batch_size": batch_size,
-        "shuffle": shuffle,
-        "drop_last": drop_last,
-        "bind_globals": bind_globals,
-        "rank": rank,
-        "world_size": world_size,
-        "drop_uneven": drop_uneven,
-        "sampler": sampler,
-        "batch_sampler": batch_sampler,
-        "reseed_dataset": reseed_dataset,
-        "worker_init_fn": user_init,
-        **{k: v for k, v in dataloader_kwargs.items() if k not in _LAYOUT_KEYS},
-    }
-
-    def rebuild(**layout: Any) -> SeedTreeLoader:
-        """This loader again, with other layout keywords (``seedtree.testing.check_loader``)."""
-        return loader(dataset, tree, **options, **layout)  # type: ignore[return-value]
-
     dl.seedtree_rebuild = rebuild
     return dl
 
