@@ -54,14 +54,14 @@ def stream_configs(draw: s.DrawFn) -> Config:
         kind="stream",
         lengths=draw(s.lists(s.integers(0, 9), min_size=1, max_size=6)),
         seed=draw(s.integers(0, 3)),
-        sampler=draw(s.sampled_from(("default", "shuffle"))),
+        sampler=(sampler := draw(s.sampled_from(("default", "shuffle")))),
         batch_size=draw(s.integers(1, 5)),
         drop_last=draw(s.booleans()),
         world=world,
         workers=workers,
         persistent=draw(s.booleans()),
         lanes=lanes,
-        buffer=draw(s.sampled_from((0, 0, 3))),
+        buffer=draw(s.sampled_from((0, 0, 3))) if sampler == "shuffle" else 0,  # a buffer needs shuffle=True
     )
     if draw(s.booleans()):
         cfg.resume = (draw(s.integers(0, 1)), draw(s.integers(1, 3)))
