@@ -12,7 +12,7 @@ from _workloads import MixedDataset
 from torch.utils.data import DataLoader
 
 import seedtree as st
-from seedtree.torch import SeedTreeSampler, worker_init_fn
+from seedtree.torch import SeedTreeSampler, ShardedStream, worker_init_fn
 from seedtree.torch import loader as _loader
 
 # These tests exercise the shuffled order (loader() shuffles only when asked, as DataLoader).
@@ -242,3 +242,48 @@ def test_a_length_query_by_a_wrapper_leaves_the_rank_view_alone() -> None:
     mine = len(dl)
     assert len(BatchSamplerShard(dl.batch_sampler, num_processes=2, process_index=1)) == 5  # whole epoch: 10 batches
     assert (len(dl), dl.sampler.rank, dl.sampler.num_replicas, dl.state_dict()["world_size"]) == (mine, 1, 2, 2)
+
+
+def test_torch_defaults_no_shuffle_and_generator_refused() -> None:
+    """loader() takes DataLoader's defaults (no shuffling unless asked) and refuses
+    generator= rather than ignore it (two generators used to give the same order)."""
+    plain = _loader(MixedDataset(), TREE, batch_size=4)  # the library's own default
+    assert torch.cat(list(plain))[:, 0].tolist() == list(range(37))
+    with pytest.raises(ValueError, match="generator= would be ignored"):
+        _loader(MixedDataset(), TREE, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(1))
+    stream = ShardedStream([3, 4], lambda n: iter(range(n)))
+    with pytest.raises(ValueError, match="generator= would be ignored"):
+        _loader(stream, TREE, generator=torch.Generator())
+
+
+def test_a_sampler_yielding_lists_without_batch_size_is_a_batch_sampler() -> None:
+    class Buckets(torch.utils.data.Sampler):
+        def __init__(self) -> None:
+            self.epochs: list[int] = []
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epochs.append(epoch)
+
+        def __iter__(self):  # noqa: ANN204
+            return iter([[0, 1, 2], [3], [4, 5], [3, 6]])  # 3 twice: two occurrences
+
+        def __len__(self) -> int:
+            return 4
+
+    buckets = Buckets()
+    dl = _loader(MixedDataset(), TREE, batch_sampler=buckets, num_workers=2)
+    got = [b[:, 0].tolist() for b in dl]
+    assert got == [[0.0, 1.0, 2.0], [3.0], [4.0, 5.0], [3.0, 6.0]]
+    assert buckets.epochs == [0]
+    first, again = (torch.cat(list(_loader(MixedDataset(), TREE, batch_sampler=Buckets()))) for _ in range(2))
+    assert torch.equal(first, again)
+    assert not torch.equal(first[3], first[5])  # the two occurrences of sample 3 have their own streams
+    resumed = _loader(MixedDataset(), TREE, batch_sampler=Buckets())
+    it = iter(resumed)
+    next(it), next(it)
+    state = resumed.state_dict()
+    again_dl = _loader(MixedDataset(), TREE, batch_sampler=Buckets())
+    again_dl.load_state_dict(state)
+    assert torch.equal(torch.cat(list(again_dl)), first[4:])  # resumes after the 2 batches done
+    with pytest.raises(TypeError, match="iterable of index lists"):
+        _loader(MixedDataset(), TREE, batch_sampler=7)

@@ -698,10 +698,14 @@ class SeedTreeSampler(DistributedSampler):
         bools, strings and lists: it saves with JSON or ``torch.save``.
 
         Exact wherever the batches are drawn: under seedtree's own loader it counts the
-        batches handed to you; under accelerate's ``prepare()`` (which iterates the batch
-        sampler from its own DataLoader, prefetching and reading one batch ahead) it reads
-        what was handed out from torch's iterator and accelerate's look-ahead. Under a
-        wrapper it cannot see into, it refuses mid-epoch rather than guess."""
+        batches its iterator has handed out; under accelerate's ``prepare()`` (which
+        iterates the batch sampler from its own DataLoader, prefetching and reading one
+        batch ahead) it reads what was handed out from torch's iterator and accelerate's
+        look-ahead. When another DataLoader draws from the batch sampler and its
+        look-ahead cannot be seen, it refuses mid-epoch rather than guess. A consumer that
+        reads ahead of seedtree's own iterator (a prefetching wrapper) holds batches it
+        has not trained yet: take the state before pulling the next batch (seedtree's
+        Lightning integration does)."""
         rank, world = self._layout()
         driven = self._driven()
         if driven is not None:
