@@ -79,6 +79,25 @@ def read_shard(shard: tuple[int, int]):  # type: ignore[no-untyped-def]
         yield torch.tensor([float(base + p), float(np.random.rand()), st.rng().random()])
 
 
+def _generate(shards: list[tuple[int, int]]):  # type: ignore[no-untyped-def]
+    for base, n in shards:
+        for p in range(n):
+            yield {"x": base + p}
+
+
+def _hf_draw(example: dict[str, Any]) -> dict[str, Any]:
+    example["noise"] = float(np.random.rand())
+    example["key"] = st.rng().random()
+    return example
+
+
+def hf_stream(shards: list[tuple[int, int]]) -> Any:
+    """An HF ``IterableDataset`` with one data source per shard and a ``.map`` that draws."""
+    import datasets
+
+    return datasets.IterableDataset.from_generator(_generate, gen_kwargs={"shards": shards}).map(_hf_draw)
+
+
 @dataclass
 class Config:
     kind: str = "map"  # "map" or "stream"
@@ -97,6 +116,7 @@ class Config:
     resume_workers: int = 0
     lanes: int = 4
     buffer: int = 0
+    hf: bool = False  # stream kind: an HF datasets.IterableDataset (from a generator, with a .map that draws)
     lengths: list[int] = field(default_factory=list)
     epochs: int = 2
 
@@ -137,7 +157,12 @@ def make(cfg: Config, rank: int, world: int, workers: int) -> Any:
     if cfg.kind == "stream":
         lengths = cfg.lengths
         shards = [(1000 * s, n) for s, n in enumerate(lengths)]
-        stream = ShardedStream(shards, read_shard, lanes=cfg.lanes, shuffle_buffer=cfg.buffer, lengths=lengths)
+        if cfg.hf:
+            stream = hf_stream(shards)
+            layout = {"lanes": cfg.lanes, "shuffle_buffer": cfg.buffer}
+        else:
+            stream = ShardedStream(shards, read_shard, lanes=cfg.lanes, shuffle_buffer=cfg.buffer, lengths=lengths)
+            layout = {}
         return loader(
             stream,
             tree,
@@ -146,6 +171,7 @@ def make(cfg: Config, rank: int, world: int, workers: int) -> Any:
             shuffle=cfg.sampler != "default",
             rank=rank,
             world_size=world,
+            **layout,
             **_layout(workers, cfg),
         )
     options = _source(cfg)

@@ -62,6 +62,7 @@ def stream_configs(draw: s.DrawFn) -> Config:
         persistent=draw(s.booleans()),
         lanes=lanes,
         buffer=draw(s.sampled_from((0, 0, 3))) if sampler == "shuffle" else 0,  # a buffer needs shuffle=True
+        hf=draw(s.sampled_from((False, False, False, True))),
     )
     if draw(s.booleans()):
         cfg.resume = (draw(s.integers(0, 1)), draw(s.integers(1, 3)))
@@ -101,6 +102,9 @@ FOUND = {
     "bucketing-batch-sampler": Config(sampler="bucketing", workers=2, persistent=True, resume=(0, 2)),
     "accelerate-empty-epoch": Config(n=1, batch_size=2, drop_last=True, wrapper="accelerate", resume=(0, 1)),
     "stream-resume-then-set-epoch": Config(kind="stream", lengths=[1], lanes=1, batch_size=1, resume=(0, 1)),
+    "hf-map-draws-resume": Config(
+        kind="stream", hf=True, lengths=[4, 0, 6, 3], sampler="shuffle", lanes=2, buffer=3, workers=2, resume=(0, 2)
+    ),
     "stream-reader-draws-resume": Config(
         kind="stream",
         lengths=[5, 0, 7, 3, 9],
