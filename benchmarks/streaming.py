@@ -127,7 +127,7 @@ def main() -> None:
     t0 = time.perf_counter()
     load_start = os.getloadavg()[0]
     tree = st.SeedTree(2024)
-    kw = dict(batch_size=64, num_workers=2, persistent_workers=True)
+    kw = dict(batch_size=64, shuffle=True, num_workers=2, persistent_workers=True)
     with tempfile.TemporaryDirectory() as folder:
         paths = write_shards(folder, args.samples)
         n = SHARDS * (args.samples // SHARDS)
@@ -160,7 +160,9 @@ def main() -> None:
     in_process = {}
     for bind in (True, False):
         kind = "globals" if bind else "ambient only"
-        in_process[f"map-style loader, {kind}"] = loader(Trivial(m), tree, batch_size=64, bind_globals=bind)
+        in_process[f"map-style loader, {kind}"] = loader(
+            Trivial(m), tree, batch_size=64, shuffle=True, bind_globals=bind
+        )
         in_process[f"stream loader, {kind}"] = loader(
             ShardedStream([per_shard] * SHARDS, count_reader), tree, batch_size=64, bind_globals=bind
         )

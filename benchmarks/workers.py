@@ -208,8 +208,8 @@ def loader_table(samples: int, rounds: int) -> dict[str, Any]:
             except ImportError:
                 pass
         loaders["naive reseed per sample"] = DataLoader(NaiveLight(samples), shuffle=True, **kw)
-        loaders["seedtree loader, globals bound"] = loader(Light(samples), tree, **kw)
-        loaders["seedtree loader, ambient only"] = loader(Light(samples), tree, bind_globals=False, **kw)
+        loaders["seedtree loader, globals bound"] = loader(Light(samples), tree, shuffle=True, **kw)
+        loaders["seedtree loader, ambient only"] = loader(Light(samples), tree, shuffle=True, bind_globals=False, **kw)
 
         def epoch(dl: Any) -> Callable[[], None]:
             def run() -> None:

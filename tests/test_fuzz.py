@@ -402,7 +402,7 @@ def _stream_loader(lengths: bool) -> Any:
         shuffle_buffer=3,
         lengths=STREAM_LENGTHS if lengths else None,
     )
-    return loader(stream, LOADER_TREE / "stream", batch_size=2, rank=0, world_size=1)
+    return loader(stream, LOADER_TREE / "stream", batch_size=2, shuffle=True, rank=0, world_size=1)
 
 
 BASE_STREAM: dict[str, Any] | None = None
