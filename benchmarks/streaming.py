@@ -127,7 +127,8 @@ def main() -> None:
     t0 = time.perf_counter()
     load_start = os.getloadavg()[0]
     tree = st.SeedTree(2024)
-    kw = dict(batch_size=64, shuffle=True, num_workers=2, persistent_workers=True)
+    kw = dict(batch_size=64, num_workers=2, persistent_workers=True)
+    shuffled = dict(kw, shuffle=True)  # seedtree's loader: the shard order drawn from the tree, as measured before
     with tempfile.TemporaryDirectory() as folder:
         paths = write_shards(folder, args.samples)
         n = SHARDS * (args.samples // SHARDS)
@@ -137,13 +138,13 @@ def main() -> None:
                 WorkerSplitJsonl(paths), worker_init_fn=worker_init_fn(tree), generator=tree.torch(), **kw
             ),
             "seedtree loader(ShardedStream), globals": loader(
-                ShardedStream(paths, read_jsonl, transform=augment), tree, **kw
+                ShardedStream(paths, read_jsonl, transform=augment), tree, **shuffled
             ),
             "seedtree loader(ShardedStream), ambient only": loader(
-                ShardedStream(paths, read_jsonl, transform=augment), tree, bind_globals=False, **kw
+                ShardedStream(paths, read_jsonl, transform=augment), tree, bind_globals=False, **shuffled
             ),
             "seedtree loader, globals + shuffle_buffer=1000": loader(
-                ShardedStream(paths, read_jsonl, transform=augment, shuffle_buffer=1000), tree, **kw
+                ShardedStream(paths, read_jsonl, transform=augment, shuffle_buffer=1000), tree, **shuffled
             ),
         }
         for dl in variants.values():
