@@ -45,6 +45,8 @@ def main() -> None:
                 error = f"{type(exc).__name__}: {exc} ({cfg.describe()})"
             if error is not None:
                 found.append(error)
+            if sum(counts.values()) % 100 == 0:  # progress, for a run that is stopped early
+                print(f"{sum(counts.values())} configurations, {len(found)} divergences", flush=True)
 
         one()
 
