@@ -224,7 +224,9 @@ def run(cfg: Config, reference: bool = False) -> list[dict[int, Records]]:
                 dl.load_state_dict(states[0] if cfg.kind == "map" else states)
             wrapped = [_wrap(cfg, dl) for dl in loaders]
             got.update({r: got.get(r, []) for r in range(world)})
-            if states[0]["epoch"] > e:  # saved after the epoch's last batch: nothing of it is left
+            # Saved after the epoch's last batch: nothing of it is left. (A stream's ranks can
+            # finish at different times: the merged state's epoch is the earliest.)
+            if min(state["epoch"] for state in states) > e:
                 out.append(got)
                 continue
         for r in range(world):

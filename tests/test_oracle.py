@@ -102,6 +102,17 @@ FOUND = {
     "bucketing-batch-sampler": Config(sampler="bucketing", workers=2, persistent=True, resume=(0, 2)),
     "accelerate-empty-epoch": Config(n=1, batch_size=2, drop_last=True, wrapper="accelerate", resume=(0, 1)),
     "stream-resume-then-set-epoch": Config(kind="stream", lengths=[1], lanes=1, batch_size=1, resume=(0, 1)),
+    "stream-ranks-finish-apart": Config(
+        kind="stream",
+        lengths=[2, 5],
+        seed=2,
+        batch_size=2,
+        drop_last=True,
+        world=2,
+        lanes=2,
+        resume=(0, 2),
+        resume_workers=1,
+    ),
     "hf-map-draws-resume": Config(
         kind="stream", hf=True, lengths=[4, 0, 6, 3], sampler="shuffle", lanes=2, buffer=3, workers=2, resume=(0, 2)
     ),
