@@ -98,6 +98,10 @@ def hf_stream(shards: list[tuple[int, int]]) -> Any:
     return datasets.IterableDataset.from_generator(_generate, gen_kwargs={"shards": shards}).map(_hf_draw)
 
 
+class OutsidePromise(Exception):
+    """The drawn configuration is outside what the loader promises (not a divergence)."""
+
+
 @dataclass
 class Config:
     kind: str = "map"  # "map" or "stream"
@@ -224,9 +228,14 @@ def run(cfg: Config, reference: bool = False) -> list[dict[int, Records]]:
                 dl.load_state_dict(states[0] if cfg.kind == "map" else states)
             wrapped = [_wrap(cfg, dl) for dl in loaders]
             got.update({r: got.get(r, []) for r in range(world)})
+            epochs_saved = {state["epoch"] for state in states}
+            if cfg.kind == "map" and len(epochs_saved) > 1:
+                # Some ranks had finished the epoch, others not: not a checkpoint in step, which
+                # the map loader's cursor assumes (DDP steps ranks together; drop_uneven evens them).
+                raise OutsidePromise(f"ranks out of step at the checkpoint ({cfg.describe()})")
             # Saved after the epoch's last batch: nothing of it is left. (A stream's ranks can
             # finish at different times: the merged state's epoch is the earliest.)
-            if min(state["epoch"] for state in states) > e:
+            if min(epochs_saved) > e:
                 out.append(got)
                 continue
         for r in range(world):
@@ -292,4 +301,4 @@ def check(cfg: Config) -> str | None:
     return None
 
 
-__all__ = ["Config", "Probed", "check", "probe_digest", "run"]
+__all__ = ["Config", "OutsidePromise", "Probed", "check", "probe_digest", "run"]

@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from _oracle import Config, check
-from hypothesis import HealthCheck, given, settings
+from _oracle import Config, OutsidePromise, check
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as s
 
 pytestmark = pytest.mark.usefixtures("clean_seedtree")
@@ -85,7 +85,11 @@ ORACLE = settings(
 @ORACLE
 @given(map_configs())
 def test_map_style_loader_is_invariant(cfg: Config) -> None:
-    assert check(cfg) is None
+    try:
+        found = check(cfg)
+    except OutsidePromise:
+        assume(False)  # ranks checkpointed out of step: hypothesis draws another
+    assert found is None
 
 
 @pytest.mark.slow
@@ -113,6 +117,7 @@ FOUND = {
         resume=(0, 2),
         resume_workers=1,
     ),
+    "empty-share-on-a-rank": Config(n=1, batch_size=1, world=2, resume=(0, 1)),
     "hf-map-draws-resume": Config(
         kind="stream", hf=True, lengths=[4, 0, 6, 3], sampler="shuffle", lanes=2, buffer=3, workers=2, resume=(0, 2)
     ),

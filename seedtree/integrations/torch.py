@@ -654,6 +654,13 @@ class SeedTreeSampler(DistributedSampler):
         if self.batches_done >= total:
             self.epoch, self.batches_done, self.start = self.epoch + 1, 0, 0
 
+    def _ran_empty(self) -> None:
+        """An iteration that had no batch to hand out has finished: its epoch is done too
+        (``_delivered`` advances the epoch after the last batch of the others)."""
+        end = self._end
+        if end is not None and end[2] == 0 and end[:2] == (self.epoch, self.start) and not self._resume:
+            self.epoch, self.batches_done, self.start = self.epoch + 1, 0, 0
+
     def _remaining_batches(self) -> int:
         return self._batches(self.start)
 
@@ -942,6 +949,7 @@ class SeedTreeLoader(DataLoader):
         for batch in super().__iter__():
             sampler._delivered()
             yield batch
+        sampler._ran_empty()
 
     def set_epoch(self, epoch: int) -> None:
         """Same as ``loader.sampler.set_epoch(epoch)``."""
