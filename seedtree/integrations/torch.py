@@ -179,12 +179,11 @@ class _SampleBound(Dataset):
     probe = False  # set by seedtree.testing.check_loader: each sample comes back with its RNG digests
 
     def __getitems__(self, items: list[Item]) -> list[Any]:
-        if self.probe:
-            return self._probed(items)
+        fetch = self._probed if self.probe else self._fetch
         if get_worker_info() is None and self.bind_globals:
             with isolate(ambient=False):
-                return self._fetch(items)
-        return self._fetch(items)
+                return fetch(items)
+        return fetch(items)
 
     def _fetch(self, items: list[Item]) -> list[Any]:
         if not items:  # a batch source may yield an empty batch
@@ -223,11 +222,11 @@ class _SampleBound(Dataset):
         return out
 
     def _probed(self, items: list[Item]) -> list[Any]:
-        """``__getitems__`` with each sample wrapped with what the RNG libraries were left
-        at right after it ran, still under its binding (``seedtree.testing``)."""
+        """``_fetch`` with each sample wrapped with what the RNG libraries were left at
+        right after it ran, still under its binding (``seedtree.testing``)."""
         from .loader_check import Probed, probe_digest
 
-        fetch, inner = self._fetch, self.dataset
+        inner = self.dataset
 
         class _Digesting:  # the dataset, answering each index with (sample, digests)
             def __getitem__(self, index: int) -> Any:
@@ -239,11 +238,7 @@ class _SampleBound(Dataset):
 
         self.dataset = _Digesting()
         try:
-            if get_worker_info() is None and self.bind_globals:
-                with isolate(ambient=False):
-                    got = fetch(items)
-            else:
-                got = fetch(items)
+            got = self._fetch(items)
         finally:
             self.dataset = inner
         return [Probed(item, digests, value) for item, (value, digests) in zip(items, got, strict=True)]
