@@ -49,8 +49,6 @@ if TYPE_CHECKING:
     import jax as _jax
     import torch as _torch
 
-    from ..runtime.manifest import Manifest
-
 
 BIT_GENERATORS = {
     "PCG64": np.random.PCG64,
@@ -237,24 +235,18 @@ class SeedTree:
             )
         return cls(int(entropy), tuple(int(k) for k in seed_sequence.spawn_key))
 
-    # Entry points kept on the value for convenience: each forwards to the layer that owns
-    # the concept (the import happens at call time, so this module imports nothing above it).
+    if TYPE_CHECKING:
+        # Deprecated entry points of seedtree 0.1, attached at import by the layer that owns
+        # each concept (seedtree/runtime/deprecated.py), so that this module imports nothing
+        # above it; declared here for type checkers only. They go in seedtree 1.0.
 
-    @classmethod
-    def from_env(cls, default: int | None = None) -> SeedTree | None:
-        """The root handed over by ``seedtree run`` (env ``SEEDTREE_ENTROPY``); else
-        ``SeedTree(default)`` if a default is given, else None. Same as
-        ``seedtree.runtime.seeding.root_from_env(default)``."""
-        from ..runtime.seeding import root_from_env
+        @classmethod
+        def from_env(cls, default: int | None = None) -> SeedTree | None: ...
 
-        return root_from_env(default)
+        @classmethod
+        def from_manifest(cls, path: str | os.PathLike[str]) -> SeedTree: ...
 
-    @classmethod
-    def from_manifest(cls, path: str | os.PathLike[str]) -> SeedTree:
-        """The root recorded in a manifest file: ``seedtree.Manifest.load(path).root``."""
-        from ..runtime.manifest import Manifest
-
-        return Manifest.load(path).root
+        def manifest(self, **fields: Any) -> Any: ...
 
     def child(self, *keys: Key) -> SeedTree:
         """The node ``self / k1 / k2 / ...``."""
@@ -626,14 +618,6 @@ class SeedTree:
         words = self.globals_words(WORDS_TORCH_CPU, MT_WORDS + 2)
         seed = int(words[MT_WORDS]) | (int(words[MT_WORDS + 1]) << 32)
         return torch_cpu_image(words[:MT_WORDS], seed)
-
-    # -- provenance ---------------------------------------------------------------------
-
-    def manifest(self, **fields: Any) -> Manifest:
-        """A provenance manifest for a run rooted here: ``seedtree.Manifest.collect(self, **fields)``."""
-        from ..runtime.manifest import Manifest
-
-        return Manifest.collect(self, **fields)
 
 
 @functools.cache
