@@ -1,4 +1,4 @@
-"""Faults and bad input, tried as a user would (issue 10): racing forks, a command killed
+"""Faults and bad input, tried as a user would: racing forks, a command killed
 by SIGKILL, bad arguments at every public entry, damaged states and manifests, `seedtree
 verify` on a real Lightning script, and Dask's default for the global RNGs."""
 

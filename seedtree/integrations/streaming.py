@@ -38,8 +38,8 @@ from ..core.optional import require
 from ..core.tree import SeedTree
 from ..runtime.capture import isolate
 from ..runtime.controllers import REGISTRY
-from ._checks import check_tree
-from .ranks import rank_info
+from ._checks import check_positive, check_ranks, check_tree
+from .ranks import current_ranks
 from .stream_lanes import END, SKIP, Emitted, Lane, fresh_lane_state, lane_shards, lanes_of
 from .stream_sources import DEFAULT_LANES, STREAM_STATE_FORMAT, HFShards, ShardedStream, StreamReadError, is_hf_iterable
 from .stream_state import DAMAGED, merge_stream_states, show, state_shape
@@ -128,14 +128,35 @@ class _StreamDataset(IterableDataset[Emitted]):
         shuffle: bool,
         bind_globals: bool,
         collate_fn: Callable[[list[Any]], Any],
-        rank: int,
-        world_size: int,
+        ranks: tuple[int, int] | None,
         num_workers: int,
     ) -> None:
         self.stream, self.tree, self.cursor = stream, tree, cursor
         self.batch_size, self.drop_last, self.shuffle = batch_size, drop_last, shuffle
         self.bind_globals, self.collate_fn = bind_globals, collate_fn
-        self.rank, self.world_size, self.num_workers = rank, world_size, num_workers
+        self.ranks, self.num_workers = ranks, num_workers  # ranks as given, or None: read per epoch
+        self.layout: tuple[int, int] | None = None  # (rank, world_size) now; workers get it with their copy
+
+    def resolve(self) -> tuple[int, int]:
+        """``(rank, world_size)`` now (``seedtree.ranks.current_ranks``), checked against
+        the lanes and kept for the workers. The loader calls it when an epoch starts."""
+        rank, world = current_ranks(self.ranks)
+        consumers = world * max(1, self.num_workers)
+        if consumers > self.stream.lanes:
+            raise ValueError(
+                f"num_workers * world_size = {consumers} exceeds the stream's {self.stream.lanes} lanes, so some "
+                f"would get no data; pass lanes= a multiple of {consumers}"
+            )
+        self.layout = (rank, world)
+        return rank, world
+
+    @property
+    def rank(self) -> int:
+        return (self.layout or self.resolve())[0]
+
+    @property
+    def world_size(self) -> int:
+        return (self.layout or self.resolve())[1]
 
     def set_epoch(self, epoch: int) -> None:
         """accelerate calls this on the dataset: same as ``loader.set_epoch``."""
@@ -206,6 +227,16 @@ class StreamLoader(DataLoader[Any]):
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]  # a generator, as SeedTreeLoader
         cursor, dataset = self.cursor, self._stream_ds
+        before = dataset.layout
+        rank, _ = layout = dataset.resolve()
+        if self._iterator is not None and before is not None and layout != before:  # persistent workers
+            raise RuntimeError(
+                f"the ranks changed from {before} to {layout} (rank, world_size) while persistent workers run "
+                "with the old ones; build the loader again after torch.distributed starts"
+            )
+        hook = self.worker_init_fn
+        if getattr(hook, "lazy_rank", False):
+            hook.rank = rank  # type: ignore[union-attr]  # seedtree's worker_init_fn, read now
         limit = self._rank_batches(cursor.epoch) if self.drop_uneven else None
         cursor.begin()
         delivered = sum(int(s["batches"]) for s in cursor.progress.values())
@@ -473,8 +504,7 @@ def stream_loader(
             "position: describe it as ShardedStream(shards, read), or use "
             "DataLoader(..., worker_init_fn=seedtree.torch.worker_init_fn(tree))"
         )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    batch_size = check_positive(batch_size, "batch_size")
     if stream.shuffle_buffer and not shuffle:
         raise ValueError(
             f"shuffle_buffer={stream.shuffle_buffer} mixes samples only with shuffle=True, and the loader does not "
@@ -483,19 +513,8 @@ def stream_loader(
     for refused in ("sampler", "batch_sampler"):
         if dataloader_kwargs.get(refused) is not None:
             raise TypeError(f"loader() derives the sample order itself and does not take {refused}=; drop it")
-    if rank is None or world_size is None:
-        info = rank_info()
-        rank = info.rank if rank is None else rank
-        world_size = info.world_size if world_size is None else world_size
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} must be in [0, world_size={world_size})")
+    ranks = check_ranks(rank, world_size)
     num_workers = int(dataloader_kwargs.get("num_workers", 0))
-    consumers = world_size * max(1, num_workers)
-    if consumers > stream.lanes:
-        raise ValueError(
-            f"num_workers * world_size = {consumers} exceeds the stream's {stream.lanes} lanes, so some would get "
-            f"no data; pass lanes= a multiple of {consumers}"
-        )
     if drop_uneven and stream.lengths is None:
         raise ValueError(
             "drop_uneven needs every shard's sample count to give all ranks the same number of batches: "
@@ -521,16 +540,17 @@ def stream_loader(
         shuffle=shuffle,
         bind_globals=bind_globals,
         collate_fn=collate,
-        rank=rank,
-        world_size=world_size,
+        ranks=ranks,
         num_workers=num_workers,
     )
+    worker_ds.resolve()  # refuses now a layout with more consumers than lanes
     init = worker_hook(
         tree / "loader",
         then=dataloader_kwargs.pop("worker_init_fn", None),
-        rank=rank,
+        rank=None if ranks is None else ranks[0],
         bind_globals=bind_globals,
         reseed_dataset=False,
+        lazy_rank=ranks is None,
     )
     dataloader_kwargs.setdefault("generator", (tree / "loader").torch())
     dl = StreamLoader(worker_ds, batch_size=None, collate_fn=_as_is, worker_init_fn=init, **dataloader_kwargs)
