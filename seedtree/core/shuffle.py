@@ -54,7 +54,10 @@ class KeyedPermutation:
         """The Feistel network applied to ``x`` (uint64, left unchanged), computed in
         ``scratch`` (shape (4, len(x)) or more columns); returns a view into it."""
         half, mask = self._half, self._mask
-        left, right, f, tmp = (row[: len(x)] for row in scratch)
+        left: np.ndarray = scratch[0, : len(x)]
+        right: np.ndarray = scratch[1, : len(x)]
+        f: np.ndarray = scratch[2, : len(x)]
+        tmp: np.ndarray = scratch[3, : len(x)]
         np.right_shift(x, half, out=left)
         np.bitwise_and(x, mask, out=right)
         for key in self._keys:  # in place: a few passes over memory per round
