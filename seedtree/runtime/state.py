@@ -34,22 +34,20 @@ class AmbientSlot:
     generator. The node of an item of a batch is made when first asked for (from its
     parent and key): an item that only draws from ``rng()`` never needs it."""
 
-    __slots__ = ("_node", "_parent", "_key", "gen")
+    __slots__ = ("_node", "_parent", "_path", "gen")
 
-    def __init__(self, node: SeedTree | None, parent: SeedTree | None = None, key: Any = None) -> None:
+    def __init__(self, node: SeedTree | None, parent: SeedTree | None = None, path: tuple[Any, ...] = ()) -> None:
         self._node = node
         self._parent = parent
-        self._key = key
+        self._path = path  # the keys below parent
         self.gen: np.random.Generator | None = None
 
     @property
     def node(self) -> SeedTree:
-        node = self._node
-        if node is None:
-            key, parent = self._key, self._parent
-            assert parent is not None  # made either from a node or from (parent, key)
-            node = self._node = parent.child(*key) if isinstance(key, tuple) else parent / key
-        return node
+        if self._node is None:
+            assert self._parent is not None  # made either from a node or from (parent, path)
+            self._node = self._parent.child(*self._path)
+        return self._node
 
 
 class NodeBatch:
@@ -76,8 +74,8 @@ class NodeBatch:
         made = self._slots.get(j)
         if made is None:
             key = self.keys[j]
-            key = tuple(int(k) for k in key) if isinstance(key, np.ndarray) else key
-            made = self._slots.setdefault(j, AmbientSlot(None, self.tree, key))
+            path = tuple(int(k) for k in key) if isinstance(key, np.ndarray) else (key,)
+            made = self._slots.setdefault(j, AmbientSlot(None, self.tree, path))
         return made
 
     def node(self, j: int) -> SeedTree:
