@@ -60,7 +60,8 @@ class _ShardReader:
 
     def _one(self, p: int) -> Any:
         stream = self.stream
-        self.owned.reseed(ambient.current())
+        if self.owned:  # the node is made only for what re-keys from it
+            self.owned.reseed(ambient.current())
         step = "reading"
         try:
             if self.iterator is None:

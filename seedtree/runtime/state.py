@@ -30,49 +30,55 @@ __all__ = ["STATE", "AmbientSlot", "Binding", "NodeBatch", "NodeRef", "ProcessSt
 
 
 class AmbientSlot:
-    """The ambient binding of one context: a node and, once ``rng()`` was called, its generator."""
+    """The ambient binding of one context: a node and, once ``rng()`` was called, its
+    generator. The node of an item of a batch is made when first asked for (from its
+    parent and key): an item that only draws from ``rng()`` never needs it."""
 
-    __slots__ = ("node", "gen")
+    __slots__ = ("_node", "_parent", "_key", "gen")
 
-    def __init__(self, node: SeedTree) -> None:
-        self.node = node
+    def __init__(self, node: SeedTree | None, parent: SeedTree | None = None, key: Any = None) -> None:
+        self._node = node
+        self._parent = parent
+        self._key = key
         self.gen: np.random.Generator | None = None
 
-
-_PUBLISH = threading.Lock()
+    @property
+    def node(self) -> SeedTree:
+        node = self._node
+        if node is None:
+            key, parent = self._key, self._parent
+            assert parent is not None  # made either from a node or from (parent, key)
+            node = self._node = parent.child(*key) if isinstance(key, tuple) else parent / key
+        return node
 
 
 class NodeBatch:
     """The children ``tree / k`` of a run of keys (a DataLoader batch, a chunk of tasks),
     made only when asked for. Binding item j of a batch is then one ``(batch, j)`` tuple:
     work that never asks for its node (no ``seedtree.rng()``, no ``current()``) pays
-    nothing for it, and work that does gets exactly ``tree / keys[j]``. Keys are
-    validated when the nodes are first made (``SeedTree.children``)."""
+    nothing for it, and work that does gets exactly ``tree / keys[j]``. A key is validated
+    when its node or its generator is made."""
 
     __slots__ = ("tree", "keys", "_slots", "_asked", "_gens", "_next")
 
     def __init__(self, tree: SeedTree, keys: Any) -> None:
         self.tree = tree
         self.keys = keys
-        self._slots: list[AmbientSlot] | None = None
+        self._slots: dict[int, AmbientSlot] = {}
         self._asked = 0
         self._gens: Iterator[np.random.Generator] | None = None
         self._next = 0  # the item whose generator self._gens yields next
 
     def slot(self, j: int) -> AmbientSlot:
-        """Item j's binding: its node, and its ``rng()`` generator once one was made."""
-        slots = self._slots
-        if slots is None:
-            # All nodes at once: one vectorised validation; a node is a small object and
-            # its hashing happens only when something draws from it. Threads of one item
-            # (copied contexts) may race here: the first list published wins, so every
-            # thread gets the same slot, and so one generator.
-            made = [AmbientSlot(node) for node in self.tree.children(self.keys)]
-            with _PUBLISH:
-                if self._slots is None:
-                    self._slots = made
-                slots = self._slots
-        return slots[j]
+        """Item j's binding: its node, and its ``rng()`` generator once one was made. Threads
+        of one item (copied contexts) may race here: ``dict.setdefault`` publishes the
+        first slot made and hands it to every thread, so they share one generator."""
+        made = self._slots.get(j)
+        if made is None:
+            key = self.keys[j]
+            key = tuple(int(k) for k in key) if isinstance(key, np.ndarray) else key
+            made = self._slots.setdefault(j, AmbientSlot(None, self.tree, key))
+        return made
 
     def node(self, j: int) -> SeedTree:
         """``tree / keys[j]``."""
