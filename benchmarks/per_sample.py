@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 import torch
 from _timing import load_average, paired_diff, paired_ratio, rounds_of
+from streaming import Trivial as Nothing  # dataset[i] == i: no draw, no stream
 from torch.utils.data import DataLoader, default_collate
 
 import seedtree as st
@@ -138,19 +139,6 @@ def optional(name: str) -> tuple[Any, str | None]:
 # -- a, b: datasets that draw nothing / ask for their stream -----------------------------------
 
 
-class Nothing:
-    """``dataset[i] == i``: no draw, no stream."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> int:
-        return i
-
-
 class AsksStream(Nothing):
     """Calls ``seedtree.rng()`` once (its first use in the sample), draws nothing."""
 
@@ -182,7 +170,31 @@ def section_b(n: int, rounds: int) -> dict[str, Any]:
     }
     out = measure(variants, rounds, n, "ambient only, sample never asks")
     out["dataset"] = f"{n} samples, dataset[i] == i, with or without one seedtree.rng() call; batch {BATCH}"
+    out["floors"] = stream_floors(n, rounds)
     return out
+
+
+def stream_floors(n: int, rounds: int) -> dict[str, Any]:
+    """What making a NumPy Generator costs through NumPy's public API, per call: the floor
+    under ``seedtree.rng()``'s first use that does not share a generator between samples."""
+    bits = np.random.PCG64(0)
+    image = bits.state
+    seq = np.random.SeedSequence(SEED, spawn_key=(0, 1))
+    node = st.SeedTree(SEED) / 0
+
+    def each(fn: Callable[[int], Any]) -> Callable[[], None]:
+        return lambda: [fn(i) for i in range(n)]
+
+    floors = {
+        "seedtree (tree / e / i).numpy(), node made here": each(lambda i: (node / i).numpy()),
+        "NumPy canonical Generator(PCG64(SeedSequence(e, spawn_key)))": each(
+            lambda i: np.random.Generator(np.random.PCG64(seq))
+        ),
+        "SeedSequence.generate_state(4, uint64) alone": each(lambda i: seq.generate_state(4, np.uint64)),
+        "PCG64 bit_generator.state = dict alone": each(lambda i: setattr(bits, "state", image)),
+        "Generator(existing bit generator) alone": each(lambda i: np.random.Generator(bits)),
+    }
+    return measure(floors, rounds, n, None)["rows"]
 
 
 # -- c: records that draw 8 floats ------------------------------------------------------------
@@ -349,28 +361,18 @@ def section_d(shards: int, per: int, buffer: int, rounds: int, skipped: dict[str
     with tempfile.TemporaryDirectory() as folder:
         paths = write_tars(wds, folder, shards, per)
         size = sum(os.path.getsize(p) for p in paths)
+
+        def stream_epoch(work: Callable[[dict[str, Any]], np.ndarray], bind: bool) -> Callable[[], None]:
+            stream = ShardedStream(paths, tar_reader, transform=work, shuffle_buffer=buffer)
+            return epoch_of(loader(stream, tree, batch_size=BATCH, shuffle=True, bind_globals=bind))
+
         pipeline = (
             wds.WebDataset(paths, shardshuffle=shards, seed=SEED, empty_check=False).shuffle(buffer).map(work_global)
         )
         variants = {
             "WebDataset(shardshuffle).shuffle(buffer).map(work)": epoch_of(DataLoader(pipeline, batch_size=BATCH)),
-            "seedtree loader(ShardedStream), globals bound": epoch_of(
-                loader(
-                    ShardedStream(paths, tar_reader, transform=work_global, shuffle_buffer=buffer),
-                    tree,
-                    batch_size=BATCH,
-                    shuffle=True,
-                )
-            ),
-            "seedtree loader(ShardedStream), ambient only (st.rng())": epoch_of(
-                loader(
-                    ShardedStream(paths, tar_reader, transform=work_ambient, shuffle_buffer=buffer),
-                    tree,
-                    batch_size=BATCH,
-                    shuffle=True,
-                    bind_globals=False,
-                )
-            ),
+            "seedtree loader(ShardedStream), globals bound": stream_epoch(work_global, True),
+            "seedtree loader(ShardedStream), ambient only (st.rng())": stream_epoch(work_ambient, False),
         }
         out = measure(variants, rounds, n, "WebDataset(shardshuffle).shuffle(buffer).map(work)")
     out["dataset"] = (
@@ -475,6 +477,10 @@ def section_f(batches: int, rounds: int) -> dict[str, Any]:
         ):
             raise SystemExit(f"per_sample.py: seedtree.runtime.plan.Batch has no {attr!r} any more: update section f")
 
+    importhook = internal("seedtree.runtime.importhook:arm").__module__
+    importhook = sys.modules[importhook]
+    for name in ("retarget", "disarm"):
+        internal(f"seedtree.runtime.importhook:{name}")
     n = batches * BATCH
     tree = st.SeedTree(SEED)
     dl = loader(Nothing(n), tree, batch_size=BATCH, shuffle=True)
@@ -542,6 +548,28 @@ def section_f(batches: int, rounds: int) -> dict[str, Any]:
         for k in keys:
             node_batch(epoch_node, k)
 
+    def lookup() -> None:
+        for _ in range(batches):
+            registry.plan(registry.loaded_modules())
+
+    def hook() -> None:
+        for _ in range(batches):
+            importhook.arm((None, 0))
+            for j in range(1, BATCH):
+                importhook.retarget((None, j))
+            importhook.disarm()
+
+    words_per_row = rows_buf.rows.shape[1] // 2  # the expansion's 64-bit outputs per sample
+    scratch = np.empty((BATCH, words_per_row), dtype=np.uint64)
+
+    def one_pass() -> None:
+        for _ in range(batches):
+            np.bitwise_xor(scratch, scratch, out=scratch)
+
+    def seeded() -> None:
+        for k in keys:
+            run_keyed_batch(epoch_node, k, ident, k, modules)
+
     stages: dict[str, Callable[[], Any]] = {
         "plain: dataset[i] loop (the floor of any fetch)": lambda: [[plain_ds[i] for i in k] for k in keys],
         "plain: torch RandomSampler + BatchSampler": lambda: sum(1 for _ in plain_sampler),
@@ -555,6 +583,10 @@ def section_f(batches: int, rounds: int) -> dict[str, Any]:
         "plan.batch + release (states + expansion + refresh + buffer reuse)": acquire,
         "state writes: each row's seeders (random, numpy's global, torch)": writes,
         "isolation: isolate(ambient=False) per batch": isolation,
+        "plan lookup per batch: REGISTRY.loaded_modules() + REGISTRY.plan(...)": lookup,
+        "import hook: arm + retarget per sample + disarm per batch": hook,
+        f"floor: one ufunc pass over a batch's expansion ({BATCH} x {words_per_row} uint64)": one_pass,
+        "run_keyed_batch with globals (the whole fetch less isolation and unpacking)": seeded,
         "collation: default_collate(64 ints)": lambda: [default_collate(b) for b in ints],
         "collation: default_collate(64 float64 arrays of 8)": lambda: [default_collate(b) for b in floats],
         "whole fetch: loader.dataset.__getitems__(batch), globals bound": lambda: [
@@ -572,10 +604,13 @@ def section_f(batches: int, rounds: int) -> dict[str, Any]:
         "plan.batch + release (states + expansion + refresh + buffer reuse)",
         "state writes: each row's seeders (random, numpy's global, torch)",
         "isolation: isolate(ambient=False) per batch",
+        "plan lookup per batch: REGISTRY.loaded_modules() + REGISTRY.plan(...)",
+        "import hook: arm + retarget per sample + disarm per batch",
     ]
     out["sum_of_seedtree_stages_us"] = sum(rows[p]["cpu_us"] for p in parts)
     out["sum_note"] = (
-        "sampler + unpacking + context set + plan.batch/release + seeders + isolation (not collation: a plain "
+        "sampler + unpacking + context set + plan.batch/release + seeders + isolation + plan lookup + import "
+        "hook (not collation: a plain "
         "loader pays it too); compare with the loader's added µs of section a plus the plain sampler's cost"
     )
     out["modules_bound"] = list(modules)
@@ -676,6 +711,9 @@ def report(result: dict[str, Any]) -> None:
                 else "  (baseline)"
             )
             print(f"  {name:72s} {row['cpu_us']:8.2f} µs CPU {row['wall_us']:8.2f} µs wall{extra}")
+    print("  floors of a fresh Generator, µs per call:")
+    for name, row in result["b"]["floors"].items():
+        print(f"    {name:70s} {row['cpu_us']:8.2f} µs CPU")
     sweep = result.get("c", {}).get("grain_sweep")
     if sweep:
         print(f"  Grain sweep first ({sweep['samples']} records, 2 rounds); best: {result['c']['grain_best']}")
