@@ -56,10 +56,18 @@ BENCH_ARGS_streaming := --samples 8000 --repeats 2
 BENCH_ARGS_ray_map := --tasks 400 --rows 20000 --repeats 1
 BENCH_ARGS_fuzz := --examples 200
 BENCH_ARGS_oracle := --examples 100
+BENCH_ARGS_per_sample := --quick
 endif
-BENCH_SCRIPTS := derive workers throughput dask_overhead loader_order streaming hashing ray_map battery calibration fuzz oracle
+BENCH_SCRIPTS := per_sample derive workers throughput dask_overhead loader_order streaming hashing ray_map battery calibration fuzz oracle
 
-bench: $(STAMP)
+# The peers the benchmarks compare against (grain, webdataset, torchdata: the bench extra),
+# installed here only: make test does not need them. constraints.txt keeps torch at its pin.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP) pyproject.toml constraints.txt
+	$(PY) -m pip install -q -c constraints.txt -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(foreach s,$(BENCH_SCRIPTS),$(BENCH_RUN) benchmarks/$(s).py $(BENCH_ARGS_$(s)) &&) true
 	$(PY) benchmarks/summary.py
 
