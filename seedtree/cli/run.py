@@ -30,8 +30,8 @@ from typing import Any
 
 from ..core.codec import CodecError, node_from_json
 from ..core.tree import SeedTree
-from ..runtime.datasets import DatasetDigest, DatasetError, hash_dataset
 from ..runtime.autoseed import ENV_AUTO_SEED, MARK_ROOT, SITE_DIR
+from ..runtime.datasets import DatasetDigest, DatasetError, hash_dataset
 from ..runtime.manifest import Manifest, environment
 from ..runtime.seeding import ENV_ENTROPY
 from .handover import ENV_RECORD_DIR, ENV_RECORD_MAIN

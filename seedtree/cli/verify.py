@@ -271,9 +271,7 @@ def _tries(
             result.digests[name] = tree_digest(first.output(name))
             for other in attempts[1:]:
                 for diff in compare(first.output(name), other.output(name), name):
-                    result.mismatches.append(
-                        Difference(f"{diff.name} ({first.label} vs {other.label})", diff.detail)
-                    )
+                    result.mismatches.append(Difference(f"{diff.name} ({first.label} vs {other.label})", diff.detail))
     if other_root and not result.failures and not result.mismatches and fwd.received is None:
         alt = Try("different root", _other(root), base / "other-root")
         log(f"seedtree verify: one run with a different root (root {alt.root.entropy}) ...")

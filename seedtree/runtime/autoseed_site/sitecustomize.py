@@ -78,7 +78,7 @@ def _seed() -> None:
         # The one hook a spawned process runs between becoming a multiprocessing process
         # (its identity is known) and running its target; the stdlib's does nothing
         # ("process is spawned"), and this interpreter exists only to run that process.
-        multiprocessing.context.SpawnProcess._after_fork = staticmethod(after_spawn)  # type: ignore[method-assign]
+        multiprocessing.context.SpawnProcess._after_fork = staticmethod(after_spawn)  # type: ignore[attr-defined]
     elif mark.startswith(_PARENT) and _started_by_multiprocessing() == "forkserver":
         import multiprocessing.util
 
