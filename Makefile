@@ -1,10 +1,12 @@
 # The entry points of the README: `make demo`, `make test` and `make bench`.
-# Each creates .venv and installs what it needs on first use.
+# Each creates .venv and installs what it needs on first use, and changes nothing outside
+# the checkout and the user's caches. `make batteries` (opt-in, as root: it installs system
+# packages and may enable Debian's non-free component) adds the external test batteries.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test docs lint bench clean
+.PHONY: demo test docs lint bench batteries clean
 
 $(STAMP): pyproject.toml constraints.txt scripts/setup.sh
 	bash scripts/setup.sh $(VENV)
@@ -36,6 +38,12 @@ test: $(STAMP) $(FLOORS_STAMP)
 	SEEDTREE_FAST_PATHS=0 $(PY) -m pytest -q -p no:cacheprovider $(PORTABLE_TESTS)
 	SEEDTREE_FLOORS="$$(cat $(FLOORS)/floors.txt)" PYTHONPATH=$(CURDIR) $(FLOORS)/bin/python -m pytest -q -p no:cacheprovider $(FLOOR_TESTS)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict  # not --quiet: it hides the warnings that --strict turns into a failure
+
+# Opt-in: TestU01 and dieharder from apt (enabling Debian's non-free component for TestU01
+# when it is not enabled yet) and the TestU01 harness, built into .venv/bin. Without them
+# their tests skip, saying why. See scripts/install-batteries.sh.
+batteries: $(STAMP)
+	bash scripts/install-batteries.sh $(VENV)
 
 # The documentation site, built into site/ (strict: a broken reference fails the build).
 docs: $(STAMP)
