@@ -181,8 +181,10 @@ class NumpyMemory:
         ``MT_FRESH``); only for a view that found the cached Gaussian."""
         if self.has_gauss is None or self.gauss is None:
             raise RuntimeError("the cached Gaussian was not located: seed through write()")
-        no_gauss = (copier(self.has_gauss, np.zeros(1, np.int32)), copier(self.gauss, np.zeros(1, np.float64)))
-        return copier(self.words, row), *no_gauss
+        # {int has_gauss; double gauss} is 16 bytes from has_gauss (the gauss was found 8
+        # bytes after it): one copy of zeros clears both (and the padding between).
+        pair = _view(self.has_gauss.ctypes.data, ctypes.c_uint8, 16)
+        return copier(self.words, row), copier(pair, np.zeros(16, np.uint8))
 
     def _find_gauss(self, rs: Any) -> None:
         size = type(rs).__basicsize__
