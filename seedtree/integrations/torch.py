@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import sys
@@ -30,7 +31,7 @@ from ..runtime.capture import isolate
 from ..runtime.controllers import REGISTRY
 from ..runtime.owned import OwnedGenerators, reseed_owned
 from ..runtime.seeding import bind_process
-from ..runtime.tasks import run_keyed_batch
+from ..runtime.tasks import run_keyed, run_keyed_batch
 from . import streaming
 from ._checks import check_tree
 from .ranks import rank_info
@@ -47,10 +48,16 @@ from torch.utils.data import (  # noqa: E402
     Sampler,
     get_worker_info,
 )
-from torch.utils.data.dataloader import _BaseDataLoaderIter  # noqa: E402  # who draws a loader's batches
+from torch.utils.data.dataloader import (  # noqa: E402  # who draws a loader's batches
+    _BaseDataLoaderIter,
+    _MultiProcessingDataLoaderIter,
+    _SingleProcessDataLoaderIter,
+)
 
 __all__ = [
     "RESEED_METHOD",
+    "IterableLoader",
+    "SampleKey",
     "SeedTreeBatchSampler",
     "SeedTreeLoader",
     "SeedTreeSampler",
@@ -106,6 +113,7 @@ class worker_init_fn:
         self.rank = 0 if lazy_rank else rank_info().rank if rank is None else rank
         self.bind_globals = bind_globals
         self.reseed_dataset = reseed_dataset
+        self.unwrap_dataset = False  # set by loader(): get_worker_info().dataset is your dataset
 
     def node(self, worker_id: int, base_seed: int) -> SeedTree:
         """The node of worker ``worker_id`` for an iteration with this base seed."""
@@ -116,6 +124,12 @@ class worker_init_fn:
         if info is None:
             raise RuntimeError("seedtree.torch.worker_init_fn runs in DataLoader workers only (DataLoader calls it)")
         node = self.node(worker_id, info.seed - worker_id)
+        if self.unwrap_dataset and type(info.dataset) in (_SampleBound, _IterBound):
+            # Your hook configures the dataset the worker fetches from (file handles,
+            # sharding), as with torch's DataLoader: not seedtree's view of it.
+            inner: Any = info.dataset
+            mine = inner._seedtree_dataset if type(inner) is _SampleBound else inner.dataset
+            object.__setattr__(info, "dataset", mine)
         bind_process(node, self.bind_globals)
         if self.reseed_dataset:
             _reseed_dataset(info.dataset, node)
@@ -127,6 +141,13 @@ Item = tuple[int, int, int]
 """What the sampler hands a worker for one sample: ``(epoch, index, occurrence)``. The
 epoch travels with the index, so persistent workers (whose dataset copies never see
 ``set_epoch``) still bind the right node."""
+
+
+class SampleKey(tuple):
+    """An ``Item`` handed out on its own (``batch_size=None``: no automatic batching), so
+    that the dataset view tells it from an index of yours (``loader.dataset[i]``)."""
+
+    __slots__ = ()
 
 
 def sample_node(tree: SeedTree, epoch: int, index: int, occurrence: int = 0) -> SeedTree:
@@ -151,36 +172,89 @@ class _SampleBound(Dataset):
     the loader (Lightning's re-instantiation, accelerate's ``DataLoaderShard``) still
     fetches through the dataset. In the main process (``num_workers=0``) the caller's
     global RNG states are put back after each batch, so the training loop's own
-    randomness (dropout) never follows the data's."""
+    randomness (dropout) never follows the data's.
 
-    def __init__(self, dataset: Any, tree: SeedTree, bind_globals: bool, reseed: bool) -> None:
-        self.dataset = dataset
-        self.tree = tree
-        self.bind_globals = bind_globals
-        self.reseed = reseed
-        self._epoch_node: tuple[int, SeedTree] | None = None
+    It is transparent, so that ``loader.dataset`` reads as your dataset:
+    ``isinstance(loader.dataset, YourDataset)`` holds, attributes are read from and written
+    to your dataset, ``len`` is its length and ``loader.dataset[i]`` (an index of yours, not
+    an item of seedtree's sampler) is ``dataset[i]``. Its own state lives under
+    ``_seedtree_*`` names so that none of your attribute names is shadowed."""
+
+    _OWN = frozenset(
+        {"_seedtree_dataset", "_seedtree_tree", "_seedtree_bind", "_seedtree_reseed", "_seedtree_epoch"}
+        | {"_seedtree_owned", "seedtree_probe"}
+    )
+
+    def __init__(self, dataset: Any, tree: SeedTree, bind_globals: bool, reseed: bool, probe: bool = False) -> None:
+        put = object.__setattr__
+        put(self, "_seedtree_dataset", dataset)
+        put(self, "_seedtree_tree", tree)
+        put(self, "_seedtree_bind", bind_globals)
+        put(self, "_seedtree_reseed", reseed)
+        put(self, "_seedtree_epoch", None)  # (epoch, tree / epoch), kept between samples
         # Found in each process at its first sample (a pickled copy searches again).
-        self._owned = OwnedGenerators(dataset)
+        put(self, "_seedtree_owned", OwnedGenerators(dataset))
+        # Set by seedtree.testing.check_loader: each sample comes back with its RNG digests.
+        put(self, "seedtree_probe", probe)
+
+    # -- transparency: what you read and write is your dataset's --------------------------
+
+    @property  # type: ignore[misc]  # isinstance(loader.dataset, YourDataset) holds
+    def __class__(self) -> type:  # noqa: D105
+        return type(self._seedtree_dataset)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_seedtree_") or name == "seedtree_probe":  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self._seedtree_dataset, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self._OWN:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._seedtree_dataset, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self._seedtree_dataset, name)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled by its constructor (isinstance's __class__ would mislead pickle's default).
+        return (
+            _SampleBound,
+            (
+                self._seedtree_dataset,
+                self._seedtree_tree,
+                self._seedtree_bind,
+                self._seedtree_reseed,
+                self.seedtree_probe,
+            ),
+        )
+
+    def __repr__(self) -> str:
+        return repr(self._seedtree_dataset)
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self._seedtree_dataset)
 
-    def epoch_node(self, epoch: int) -> SeedTree:
+    # -- the fetch ------------------------------------------------------------------------
+
+    def _seedtree_epoch_node(self, epoch: int) -> SeedTree:
         """``tree / epoch``, kept: its mixing state is computed once per epoch, so each
         sample costs one key's worth of hashing."""
-        cached = self._epoch_node
+        cached = self._seedtree_epoch
         if cached is None or cached[0] != epoch:
-            cached = self._epoch_node = (epoch, self.tree / epoch)
+            cached = (epoch, self._seedtree_tree / epoch)
+            object.__setattr__(self, "_seedtree_epoch", cached)
         return cached[1]
 
-    def __getitem__(self, item: Item) -> Any:
-        return self.__getitems__([item])[0]
-
-    probe = False  # set by seedtree.testing.check_loader: each sample comes back with its RNG digests
+    def __getitem__(self, item: Any) -> Any:
+        if type(item) is SampleKey:  # from seedtree's sampler without automatic batching
+            return self.__getitems__([tuple(item)])[0]
+        return self._seedtree_dataset[item]  # your own index: your dataset's own answer
 
     def __getitems__(self, items: list[Item]) -> list[Any]:
-        fetch = self._probed if self.probe else self._fetch
-        if get_worker_info() is None and self.bind_globals:
+        fetch = self._probed if self.seedtree_probe else self._fetch
+        if get_worker_info() is None and self._seedtree_bind:
             with isolate(ambient=False):
                 return fetch(items)
         return fetch(items)
@@ -196,14 +270,14 @@ class _SampleBound(Dataset):
                 "seedtree's sampler. Keep loader.sampler as seedtree made it (with Lightning, the default "
                 "use_distributed_sampler is fine; do not pass your own sampler to the Trainer)"
             ) from None
-        modules = REGISTRY.loaded_modules() if self.bind_globals else ()
+        modules = REGISTRY.loaded_modules() if self._seedtree_bind else ()
         # Datasets owning generators go through _get, which re-keys them; the others are
         # fetched directly (one Python call less per sample).
-        get = self._get if self.reseed and self._owned else self.dataset.__getitem__
+        get = self._get if self._seedtree_reseed and self._seedtree_owned else self._seedtree_dataset.__getitem__
         epoch = epochs[0]
         if epochs.count(epoch) == len(epochs) and not any(occurrences):
             # The common case: one vectorised derivation seeds every sample of the batch.
-            return run_keyed_batch(self.epoch_node(epoch), list(indices), get, indices, modules)
+            return run_keyed_batch(self._seedtree_epoch_node(epoch), list(indices), get, indices, modules)
         # A batch with repeats (a sampler drawing with replacement), or one spanning two
         # epochs: per epoch, the first occurrences (tree / e / i) go in one vectorised call
         # and the repeats (tree / e / i / k) in another, then back in batch order.
@@ -216,7 +290,7 @@ class _SampleBound(Dataset):
                 keys: Any = (
                     np.array([items[j][1:] for j in where], dtype=np.int64) if repeat else [indices[j] for j in where]
                 )
-                got = run_keyed_batch(self.epoch_node(e), keys, get, [indices[j] for j in where], modules)
+                got = run_keyed_batch(self._seedtree_epoch_node(e), keys, get, [indices[j] for j in where], modules)
                 for j, value in zip(where, got, strict=True):
                     out[j] = value
         return out
@@ -226,7 +300,7 @@ class _SampleBound(Dataset):
         right after it ran, still under its binding (``seedtree.testing``)."""
         from .loader_check import Probed, probe_digest
 
-        inner = self.dataset
+        inner = self._seedtree_dataset
 
         class _Digesting:  # the dataset, answering each index with (sample, digests)
             def __getitem__(self, index: int) -> Any:
@@ -236,21 +310,16 @@ class _SampleBound(Dataset):
             def __getattr__(self, name: str) -> Any:
                 return getattr(inner, name)
 
-        self.dataset = _Digesting()
+        object.__setattr__(self, "_seedtree_dataset", _Digesting())
         try:
             got = self._fetch(items)
         finally:
-            self.dataset = inner
+            object.__setattr__(self, "_seedtree_dataset", inner)
         return [Probed(item, digests, value) for item, (value, digests) in zip(items, got, strict=True)]
 
     def _get(self, index: int) -> Any:
-        self._owned.reseed(current())
-        return self.dataset[index]
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "dataset":  # not set yet (unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
+        self._seedtree_owned.reseed(current())
+        return self._seedtree_dataset[index]
 
 
 def _is_batch_source(source: Any) -> bool:
@@ -412,7 +481,7 @@ class SeedTreeSampler(DistributedSampler):
 
     def __init__(
         self,
-        n: int,
+        n: Any,
         tree: SeedTree,
         batch_size: int = 1,
         shuffle: bool = True,
@@ -422,10 +491,15 @@ class SeedTreeSampler(DistributedSampler):
         drop_uneven: bool = False,
         source: Any = None,
         source_batches: bool | None = None,
+        keys: bool = False,
     ) -> None:
         _check_positive_int("batch_size", batch_size)
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"the dataset length must be a non-negative int, got {n!r}")
+        # n: the dataset length, or the dataset itself (its length is then read when asked,
+        # as torch's samplers do: a dataset that grows between epochs is seen).
+        self._sized = None if isinstance(n, int) else n
+        self._n = len(n) if self._sized is not None else n
+        if isinstance(self._n, bool) or not isinstance(self._n, int) or self._n < 0:
+            raise ValueError(f"the dataset length must be a non-negative int, got {self._n!r}")
         if world_size is None and rank is not None:
             raise ValueError("give rank together with world_size (or neither: they are read when an epoch starts)")
         if world_size is not None:
@@ -433,8 +507,8 @@ class SeedTreeSampler(DistributedSampler):
             if rank is None or isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
                 raise ValueError(f"rank {rank} must be in [0, world_size={world_size})")
         # Not DistributedSampler.__init__: it would ask torch.distributed for the rank now.
-        self.n, self.tree, self.batch_size = n, tree, batch_size
-        self.dataset = range(n)  # type: ignore[assignment]  # what DistributedSampler reads: its length
+        self.tree, self.batch_size = tree, batch_size
+        self.keys = keys  # yields SampleKey items one at a time (a loader with batch_size=None)
         self.shuffle, self.drop_last, self.drop_uneven = shuffle, drop_last, drop_uneven
         self._rank, self._world_size = rank, world_size
         self.source = source
@@ -449,14 +523,21 @@ class SeedTreeSampler(DistributedSampler):
         self.start = 0  # global units (samples, or batches of a batch source) already consumed this epoch
         self._resume = False  # set by load_state_dict: the next iteration continues mid-epoch
         self._end: tuple[int, int, int] | None = None  # (epoch, start, batches) of the running iteration
-        self._cache: tuple[int, int, Any] | None = None  # (epoch, world_size, the rank's plan)
-        if source is not None and self.source_batches and not hasattr(source, "__iter__"):
-            raise TypeError(f"batch_sampler must be an iterable of index lists, got {type(source).__name__}")
-        if source is not None and not self.source_batches and not isinstance(source, Sampler):
-            raise TypeError(
-                f"sampler must be a torch.utils.data.Sampler (got {type(source).__name__}); wrap an index list "
-                "in torch.utils.data.SubsetRandomSampler or write a Sampler"
-            )
+        self._cache: tuple[int, int, Any, int] | None = None  # (epoch, world_size, the rank's plan, n)
+        if source is not None and (isinstance(source, (str, bytes)) or not hasattr(source, "__iter__")):
+            what = "batch_sampler must be an iterable of index lists" if self.source_batches else "sampler must be"
+            raise TypeError(f"{what} an iterable of indices, got {type(source).__name__}")
+
+    in_order = True  # False: the loader delivers batches as workers finish them (state_dict refuses mid-epoch)
+
+    @property
+    def n(self) -> int:
+        """The dataset's length, read now (a dataset that grows is seen at the next epoch)."""
+        return self._n if self._sized is None else len(self._sized)
+
+    @property
+    def dataset(self) -> range:  # type: ignore[override]  # what DistributedSampler reads: its length
+        return range(self.n)
 
     # -- ranks ------------------------------------------------------------------------
 
@@ -507,15 +588,15 @@ class SeedTreeSampler(DistributedSampler):
     def _plan(self, epoch: int) -> tuple[int, int, Any]:
         """(rank, world size, the epoch's global order or None for the keyed permutation)."""
         rank, world = self._layout()
-        cached = self._cache
-        if cached is not None and cached[0] == epoch and cached[1] == world:
+        cached, n = self._cache, self.n
+        if cached is not None and cached[0] == epoch and cached[1] == world and cached[3] == n:
             return rank, world, cached[2]
         order: Any = None
         if self.source is not None:
             order = _number_occurrences(self._source_order(epoch), self.units == "batches")
         elif self.shuffle:
             order = KeyedPermutation(self.tree / "order" / epoch, self.n)
-        self._cache = (epoch, world, order)
+        self._cache = (epoch, world, order, n)
         return rank, world, order
 
     def _total(self, order: Any) -> int:
@@ -581,7 +662,8 @@ class SeedTreeSampler(DistributedSampler):
 
     def __iter__(self) -> Iterator[Any]:
         epoch, positions, order = self._begin()
-        return self._items(order, positions, epoch)
+        items = self._items(order, positions, epoch)
+        return map(SampleKey, items) if self.keys else items
 
     def batches(self) -> Iterator[list[Item]]:
         """This rank's batches of the current epoch, from the cursor."""
@@ -650,10 +732,11 @@ class SeedTreeSampler(DistributedSampler):
             self.epoch, self.batches_done, self.start = self.epoch + 1, 0, 0
 
     def _ran_empty(self) -> None:
-        """An iteration that had no batch to hand out has finished: its epoch is done too
-        (``_delivered`` advances the epoch after the last batch of the others)."""
+        """The loader's iteration has run out of batches: its epoch is over (``_delivered``
+        already advanced it after the last batch, unless there was none to hand out or a
+        batch was not counted)."""
         end = self._end
-        if end is not None and end[2] == 0 and end[:2] == (self.epoch, self.start) and not self._resume:
+        if end is not None and end[:2] == (self.epoch, self.start) and not self._resume:
             self.epoch, self.batches_done, self.start = self.epoch + 1, 0, 0
 
     def _remaining_batches(self) -> int:
@@ -709,6 +792,12 @@ class SeedTreeSampler(DistributedSampler):
         has not trained yet: take the state before pulling the next batch (seedtree's
         Lightning integration does)."""
         rank, world = self._layout()
+        if not self.in_order and self.batches_done and not self._resume:
+            raise ValueError(
+                "this loader has in_order=False: its batches arrive in the order the workers finish them, so "
+                "which ones were delivered mid-epoch is not a count; take state_dict() at an epoch boundary "
+                "(or drop in_order=False)"
+            )
         driven = self._driven()
         if driven is not None:
             epoch, consumed = driven
@@ -912,39 +1001,97 @@ class SeedTreeBatchSampler(BatchSampler):
         self.sampler.set_epoch(epoch)
 
 
+class _Counting:
+    """Mixed into torch's own iterators (``iter(loader)`` is a ``_BaseDataLoaderIter``):
+    the cursor advances by one batch for each batch handed out, and for each batch whose
+    fetch raised (its place in the epoch is used: torch goes on with the next batch when
+    you call ``next()`` again, and so does the cursor)."""
+
+    _seedtree_sampler: SeedTreeSampler
+    _seedtree_taken = 0  # batches whose indices the single-process iterator has drawn
+
+    def __next__(self) -> Any:
+        before = self._seedtree_position()
+        try:
+            batch = super().__next__()  # type: ignore[misc]
+        except StopIteration:
+            self._seedtree_sampler._ran_empty()
+            raise
+        except BaseException:
+            if self._seedtree_position() != before:
+                self._seedtree_sampler._delivered()  # that batch's place in the epoch is used
+            raise
+        self._seedtree_sampler._delivered()
+        return batch
+
+    def _seedtree_position(self) -> int:
+        return int(getattr(self, "_rcvd_idx", self._seedtree_taken))
+
+
+class _SingleProcessIter(_Counting, _SingleProcessDataLoaderIter):
+    def _next_index(self) -> Any:
+        index = super()._next_index()
+        self._seedtree_taken += 1
+        return index
+
+
+class _MultiProcessIter(_Counting, _MultiProcessingDataLoaderIter):
+    pass
+
+
 class SeedTreeLoader(DataLoader):
     """The DataLoader ``loader()`` returns: a plain DataLoader whose ``sampler`` is the
-    ``SeedTreeSampler`` (where Lightning calls ``set_epoch``) and whose iteration also
-    advances the sampler's cursor as batches are delivered to you."""
+    ``SeedTreeSampler`` (where Lightning calls ``set_epoch``) and whose iterator (torch's
+    own, ``iter(loader)`` is a ``_BaseDataLoaderIter``) also advances the sampler's cursor
+    as batches are delivered to you. ``batch_size`` and ``drop_last`` read as given (as
+    torch's: ``None`` and ``False`` with a ``batch_sampler``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        keeper = getattr(self.batch_sampler, "sampler", None)
+        keeper = self.batch_sampler if isinstance(self.batch_sampler, SeedTreeSampler) else None
+        if keeper is None:
+            keeper = getattr(self.batch_sampler, "sampler", None)
+        if keeper is None and isinstance(self.sampler, SeedTreeSampler):
+            keeper = self.sampler  # batch_size=None: the sampler hands out one item at a time
         if isinstance(keeper, SeedTreeSampler):
             # DataLoader put a SequentialSampler here (sampler and batch_sampler exclude each
             # other); frameworks look for set_epoch and for a DistributedSampler on .sampler.
             object.__setattr__(self, "sampler", keeper)
+            if keeper.units == "samples":
+                # The batching is seedtree's batch sampler's, but these read as you gave them
+                # (frameworks and torch's own helpers read them).
+                object.__setattr__(self, "batch_size", keeper.batch_size)
+                object.__setattr__(self, "drop_last", keeper.drop_last)
+
+    def _get_iterator(self) -> Any:
+        it: Any = _SingleProcessIter(self) if self.num_workers == 0 else _MultiProcessIter(self)
+        if self.num_workers:
+            self.check_worker_number_rationality()
+        it._seedtree_sampler = self.seedtree_sampler
+        return it
 
     @property
     def seedtree_sampler(self) -> SeedTreeSampler:
         """The ``SeedTreeSampler`` behind this loader (found through any batch sampler
         wrapper a framework put around seedtree's)."""
-        keeper = getattr(self.batch_sampler, "sampler", None)
+        keeper: Any = self.batch_sampler if self.batch_sampler is not None else self.sampler
         while keeper is not None and not isinstance(keeper, SeedTreeSampler):
-            keeper = getattr(keeper, "sampler", None) or getattr(keeper, "batch_sampler", None)
+            inner = getattr(keeper, "sampler", None)  # not `or`: an empty share is a falsy sampler
+            keeper = inner if inner is not None else getattr(keeper, "batch_sampler", None)
         if keeper is None:
             raise TypeError("this loader's batch sampler is not seedtree's: it was replaced by a framework")
         return keeper
 
-    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]  # a generator over DataLoader's iterator
+    def __iter__(self) -> Any:
         sampler = self.seedtree_sampler
         hook = self.worker_init_fn
         if isinstance(hook, worker_init_fn) and hook.lazy_rank:
             hook.rank = sampler.rank  # read now: torch.distributed may start after the loader is made
-        for batch in super().__iter__():
-            sampler._delivered()
-            yield batch
-        sampler._ran_empty()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        index_sampler: Any = self.batch_sampler if self.batch_sampler is not None else self.sampler
+        return len(index_sampler)
 
     def set_epoch(self, epoch: int) -> None:
         """Same as ``loader.sampler.set_epoch(epoch)``."""
@@ -964,12 +1111,63 @@ def _check_positive_int(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
+def _check_like_torch(
+    dataset: Any,
+    batch_size: Any,
+    shuffle: Any,
+    sampler: Any,
+    batch_sampler: Any,
+    drop_last: Any,
+    kwargs: dict[str, Any],
+) -> None:
+    """torch's own argument checks, in torch's order and with torch's messages, made before
+    seedtree builds anything (so a conflict is reported as torch reports it)."""
+    num_workers, timeout = kwargs.get("num_workers", 0), kwargs.get("timeout", 0)
+    if num_workers < 0:
+        raise ValueError("num_workers option should be non-negative; use num_workers=0 to disable multiprocessing.")
+    if timeout < 0:
+        raise ValueError("timeout option should be non-negative")
+    if _is_plain_iterable(dataset):
+        if shuffle not in {False, None}:
+            raise ValueError(
+                f"DataLoader with IterableDataset: expected unspecified shuffle option, but got shuffle={shuffle}"
+            )
+        if sampler is not None:
+            raise ValueError(
+                f"DataLoader with IterableDataset: expected unspecified sampler option, but got sampler={sampler}"
+            )
+        if batch_sampler is not None:
+            raise ValueError(
+                "DataLoader with IterableDataset: expected unspecified batch_sampler option, but got "
+                f"batch_sampler={batch_sampler}"
+            )
+    if sampler is not None and shuffle:
+        raise ValueError("sampler option is mutually exclusive with shuffle")
+    if batch_sampler is not None:
+        if batch_size != 1 or shuffle or sampler is not None or drop_last:
+            raise ValueError(
+                "batch_sampler option is mutually exclusive with batch_size, shuffle, sampler, and drop_last"
+            )
+    elif batch_size is None and drop_last:
+        raise ValueError("batch_size=None option disables auto-batching and is mutually exclusive with drop_last")
+
+
+def _is_plain_iterable(dataset: Any) -> bool:
+    """A torch ``IterableDataset`` that is neither a ``ShardedStream`` nor an HF stream (those
+    seedtree reads by shard and position)."""
+    return (
+        isinstance(dataset, IterableDataset)
+        and not isinstance(dataset, streaming.ShardedStream)
+        and not streaming.is_hf_iterable(dataset)
+    )
+
+
 def loader(
     dataset: Any,
     tree: SeedTree,
     *,
-    batch_size: int = 1,
-    shuffle: bool = False,
+    batch_size: int | None = 1,
+    shuffle: bool | None = None,
     drop_last: bool = False,
     bind_globals: bool = True,
     rank: int | None = None,
@@ -979,7 +1177,7 @@ def loader(
     batch_sampler: Any = None,
     reseed_dataset: bool = True,
     **dataloader_kwargs: Any,
-) -> SeedTreeLoader | streaming.StreamLoader:
+) -> SeedTreeLoader | streaming.StreamLoader | IterableLoader:
     """A real ``torch.utils.data.DataLoader`` over ``dataset`` with per-sample streams.
 
     While sample ``i`` is produced in epoch e, ``seedtree.rng()`` (and, with
@@ -999,23 +1197,36 @@ def loader(
     whose union is the single-process epoch. With ``num_workers=0`` the caller's global
     RNG states are as they were after each batch.
 
-    ``shuffle`` defaults to False, as in torch's ``DataLoader``. ``generator=`` is refused:
-    the order is drawn from the tree (use another tree for another order).
+    It takes torch's ``DataLoader`` arguments with torch's defaults and checks (a conflict,
+    such as ``shuffle=True`` beside a ``sampler``, raises torch's ``ValueError``), and its
+    attributes read as torch's (``batch_size``, ``drop_last``, ``dataset`` as given; see
+    ``docs/integrations/torch-compat.md``). ``generator=`` is refused: the order is drawn
+    from the tree (use another tree for another order).
 
-    ``sampler`` (a torch ``Sampler``: ``WeightedRandomSampler``, ``RandomSampler``,
-    ``DistributedSampler``...) or ``batch_sampler`` (any iterable of index lists, as torch
-    accepts: a ``BatchSampler``, a length-bucketing ``Sampler`` that yields lists, a list
-    of lists) replace the built-in shuffle; their randomness is drawn from the tree and the epoch
-    (see ``SeedTreeSampler``). Other keyword arguments go to ``DataLoader``
-    (``num_workers``, ``collate_fn``, ``pin_memory``, ``persistent_workers``,
-    ``worker_init_fn`` (chained) ...).
+    ``sampler`` (any iterable of indices: a torch ``Sampler`` such as
+    ``WeightedRandomSampler`` or ``DistributedSampler``, a ``range``, a list) or
+    ``batch_sampler`` (any iterable of index lists, as torch accepts: a ``BatchSampler``, a
+    length-bucketing ``Sampler`` that yields lists, a list of lists) replace the built-in
+    shuffle; their randomness is drawn from the tree and the epoch (see ``SeedTreeSampler``).
+    ``batch_size=None`` hands out samples one at a time, uncollated (a sampler yielding
+    lists then hands each list to ``dataset[...]`` whole, bound to the node of its place in
+    the epoch). ``in_order=False`` is accepted; the batches then arrive in the order the
+    workers finish them, so ``state_dict()`` refuses mid-epoch (at an epoch boundary it is
+    exact). Other keyword arguments go to ``DataLoader`` (``num_workers``, ``collate_fn``,
+    ``pin_memory``, ``persistent_workers``, ``worker_init_fn`` (chained) ...).
+
+    A plain ``IterableDataset`` (no shards: it decides itself what each worker reads) gives
+    an ``IterableLoader``: sample p of worker w of W in epoch e on rank r is bound to
+    ``tree / e / "iterable" / r / W / w / p``. Reproducible for a given ``num_workers``, but
+    not across worker layouts, since the dataset's own split is not; describe it as a
+    ``ShardedStream`` for layout invariance and resume.
     """
     # What rebuilds this loader with another layout (seedtree.testing.check_loader): every
     # argument as given, less the layout keywords.
     options = {k: v for k, v in locals().items() if k not in ("dataset", "tree", "dataloader_kwargs")}
     options.update((k, v) for k, v in dataloader_kwargs.items() if k not in _LAYOUT_KEYS)
 
-    def rebuild(**layout: Any) -> SeedTreeLoader | streaming.StreamLoader:
+    def rebuild(**layout: Any) -> SeedTreeLoader | streaming.StreamLoader | IterableLoader:
         """This loader again, with other layout keywords (``seedtree.testing.check_loader``)."""
         return loader(dataset, tree, **options, **layout)
 
@@ -1025,12 +1236,27 @@ def loader(
             "drop it (for another order, pass another tree, e.g. tree / 'run-2')"
         )
     dataloader_kwargs.pop("generator", None)
+    _check_like_torch(dataset, batch_size, shuffle, sampler, batch_sampler, drop_last, dataloader_kwargs)
+    if _is_plain_iterable(dataset):
+        check_tree(tree, "loader")
+        it_dl = IterableLoader(
+            _IterBound(dataset, tree, bind_globals),
+            batch_size=batch_size,
+            drop_last=drop_last,
+            worker_init_fn=_iterable_worker_hook(tree, dataloader_kwargs.pop("worker_init_fn", None)),
+            generator=(tree / "loader").torch(),
+            **dataloader_kwargs,
+        )
+        it_dl.seedtree_rebuild = rebuild
+        return it_dl
     if isinstance(dataset, (IterableDataset, streaming.ShardedStream)) or streaming.is_hf_iterable(dataset):
+        if batch_size is None:
+            raise ValueError("batch_size=None: seedtree's stream loader batches its lanes; give a batch_size")
         stream_dl = streaming.stream_loader(
             dataset,
             tree,
             batch_size=batch_size,
-            shuffle=shuffle,
+            shuffle=bool(shuffle),
             drop_last=drop_last,
             bind_globals=bind_globals,
             rank=rank,
@@ -1047,17 +1273,11 @@ def loader(
             "seedtree.torch.loader needs a map-style dataset (with __getitem__ and __len__), a ShardedStream "
             "or an HF datasets.IterableDataset"
         )
-    _check_positive_int("batch_size", batch_size)
-    if dataloader_kwargs.get("in_order") is False:
-        raise ValueError(
-            "in_order=False delivers batches in the order workers finish them, so the resume cursor would not "
-            "match what you received; seedtree's loader keeps in_order=True (drop the argument)"
-        )
+    one_at_a_time = batch_size is None
+    if not one_at_a_time:
+        _check_positive_int("batch_size", batch_size)
     for refused in ("shuffle_generator", "generator_per_worker"):
         dataloader_kwargs.pop(refused, None)
-    if sampler is not None and batch_sampler is not None:
-        raise ValueError("give sampler= or batch_sampler=, not both")
-    source = batch_sampler if batch_sampler is not None else sampler
     if batch_sampler is not None and (
         isinstance(batch_sampler, (str, bytes)) or not hasattr(batch_sampler, "__iter__")
     ):
@@ -1065,41 +1285,144 @@ def loader(
             f"batch_sampler must be an iterable of index lists (a BatchSampler, a Sampler yielding lists, a list of "
             f"lists), got {type(batch_sampler).__name__}"
         )
+    if sampler is not None and (isinstance(sampler, (str, bytes)) or not hasattr(sampler, "__iter__")):
+        raise TypeError(f"sampler must be an iterable of indices (a Sampler, a range, a list), got {sampler!r}")
+    source = batch_sampler if batch_sampler is not None else sampler
     if (rank is None) != (world_size is None):
         info = rank_info()
         rank = info.rank if rank is None else rank
         world_size = info.world_size if world_size is None else world_size
     keeper = SeedTreeSampler(
-        len(dataset),
+        dataset,
         tree,
-        batch_size,
-        shuffle,
+        1 if one_at_a_time else batch_size,  # type: ignore[arg-type]
+        bool(shuffle),
         drop_last,
         rank,
         world_size,
         drop_uneven,
         source=source,
-        source_batches=batch_sampler is not None,
+        source_batches=True if batch_sampler is not None else (False if sampler is not None else None),
+        keys=one_at_a_time,
     )
+    keeper.in_order = dataloader_kwargs.get("in_order", True) is not False
     # A per-worker node would make dataset-owned generators depend on the worker layout:
-    # in this loader, per-sample randomness comes from the sample's node.
+    # in this loader, per-sample randomness comes from the sample's node. The worker binds
+    # seedtree.rng() only: the global RNGs keep torch's own per-worker seeding outside the
+    # samples, so your worker_init_fn sees torch.initial_seed() == get_worker_info().seed.
     init = worker_init_fn(
         tree / "loader",
         then=dataloader_kwargs.pop("worker_init_fn", None),
         rank=rank,
-        bind_globals=bind_globals,
+        bind_globals=False,
         reseed_dataset=False,
         lazy_rank=rank is None,
     )
+    init.unwrap_dataset = True
     dataloader_kwargs.setdefault("generator", (tree / "loader").torch())
-    dl = SeedTreeLoader(
-        _SampleBound(dataset, tree, bind_globals, reseed_dataset),
-        batch_sampler=SeedTreeBatchSampler(keeper, batch_size, drop_last),
-        worker_init_fn=init,
-        **dataloader_kwargs,
-    )
+    bound = _SampleBound(dataset, tree, bind_globals, reseed_dataset)
+    if one_at_a_time:
+        dl = SeedTreeLoader(bound, batch_size=None, sampler=keeper, worker_init_fn=init, **dataloader_kwargs)
+    else:
+        dl = SeedTreeLoader(
+            bound,
+            batch_sampler=SeedTreeBatchSampler(keeper, batch_size, drop_last),  # type: ignore[arg-type]
+            worker_init_fn=init,
+            **dataloader_kwargs,
+        )
     dl.seedtree_rebuild = rebuild
     return dl
+
+
+class _IterBound(IterableDataset):
+    """A plain ``IterableDataset``, read with sample p of worker w of W (epoch e, rank r)
+    produced under ``tree / e / "iterable" / r / W / w / p`` (the global RNGs with
+    ``bind_globals``, and ``seedtree.rng()``). The epoch and rank are set by the loader
+    before each iteration; a persistent worker's copy counts its own iterations on."""
+
+    def __init__(self, dataset: Any, tree: SeedTree, bind_globals: bool) -> None:
+        self.dataset, self.tree, self.bind_globals = dataset, tree, bind_globals
+        self.epoch, self.rank = 0, 0
+        self._started = False  # this copy has iterated (a persistent worker's next iteration is the next epoch)
+
+    def __iter__(self) -> Iterator[Any]:
+        if self._started:
+            self.epoch += 1
+        self._started = True
+        info = get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
+        node = self.tree.child(self.epoch, "iterable", self.rank, workers, worker)
+        modules = REGISTRY.loaded_modules() if self.bind_globals else ()
+        main = info is None and self.bind_globals
+        source = iter(self.dataset)
+        position = 0
+        while True:
+            with contextlib.ExitStack() as stack:
+                if main:  # the caller's global RNGs are put back after each sample
+                    stack.enter_context(isolate(ambient=False))
+                try:
+                    value = run_keyed(next, node, position, (source,), {}, modules)
+                except StopIteration:
+                    return
+            yield value
+            position += 1
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("dataset", "tree", "bind_globals", "epoch", "rank", "_started"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def _iterable_worker_hook(tree: SeedTree, then: Any) -> worker_init_fn:
+    hook = worker_init_fn(tree / "loader", then=then, rank=0, bind_globals=False, reseed_dataset=False)
+    hook.unwrap_dataset = True
+    return hook
+
+
+class IterableLoader(DataLoader):
+    """The DataLoader ``loader()`` returns for a plain ``IterableDataset`` (see
+    ``loader``): ``dataset`` is yours; each iteration is the next epoch (or ``set_epoch``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        bound = self.dataset
+        if isinstance(bound, _IterBound):
+            object.__setattr__(self, "_seedtree_bound", bound)
+            object.__setattr__(self, "dataset", bound.dataset)
+        self._next_epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the next iteration reads (persistent workers count on by themselves, so
+        they take only the next epoch in turn)."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
+        if self.persistent_workers and self._iterator is not None and epoch != self._next_epoch:
+            raise ValueError(
+                f"set_epoch({epoch}): persistent workers of a plain IterableDataset read epoch {self._next_epoch} "
+                "next; describe the data as a ShardedStream to choose epochs freely"
+            )
+        self._next_epoch = epoch
+
+    def _get_iterator(self) -> Any:
+        bound = self.__dict__.get("_seedtree_bound")
+        if bound is None:
+            return super()._get_iterator()
+        object.__setattr__(self, "dataset", bound)  # what torch's iterator and workers read
+        try:
+            return super()._get_iterator()
+        finally:
+            object.__setattr__(self, "dataset", bound.dataset)
+
+    def __iter__(self) -> Any:
+        bound = self.__dict__.get("_seedtree_bound")
+        if bound is not None and not (self.persistent_workers and self._iterator is not None):
+            bound.epoch, bound._started = self._next_epoch, False
+            bound.rank = rank_info().rank
+        self._next_epoch += 1
+        return super().__iter__()
 
 
 _LAYOUT_KEYS = frozenset(
