@@ -33,8 +33,8 @@ from ..runtime.owned import OwnedGenerators, reseed_owned
 from ..runtime.seeding import bind_process
 from ..runtime.tasks import run_keyed, run_keyed_batch
 from . import streaming
-from ._checks import check_tree
-from .ranks import rank_info
+from ._checks import check_positive, check_ranks, check_tree
+from .ranks import current_ranks, rank_info
 from .streaming import ShardedStream
 
 torch = require("torch", "seedtree.torch")
@@ -493,24 +493,18 @@ class SeedTreeSampler(DistributedSampler):
         source_batches: bool | None = None,
         keys: bool = False,
     ) -> None:
-        _check_positive_int("batch_size", batch_size)
+        batch_size = check_positive(batch_size, "batch_size")
         # n: the dataset length, or the dataset itself (its length is then read when asked,
         # as torch's samplers do: a dataset that grows between epochs is seen).
         self._sized = None if isinstance(n, int) else n
         self._n = len(n) if self._sized is not None else n
         if isinstance(self._n, bool) or not isinstance(self._n, int) or self._n < 0:
             raise ValueError(f"the dataset length must be a non-negative int, got {self._n!r}")
-        if world_size is None and rank is not None:
-            raise ValueError("give rank together with world_size (or neither: they are read when an epoch starts)")
-        if world_size is not None:
-            _check_positive_int("world_size", world_size)
-            if rank is None or isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
-                raise ValueError(f"rank {rank} must be in [0, world_size={world_size})")
+        self._ranks = check_ranks(rank, world_size)
         # Not DistributedSampler.__init__: it would ask torch.distributed for the rank now.
         self.tree, self.batch_size = tree, batch_size
         self.keys = keys  # yields SampleKey items one at a time (a loader with batch_size=None)
         self.shuffle, self.drop_last, self.drop_uneven = shuffle, drop_last, drop_uneven
-        self._rank, self._world_size = rank, world_size
         self.source = source
         # Whether the source yields batches (lists of indices) rather than indices: given by
         # the argument it came as (``batch_sampler=``), else guessed from its type.
@@ -552,12 +546,7 @@ class SeedTreeSampler(DistributedSampler):
         return self._layout()[0]
 
     def _layout(self) -> tuple[int, int]:
-        if self._view is not None:
-            return self._view
-        if self._world_size is not None and self._rank is not None:
-            return self._rank, self._world_size
-        info = rank_info()
-        return info.rank, info.world_size
+        return self._view if self._view is not None else current_ranks(self._ranks)
 
     @property
     def units(self) -> str:
@@ -1106,11 +1095,6 @@ class SeedTreeLoader(DataLoader):
         self.seedtree_sampler.load_state_dict(state)
 
 
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
 def _check_like_torch(
     dataset: Any,
     batch_size: Any,
@@ -1275,7 +1259,7 @@ def loader(
         )
     one_at_a_time = batch_size is None
     if not one_at_a_time:
-        _check_positive_int("batch_size", batch_size)
+        batch_size = check_positive(batch_size, "batch_size")
     for refused in ("shuffle_generator", "generator_per_worker"):
         dataloader_kwargs.pop(refused, None)
     if batch_sampler is not None and (
@@ -1288,10 +1272,6 @@ def loader(
     if sampler is not None and (isinstance(sampler, (str, bytes)) or not hasattr(sampler, "__iter__")):
         raise TypeError(f"sampler must be an iterable of indices (a Sampler, a range, a list), got {sampler!r}")
     source = batch_sampler if batch_sampler is not None else sampler
-    if (rank is None) != (world_size is None):
-        info = rank_info()
-        rank = info.rank if rank is None else rank
-        world_size = info.world_size if world_size is None else world_size
     keeper = SeedTreeSampler(
         dataset,
         tree,
