@@ -28,11 +28,13 @@ torch = require("torch", "seedtree.torch")
 from torch.utils.data import (  # noqa: E402
     DataLoader,
     IterableDataset,
+    IterDataPipe,  # noqa: E402
 )
 from torch.utils.data.dataloader import (  # noqa: E402  # the iterators it counts through
     _MultiProcessingDataLoaderIter,
     _SingleProcessDataLoaderIter,
 )
+from torch.utils.data.graph_settings import apply_shuffle_settings  # noqa: E402
 
 __all__ = [
     "RESEED_METHOD",
@@ -106,7 +108,7 @@ class SeedTreeLoader(DataLoader):
             # DataLoader put a SequentialSampler here (sampler and batch_sampler exclude each
             # other); frameworks look for set_epoch and for a DistributedSampler on .sampler.
             object.__setattr__(self, "sampler", keeper)
-            if keeper.units == "samples":
+            if self.batch_sampler is not None and keeper.units == "samples":
                 # The batching is seedtree's batch sampler's, but these read as you gave them
                 # (frameworks and torch's own helpers read them).
                 object.__setattr__(self, "batch_size", keeper.batch_size)
@@ -172,7 +174,7 @@ def _check_like_torch(
     if timeout < 0:
         raise ValueError("timeout option should be non-negative")
     if _is_plain_iterable(dataset):
-        if shuffle not in {False, None}:
+        if shuffle not in {False, None} and not isinstance(dataset, IterDataPipe):  # torch shuffles a DataPipe
             raise ValueError(
                 f"DataLoader with IterableDataset: expected unspecified shuffle option, but got shuffle={shuffle}"
             )
@@ -283,6 +285,8 @@ def loader(
     _check_like_torch(dataset, batch_size, shuffle, sampler, batch_sampler, drop_last, dataloader_kwargs)
     if _is_plain_iterable(dataset):
         check_tree(tree, "loader")
+        if isinstance(dataset, IterDataPipe) and shuffle is not None:
+            dataset = apply_shuffle_settings(dataset, shuffle=shuffle)  # as torch does
         it_dl = IterableLoader(
             _IterBound(dataset, tree, bind_globals),
             batch_size=batch_size,

@@ -13,7 +13,7 @@ from ..runtime.ambient import current
 from ..runtime.capture import isolate
 from ..runtime.controllers import REGISTRY
 from ..runtime.owned import OwnedGenerators
-from ..runtime.tasks import run_keyed_batch
+from ..runtime.tasks import run_keyed, run_keyed_batch
 from .torch_hooks import Item, SampleKey
 
 torch = require("torch", "seedtree.torch")
@@ -119,8 +119,22 @@ class _SampleBound(Dataset):
 
     def __getitem__(self, item: Any) -> Any:
         if type(item) is SampleKey:  # from seedtree's sampler without automatic batching
+            if isinstance(item[1], list):
+                return self._bulk(item[0], item[1], item[2])
             return self.__getitems__([tuple(item)])[0]
         return self._seedtree_dataset[item]  # your own index: your dataset's own answer
+
+    def _bulk(self, epoch: int, indices: list[int], place: int) -> Any:
+        """``dataset[indices]`` (a sampler yielding lists, without automatic batching: your
+        dataset reads them at once) under ``tree / epoch / "bulk" / place``, the node of
+        that list's place in the epoch."""
+        modules = REGISTRY.loaded_modules() if self._seedtree_bind else ()
+        get = self._get if self._seedtree_reseed and self._seedtree_owned else self._seedtree_dataset.__getitem__
+        node = self._seedtree_epoch_node(epoch) / "bulk"
+        if get_worker_info() is None and self._seedtree_bind:
+            with isolate(ambient=False):
+                return run_keyed(get, node, place, (indices,), {}, modules)
+        return run_keyed(get, node, place, (indices,), {}, modules)
 
     def __getitems__(self, items: list[Item]) -> list[Any]:
         fetch = self._probed if self.seedtree_probe else self._fetch

@@ -20,8 +20,10 @@ torch = require("torch", "seedtree.torch")
 from torch.utils.data import (  # noqa: E402
     DataLoader,
     IterableDataset,
+    IterDataPipe,  # noqa: E402
     get_worker_info,
 )
+from torch.utils.data.graph_settings import apply_random_seed, apply_sharding  # noqa: E402
 
 
 class _IterBound(IterableDataset):
@@ -34,6 +36,7 @@ class _IterBound(IterableDataset):
         self.dataset, self.tree, self.bind_globals = dataset, tree, bind_globals
         self.epoch, self.rank = 0, 0
         self._started = False  # this copy has iterated (a persistent worker's next iteration is the next epoch)
+        self._sharded = False  # a DataPipe takes this worker's share once per worker
 
     def __iter__(self) -> Iterator[Any]:
         if self._started:
@@ -42,6 +45,13 @@ class _IterBound(IterableDataset):
         info = get_worker_info()
         workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
         node = self.tree.child(self.epoch, "iterable", self.rank, workers, worker)
+        if isinstance(self.dataset, IterDataPipe):
+            # What torch does to a DataPipe it iterates (it cannot see it inside this view):
+            # every worker shuffles alike, from the tree and the epoch, then takes its share.
+            apply_random_seed(self.dataset, self.tree.child(self.epoch, "datapipe").torch())
+            if info is not None and not self._sharded:
+                apply_sharding(self.dataset, workers, worker)
+                self._sharded = True
         modules = REGISTRY.loaded_modules() if self.bind_globals else ()
         main = info is None and self.bind_globals
         source = iter(self.dataset)
@@ -65,7 +75,7 @@ class _IterBound(IterableDataset):
         return self.dataset
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("dataset", "tree", "bind_globals", "epoch", "rank", "_started"):
+        if name in ("dataset", "tree", "bind_globals", "epoch", "rank", "_started", "_sharded"):
             raise AttributeError(name)
         return getattr(self.dataset, name)
 

@@ -40,9 +40,11 @@ def _shards_itself(source: Any, batches: bool) -> bool:
     return isinstance(inner, DistributedSampler) or (hasattr(inner, "num_replicas") and hasattr(inner, "rank"))
 
 
-def _number_occurrences(order: list[Any], batches: bool) -> list[Any]:
+def _number_occurrences(order: list[Any], batches: bool, bulk: bool = False) -> list[Any]:
     """The order with each index paired with its occurrence number in the epoch (0 for
-    its first appearance), batch by batch for a batch source."""
+    its first appearance), batch by batch for a batch source. With ``bulk`` (no automatic
+    batching), an item that is a list of indices is handed to the dataset whole: it is
+    paired with its place in the epoch, which names its stream."""
     seen: dict[int, int] = {}
 
     def number(index: Any) -> tuple[int, int]:
@@ -55,6 +57,11 @@ def _number_occurrences(order: list[Any], batches: bool) -> list[Any]:
 
     if batches:
         return [[number(i) for i in batch] for batch in order]
+    if bulk:
+        return [
+            ([int(i) for i in index], place) if isinstance(index, (list, tuple)) else number(index)
+            for place, index in enumerate(order)
+        ]
     return [number(i) for i in order]
 
 
@@ -78,6 +85,7 @@ class _EpochOrder:
     _ranks: tuple[int, int] | None
     _view: tuple[int, int] | None
     _cache: tuple[int, int, Any, int] | None
+    keys: bool
 
     @property
     def n(self) -> int:
@@ -119,7 +127,7 @@ class _EpochOrder:
             return rank, world, cached[2]
         order: Any = None
         if self.source is not None:
-            order = _number_occurrences(self._source_order(epoch), self.units == "batches")
+            order = _number_occurrences(self._source_order(epoch), self.units == "batches", self.keys)
         elif self.shuffle:
             order = KeyedPermutation(self.tree / "order" / epoch, self.n)
         self._cache = (epoch, world, order, n)
