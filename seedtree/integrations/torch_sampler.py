@@ -96,6 +96,7 @@ class SeedTreeSampler(_Cursor, DistributedSampler):
 
     @property
     def dataset(self) -> range:  # type: ignore[override]  # what DistributedSampler reads: its length
+        """``range(n)``: what ``DistributedSampler`` reads (its length), read now."""
         return range(self.n)
 
     # -- ranks ------------------------------------------------------------------------
