@@ -1,10 +1,12 @@
 # The entry points of the README: `make demo`, `make test` and `make bench`.
-# Each creates .venv and installs what it needs on first use.
+# Each creates .venv and installs what it needs on first use, and changes nothing outside
+# the checkout and the user's caches. `make batteries` (opt-in, as root: it installs system
+# packages and may enable Debian's non-free component) adds the external test batteries.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test docs lint bench clean
+.PHONY: demo test docs lint bench batteries clean
 
 $(STAMP): pyproject.toml constraints.txt scripts/setup.sh
 	bash scripts/setup.sh $(VENV)
@@ -37,6 +39,12 @@ test: $(STAMP) $(FLOORS_STAMP)
 	SEEDTREE_FLOORS="$$(cat $(FLOORS)/floors.txt)" PYTHONPATH=$(CURDIR) $(FLOORS)/bin/python -m pytest -q -p no:cacheprovider $(FLOOR_TESTS)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict  # not --quiet: it hides the warnings that --strict turns into a failure
 
+# Opt-in: TestU01 and dieharder from apt (enabling Debian's non-free component for TestU01
+# when it is not enabled yet) and the TestU01 harness, built into .venv/bin. Without them
+# their tests skip, saying why. See scripts/install-batteries.sh.
+batteries: $(STAMP)
+	bash scripts/install-batteries.sh $(VENV)
+
 # The documentation site, built into site/ (strict: a broken reference fails the build).
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
@@ -56,10 +64,18 @@ BENCH_ARGS_streaming := --samples 8000 --repeats 2
 BENCH_ARGS_ray_map := --tasks 400 --rows 20000 --repeats 1
 BENCH_ARGS_fuzz := --examples 200
 BENCH_ARGS_oracle := --examples 100
+BENCH_ARGS_per_sample := --quick
 endif
-BENCH_SCRIPTS := derive workers throughput dask_overhead loader_order streaming hashing ray_map battery calibration fuzz oracle
+BENCH_SCRIPTS := per_sample derive workers throughput dask_overhead loader_order streaming hashing ray_map battery calibration fuzz oracle
 
-bench: $(STAMP)
+# The peers the benchmarks compare against (grain, webdataset, torchdata: the bench extra),
+# installed here only: make test does not need them. constraints.txt keeps torch at its pin.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP) pyproject.toml constraints.txt
+	$(PY) -m pip install -q -c constraints.txt -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(foreach s,$(BENCH_SCRIPTS),$(BENCH_RUN) benchmarks/$(s).py $(BENCH_ARGS_$(s)) &&) true
 	$(PY) benchmarks/summary.py
 

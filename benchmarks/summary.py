@@ -135,7 +135,17 @@ def _dask(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def _per_sample(data: dict[str, Any]) -> list[Row]:
+    load = _load_text(data)
+    rows: list[Row] = []
+    for row in data["targets"]:
+        sign, bound = row["target"].split()
+        rows.append(("per_sample", row["what"], row["measured"], float(bound), "max" if sign == "≤" else "min", load))
+    return rows
+
+
 READERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
+    "per_sample": _per_sample,
     "workers": _workers,
     "derive": _derive,
     "dask_overhead": _dask,

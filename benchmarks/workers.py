@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _timing import interleaved, paired_ratio
 from torch.utils.data import DataLoader
 
 import seedtree as st
@@ -51,24 +52,6 @@ from seedtree.torch import _SampleBound, loader, worker_init_fn
 
 RESULTS = Path(__file__).parent / "results"
 BATCH = 64
-
-
-def interleaved(variants: dict[str, Callable[[], Any]], rounds: int, per: int = 1) -> dict[str, list[float]]:
-    """Seconds per call of each variant, ``rounds`` times, variants interleaved in each
-    round (in a rotating order, so no variant always runs first)."""
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    names = list(variants)
-    for r in range(rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            t0 = time.perf_counter()
-            variants[name]()
-            times[name].append((time.perf_counter() - t0) / per)
-    return times
-
-
-def paired_ratio(times: dict[str, list[float]], name: str, base: str) -> float:
-    """Median over rounds of time(name) / time(base) in the same round."""
-    return statistics.median(a / b for a, b in zip(times[name], times[base], strict=True))
 
 
 # -- 1. binding one sample ---------------------------------------------------------------

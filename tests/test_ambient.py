@@ -210,20 +210,23 @@ def _draw_if(item: tuple[int, bool]) -> object:
     return (st.current(), st.rng().random(2).tolist(), st.rng().integers(1 << 62))
 
 
-@pytest.mark.parametrize("asking", ["all", "none", "one", "every third", "last two"])
+@pytest.mark.parametrize("asking", ["all", "none", "one", "every third", "last two", "far apart"])
 def test_batch_items_get_their_own_node_and_stream_whoever_else_asks(asking: str) -> None:
     """Item j of a batch sees tree / keys[j] and draws what (tree / keys[j]).numpy() draws,
-    whichever items ask (the first asker derives alone, later ones vectorised)."""
+    whichever items ask (vectorised from the first asker on; a far later asker starts a
+    new derivation)."""
     from seedtree.runtime.tasks import run_keyed_batch
 
     tree = SeedTree(31) / "batch"
-    keys = [9, 0, 4, 2**32 - 1, 17, 3, 8]
+    keys = [9, 0, 4, 2**32 - 1, 17, 3, 8, *range(100, 130)]
+    n = len(keys)
     asks = {
-        "all": [True] * 7,
-        "none": [False] * 7,
-        "one": [j == 3 for j in range(7)],
-        "every third": [j % 3 == 1 for j in range(7)],
-        "last two": [j >= 5 for j in range(7)],
+        "all": [True] * n,
+        "none": [False] * n,
+        "one": [j == 3 for j in range(n)],
+        "every third": [j % 3 == 1 for j in range(n)],
+        "last two": [j >= n - 2 for j in range(n)],
+        "far apart": [j in (0, 1, 20, 21, 36) for j in range(n)],
     }[asking]
     outer = SeedTree(1) / "outer"
     with st.bound(outer):
@@ -235,6 +238,28 @@ def test_batch_items_get_their_own_node_and_stream_whoever_else_asks(asking: str
             continue
         gen = (tree / key).numpy()
         assert value == (tree / key, gen.random(2).tolist(), gen.integers(1 << 62))
+
+
+def test_a_batch_items_slot_and_rng_hold_one_generator() -> None:
+    """Inside item j, ``rng()`` made before or after the slot (``current()``, a snapshot)
+    is one generator, and restoring a snapshot rewinds that very generator."""
+    from seedtree.runtime.tasks import run_keyed_batch
+
+    tree = SeedTree(8) / "slots"
+
+    def item(first: str) -> tuple[bool, bool, list[float], list[float]]:
+        if first == "current":
+            st.current()
+        gen = st.rng()
+        saved = ambient.snapshot()
+        drawn = gen.random(3).tolist()
+        ambient.restore_snapshot(saved)
+        again = st.rng().random(3).tolist()
+        return st.rng() is gen, st.current() == tree / (0 if first == "rng" else 1), drawn, again
+
+    got = run_keyed_batch(tree, [0, 1], item, ["rng", "current"], ())
+    for same, node_ok, drawn, again in got:
+        assert same and node_ok and drawn == again
 
 
 def test_a_context_copied_inside_an_item_keeps_that_item_after_the_batch() -> None:

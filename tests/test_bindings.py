@@ -198,6 +198,19 @@ def test_state_without_torch_is_plain_json() -> None:
     assert (random.random(), random.gauss(0, 1), np.random.standard_normal(), st.rng().random()) == expected
 
 
+def test_captured_state_with_torch_loaded_round_trips_through_json(clean_seedtree: None) -> None:
+    st.seed_everything(21)
+    torch.rand(3)
+    state = json.loads(json.dumps(st.capture()))  # torch's state included: it is plain ints
+    assert "torch" in state and _json_types_only(state)
+    expected = (random.random(), float(np.random.rand()), torch.rand(4).tolist(), float(st.rng().random()))
+    st.restore(state)
+    assert (random.random(), float(np.random.rand()), torch.rand(4).tolist(), float(st.rng().random())) == expected
+    saved = io.BytesIO()
+    torch.save(st.capture(), saved)  # and torch.save / torch.load(weights_only=True) as it is
+    st.restore(torch.load(io.BytesIO(saved.getvalue()), weights_only=True))
+
+
 def test_json_state_in_a_process_without_torch(tmp_path: Path) -> None:
     # In a fresh interpreter that never imports torch, capture() is JSON as it stands.
     script = textwrap.dedent(
@@ -354,6 +367,8 @@ def test_seed_everything_gives_each_cuda_device_its_own_seed() -> None:
     saved.seek(0)
     st.restore(torch.load(saved, weights_only=True))
     assert torch.equal(torch.rand(3, device="cuda"), x)
+    st.restore(json.loads(json.dumps(state)))  # the per-device states are JSON too
+    assert torch.equal(torch.rand(3, device="cuda"), x)
 
 
 # -- the batch path (DataLoader batches, chunks of tasks) --------------------------------
@@ -389,7 +404,7 @@ def test_batch_seeding_gives_each_item_its_nodes_states_and_isolate_puts_everyth
         got = run_keyed_batch(tree, keys, _states_then_dirty, [None] * len(keys), ("random", "numpy", "torch"))
     after = st.capture()
     assert after["random"] == before["random"] and after["numpy"] == before["numpy"]
-    assert torch.equal(after["torch"], before["torch"])
+    assert after["torch"] == before["torch"]
     _assert_items_seeded_from_their_nodes(tree, keys, got)
 
 

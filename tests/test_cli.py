@@ -284,6 +284,22 @@ def test_show_diff_and_replay_from_a_manifest(tmp_path: Path) -> None:
     assert "fields.run.started" not in significant and "fields.run.started" in differ.stdout
 
 
+def test_diff_folds_a_long_list_into_one_short_line(tmp_path: Path) -> None:
+    losses = [round(1 / (k + 1), 6) for k in range(1000)]
+    changed = losses[:500] + [0.5] + losses[501:]
+    for name, value in (("a.json", losses), ("b.json", changed)):
+        field = f"losses={json.dumps(value)}"
+        run = seedtree(
+            "run", "--seed", "5", "--field", field, "--record", name, "--", sys.executable, "-c", "", cwd=tmp_path
+        )
+        assert run.returncode == 0, run.stderr
+    differ = seedtree("diff", "a.json", "b.json", cwd=tmp_path)
+    assert differ.returncode == 1
+    line = next(line for line in differ.stdout.splitlines() if "fields.losses" in line)
+    assert line == "  fields.losses: list of 1000 -> list of 1000; first difference at [500]: 0.001996  ->  0.5"
+    assert max(len(line) for line in differ.stdout.splitlines()) <= 200
+
+
 def test_version_and_help_for_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         cli_main.main(["--version"])

@@ -73,6 +73,48 @@ def _documented(target: str) -> list[tuple[str, Any]]:
     return [(n, v) for n, v in objects if inspect.isclass(v) or inspect.isroutine(v) or isinstance(v, property)]
 
 
+def _markdown_extensions() -> tuple[list[str], dict[str, Any]]:
+    import yaml
+
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    names, settings = [], {}
+    for entry in config["markdown_extensions"]:
+        name = entry if isinstance(entry, str) else next(iter(entry))
+        names.append(name)
+        if isinstance(entry, dict) and entry[name]:
+            settings[name] = entry[name]
+    return names, settings
+
+
+def test_math_in_docstrings_is_not_rendered_bold() -> None:
+    # n**2 / 2**128 must read as written, not as n<strong>2 / 2</strong>128.
+    import markdown
+
+    names, settings = _markdown_extensions()
+    render = markdown.Markdown(extensions=names, extension_configs=settings)
+    docs = {inspect.getdoc(v) or "" for t in _reference_targets() for _, v in _documented(t)}
+    docs |= {inspect.getdoc(_resolve(t)) or "" for t in _reference_targets()}
+    assert any("n**2 / 2**128" in d for d in docs)
+    wrong = []
+    for doc in docs:
+        html = render.reset().convert(doc)
+        for inner in re.findall(r"<strong>(.*?)</strong>", html, re.S):
+            if "<" not in inner and "&" not in inner and not re.search(rf"(?<!\w)\*\*{re.escape(inner)}\*\*", doc):
+                wrong.append(inner)
+    assert not wrong, f"rendered bold but not written as **bold**: {wrong}"
+
+
+def test_long_code_lines_wrap_instead_of_being_cut_off() -> None:
+    css = "\n".join((DOCS / path).read_text() for path in yaml_list("extra_css"))
+    assert re.search(r"pre > code\s*\{[^}]*white-space:\s*pre-wrap", css)
+
+
+def yaml_list(key: str) -> list[str]:
+    import yaml
+
+    return list(yaml.safe_load((ROOT / "mkdocs.yml").read_text()).get(key) or [])
+
+
 def test_everything_in_the_api_reference_has_a_docstring() -> None:
     targets = _reference_targets()
     assert "seedtree.integrations.ray" in targets and "seedtree.core.tree.SeedTree" in targets

@@ -256,7 +256,6 @@ def _base_state() -> dict[str, Any]:
         st.seed_globals(NODE / "globals", import_missing=["random", "numpy", "torch"])
         random.random(), np.random.standard_normal(), st.rng().random(2)  # a cached gaussian, a moved ambient
         state = st.capture()
-    state["torch"] = state["torch"].tolist()  # as JSON gives it back; restore takes both
     state.pop("torch_cuda", None)
     return state
 

@@ -15,10 +15,10 @@ from seedtree.stats.source import Interleaved
 TOOLS = tool_status()
 needs_testu01 = pytest.mark.skipif(
     TOOLS["testu01"] is None,
-    reason="TestU01 harness seedtree-testu01 not installed (run: sudo bash scripts/install-batteries.sh)",
+    reason="TestU01 harness seedtree-testu01 not installed (opt-in: sudo make batteries)",
 )
 needs_dieharder = pytest.mark.skipif(
-    TOOLS["dieharder"] is None, reason="dieharder not installed (run: sudo bash scripts/install-batteries.sh)"
+    TOOLS["dieharder"] is None, reason="dieharder not installed (opt-in: sudo make batteries)"
 )
 
 

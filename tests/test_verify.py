@@ -118,7 +118,9 @@ def test_verify_warns_when_the_seed_does_not_reach_the_code(project: Path) -> No
     assert proc.returncode == 0
     assert "WARNING: a different root gave identical outputs" in proc.stdout
     strict = seedtree("verify", "--strict", "--seed", "3", *args, cwd=project)
-    assert strict.returncode == 1 and "WARNING" in strict.stdout
+    # Under --strict that is the verdict, not a REPRODUCIBLE line with a failing status.
+    assert strict.returncode == 1 and strict.stdout.startswith("SEED NOT USED:"), strict.stdout
+    assert "REPRODUCIBLE" not in strict.stdout and "the seed is not reaching the code" in strict.stdout
 
 
 def test_verify_compares_stdout_without_outputs_and_reports_failed_runs(project: Path) -> None:

@@ -7,6 +7,7 @@ import json
 import site
 import subprocess
 import sys
+import tarfile
 import venv
 import zipfile
 from pathlib import Path
@@ -39,7 +40,9 @@ def test_wheel_installs_and_runs_in_a_fresh_venv(tmp_path: Path) -> None:
     )
     wheel = next(tmp_path.glob("seedtree-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), "the LICENSE is missing from the wheel"
     for needed in (
+        "seedtree/runtime/autoseed_site/sitecustomize.py",
         "seedtree/py.typed",
         "seedtree/stats/testu01_harness.c",
         "seedtree/core/tree.py",
@@ -84,3 +87,22 @@ def test_wheel_installs_and_runs_in_a_fresh_venv(tmp_path: Path) -> None:
         [str(program), "doctor", "--json"], capture_output=True, text=True, cwd=tmp_path, timeout=120
     )
     assert json.loads(doctor.stdout)["schema"] == "seedtree.doctor", doctor.stderr
+    # The installed launcher seeds an unmodified program (its sitecustomize shipped).
+    draw = [str(program), "run", "--seed", "7", "--", str(python), "-c", "import random; print(random.random())"]
+    runs = [subprocess.run(draw, capture_output=True, text=True, cwd=tmp_path, timeout=120) for _ in range(2)]
+    assert runs[0].returncode == 0 and runs[0].stdout == runs[1].stdout, runs[0].stderr
+
+
+def test_sdist_holds_the_license(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    sdist = next(tmp_path.glob("seedtree-*.tar.gz"))
+    with tarfile.open(sdist) as tar:
+        names = tar.getnames()
+    top = names[0].split("/")[0]
+    assert f"{top}/LICENSE" in names, "the LICENSE is missing from the sdist"

@@ -122,7 +122,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if fresh and args.record is None:
         print(f"seedtree run: root entropy {root.entropy} (replay with --seed {root.entropy})", file=sys.stderr)
     try:
-        result = runner.run(argv, root, record=args.record, fields=fields, datasets=datasets)
+        result = runner.run(
+            argv, root, record=args.record, fields=fields, datasets=datasets, auto_seed=not args.no_auto_seed
+        )
     except runner.CommandNotFound as exc:
         raise UserError(f"seedtree run: {exc}", exc.status) from None
     except ValueError as exc:
@@ -195,12 +197,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
             other_root=not args.no_root_check,
             keep=args.keep,
             log=lambda line: print(line, file=sys.stderr),
+            auto_seed=not args.no_auto_seed,
         )
     except runner.CommandNotFound as exc:
         raise UserError(f"seedtree verify: {exc}", exc.status) from None
     except verify.VerifyError as exc:
         raise UserError(f"seedtree verify: {exc}") from None
-    print(result.summary())
+    print(result.summary(strict=args.strict))
+    if result.interrupted is not None:  # end as the command was asked to, like `seedtree run`
+        args.die_by_signal = result.interrupted
+        return 128 + result.interrupted
     if args.junit is not None:
         try:
             verify.write_junit(result, args.junit, argv, time.monotonic() - started, strict=args.strict)
@@ -301,6 +307,15 @@ when nothing changes (the seed is not reaching the code).
 exit status: 0 every try matched; 1 a mismatch or a failed try; 2 usage error."""
 
 
+def _add_auto_seed(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-auto-seed",
+        action="store_true",
+        help="do not seed the command's Python processes before their first line (then only code "
+        "that calls seedtree.seed_everything() or reads SeedTree.from_env() uses the root)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="seedtree", description="Reproducible parallel random streams.")
     parser.add_argument("--version", action="version", version=f"seedtree {VERSION}")
@@ -337,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="on a replay, run even if a recorded dataset changed (the manifest records both hashes)",
     )
+    _add_auto_seed(p)
     p.add_argument(
         "--progress",
         action="store_true",
@@ -362,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a file or folder the command writes, relative to the current folder; repeatable",
     )
     p.add_argument("--no-root-check", action="store_true", help="skip the extra run with a different root")
+    _add_auto_seed(p)
     p.add_argument("--strict", action="store_true", help="fail (exit 1) when a different root changes nothing")
     p.add_argument("--keep", action="store_true", help="keep the tries' folders and print where they are")
     p.add_argument(

@@ -6,9 +6,13 @@
 4. runs one workload under several parallel layouts (joblib sequential/threading/loky with
    1 or 2 jobs; a torch DataLoader with 0 or 2 workers) and shows bit-identical digests;
 5. runs a quick independence check of sibling streams (``seedtree.stats.check``);
-6. writes ``manifest.json`` and ``streams.png`` into the output folder.
+6. writes ``manifest.json`` and ``streams.png`` into the output folder: the picture shows
+   what seedtree is for, the same numbers from 0, 2 and 4 DataLoader workers and from a
+   run resumed mid-epoch, next to sibling streams' uniformity and independence.
 
-The exit status is 0 only when every identity in 2-4 held (and 5 passed, when it ran).
+The exit status is 0 only when every identity in 2-4 held (and 5 passed, when it ran). A
+section that needs a library that is not installed (joblib, torch, scipy, matplotlib) is
+skipped and named in the last line, which then never says "all checks held".
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import hashlib
 import importlib.util
 import random
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +35,7 @@ from ..runtime.controllers import REGISTRY
 from ..runtime.manifest import manifest, record
 from ..runtime.seeding import seed_everything
 
-__all__ = ["NoisyDataset", "SAMPLES", "TASKS", "digest", "main", "simulate"]
+__all__ = ["LAYOUTS_PLOTTED", "NoisyDataset", "SAMPLES", "TASKS", "digest", "epoch_values", "main", "simulate"]
 
 TASKS = 24
 SAMPLES = 32
@@ -110,18 +115,65 @@ def _layouts(tree: SeedTree) -> list[tuple[str, Callable[[], str]]]:
     return layouts
 
 
-def _plot(tree: SeedTree, path: Path) -> None:
+def epoch_values(tree: SeedTree, num_workers: int, resume_after: int | None = None) -> list[float]:
+    """The first value of every sample of epoch 0 of a shuffled ``NoisyDataset`` loader, in
+    the order the loader yields them; with ``resume_after``, that many batches are read,
+    the loader is checkpointed, and a new loader resumed from the checkpoint gives the rest."""
+    from ..integrations.torch import loader
+
+    def make() -> Any:
+        return loader(NoisyDataset(), tree / "data", batch_size=4, shuffle=True, num_workers=num_workers)
+
+    # 4 workers on a 2-core machine draws torch's "suggested max number of worker" warning;
+    # here the number of workers is the point of the demonstration, not a choice for speed.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
+        dl = make()
+        batches = list(dl) if resume_after is None else [b for _, b in zip(range(resume_after), iter(dl), strict=False)]
+        if resume_after is not None:
+            resumed = make()
+            resumed.load_state_dict(dl.state_dict())
+            batches += list(resumed)
+    return [float(v) for values, _index in batches for v in values[:, 0]]
+
+
+LAYOUTS_PLOTTED = (("0 workers", 0, None), ("2 workers", 2, None), ("4 workers", 4, None), ("2 workers, resumed", 2, 3))
+"""The runs of the picture's first panel: (label, DataLoader workers, batches before the resume)."""
+
+
+def _plot(tree: SeedTree, path: Path, layouts: dict[str, list[float]]) -> list[tuple[str, str, str]]:
+    """Draw the picture; returns each panel's (title, x label, y label)."""
     from ..core.optional import require
 
     matplotlib = require("matplotlib", "seedtree demo's plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (invariant, left, right) = plt.subplots(1, 3, figsize=(15, 4.5))
+    if layouts:
+        # A ring for the reference run, and a cross, a plus and a dot that land inside it.
+        styles = iter(
+            (
+                {"marker": "o", "s": 140, "facecolors": "none", "edgecolors": "C0"},
+                {"marker": "x", "s": 60, "color": "C1"},
+                {"marker": "+", "s": 90, "color": "C2"},
+                {"marker": ".", "s": 30, "color": "C3"},
+            )
+        )
+        for label, values in layouts.items():
+            invariant.scatter(range(len(values)), values, label=label, **next(styles))
+        invariant.set_title("the same numbers whatever the layout")
+        invariant.legend(fontsize=8)
+    else:
+        invariant.text(0.5, 0.5, "skipped: torch is not installed", ha="center", va="center")
+        invariant.set_title("layout invariance (skipped)")
+    invariant.set_xlabel("position in epoch 0 (shuffled)")
+    invariant.set_ylabel("sample's first value")
     for k in range(4):
         left.hist((tree / "plot" / k).numpy().random(20_000), bins=40, histtype="step", label=f"root/plot/{k}")
     left.set_title("four sibling streams: each uniform")
     left.set_xlabel("draw")
+    left.set_ylabel("count (of 20 000 draws, 40 bins)")
     left.legend(fontsize=8)
     a, b = (tree / "plot" / 0).numpy().random(3000), (tree / "plot" / 1).numpy().random(3000)
     right.scatter(a, b, s=2, alpha=0.5)
@@ -131,7 +183,9 @@ def _plot(tree: SeedTree, path: Path) -> None:
     fig.suptitle(f"seedtree demo, root {tree.entropy}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+    panels = [(ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) for ax in (invariant, left, right)]
     plt.close(fig)
+    return panels
 
 
 def _independence(tree: SeedTree) -> dict[str, Any] | None:
@@ -164,6 +218,7 @@ def main(out: str = "seedtree-demo", seed: int = 20240607) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     tree = SeedTree(seed)
     failures: list[str] = []
+    skipped: list[str] = []
     _say(f"seedtree demo: root entropy {seed}, writing to {folder}/\n")
 
     _say("1. A stream is named by its path")
@@ -206,12 +261,24 @@ def main(out: str = "seedtree-demo", seed: int = 20240607) -> int:
         _say(f"   {name:28} {value}  {_mark(value == ref):9}  ({time.perf_counter() - t:.1f} s)")
         if value != ref:
             failures.append(f"layout {name}")
-    if not digests:
-        _say("   (install joblib and torch to see this: pip install 'seedtree[joblib,torch]')")
+    missing = [m for m in ("joblib", "torch") if importlib.util.find_spec(m) is None]
+    if missing:
+        _say(f"   skipped for {' and '.join(missing)}: not installed (pip install 'seedtree[joblib,torch]')")
+        skipped.append(f"4 ({', '.join(missing)} not installed)")
+    plotted_layouts: dict[str, list[float]] = {}
+    if importlib.util.find_spec("torch") is not None:
+        for label, workers, resume in LAYOUTS_PLOTTED:
+            plotted_layouts[label] = epoch_values(tree, workers, resume)
+        same_values = all(v == plotted_layouts["0 workers"] for v in plotted_layouts.values())
+        _say(f"   shuffled epoch from 0, 2, 4 workers and resumed mid-epoch: {_mark(same_values)} (plotted)")
+        if not same_values:
+            failures.append("layout invariance of the plotted epoch")
     _say("")
 
     _say("5. Independence of sibling streams (quick check)")
     independence = _independence(tree)
+    if independence is None:
+        skipped.append("5 (scipy not installed)")
     if independence is not None and not independence.get("passed", True):
         failures.append("independence check")
     _say("")
@@ -224,15 +291,19 @@ def main(out: str = "seedtree-demo", seed: int = 20240607) -> int:
     )
     plot_path = folder / "streams.png"
     try:
-        _plot(tree, plot_path)
+        _plot(tree, plot_path, plotted_layouts)
         plotted = f" and {plot_path}"
     except ImportError as exc:
         plotted = f"; no plot: {exc}"
+        skipped.append("the plot (matplotlib not installed)")
     _say(f"6. Wrote {manifest_path} (replay: seedtree run --manifest {manifest_path} -- ...){plotted}")
-    _say(
-        f"\n{'all checks held' if not failures else 'FAILED: ' + ', '.join(failures)} "
-        f"in {time.perf_counter() - started:.1f} s"
-    )
+    if failures:
+        verdict = "FAILED: " + ", ".join(failures)
+    elif skipped:
+        verdict = "the checks that ran held; skipped: " + ", ".join(skipped)
+    else:
+        verdict = "all checks held"
+    _say(f"\n{verdict} in {time.perf_counter() - started:.1f} s")
     return 0 if not failures else 1
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from ..core.codec import CodecError, node_from_json
 from ..core.tree import SeedTree
+from ..runtime.autoseed import ENV_AUTO_SEED, MARK_ROOT, SITE_DIR
 from ..runtime.datasets import DatasetDigest, DatasetError, hash_dataset
 from ..runtime.manifest import Manifest, environment
 from ..runtime.seeding import ENV_ENTROPY
@@ -39,6 +40,7 @@ from .handover import SCHEMA as HANDOVER_SCHEMA
 __all__ = [
     "CommandNotFound",
     "DataChanged",
+    "Janitor",
     "RunResult",
     "check_datasets",
     "child_environment",
@@ -47,6 +49,7 @@ __all__ = [
     "hash_seed",
     "parse_datasets",
     "run",
+    "signal_name",
     "start",
 ]
 
@@ -75,21 +78,36 @@ def hash_seed(root: SeedTree) -> int:
     return (root / "PYTHONHASHSEED").seed_int(32)
 
 
-def child_environment(root: SeedTree, base: Mapping[str, str] | None = None) -> dict[str, str]:
+def child_environment(root: SeedTree, base: Mapping[str, str] | None = None, auto_seed: bool = True) -> dict[str, str]:
     """``base`` (default: this process's environment) plus the handover variables for
-    ``root``. A ``PYTHONHASHSEED`` already in ``base`` is kept: the user chose it."""
+    ``root``. A ``PYTHONHASHSEED`` already in ``base`` is kept: the user chose it. With
+    ``auto_seed``, Python processes of the command are seeded before their first line
+    (``seedtree.runtime.autoseed``): its ``sitecustomize`` goes first on ``PYTHONPATH``."""
     env = dict(os.environ if base is None else base)
     env[ENV_ENTROPY] = str(root.entropy)
     env.setdefault(HASHSEED, str(hash_seed(root)))
     env.pop(ENV_RECORD_DIR, None)  # a nested run must not write into the outer run's folder
     env.pop(ENV_RECORD_MAIN, None)
+    if auto_seed:
+        env[ENV_AUTO_SEED] = MARK_ROOT  # also restarts the count in a run nested in another
+        site = str(SITE_DIR)
+        path = env.get("PYTHONPATH", "")
+        if path != site and not path.startswith(site + os.pathsep):
+            env["PYTHONPATH"] = site + (os.pathsep + path if path else "")
+    else:
+        env.pop(ENV_AUTO_SEED, None)  # the sitecustomize an outer run left on the path then does nothing
     return env
 
 
 def start(argv: Sequence[str], **popen: Any) -> subprocess.Popen[bytes]:
-    """``subprocess.Popen(argv, **popen)``, with a shell's answer when it cannot start."""
+    """``subprocess.Popen(argv, **popen)``, with a shell's answer when it cannot start. On
+    Linux the command is killed (SIGKILL) when the thread that started it ends, so it
+    never outlives the launcher, even one killed by SIGKILL (the processes the command
+    starts itself are its own to end, as under a shell)."""
     if not argv:
         raise ValueError("no command given: put it after `--`, e.g. seedtree run -- python train.py")
+    if _PRCTL is not None:
+        popen.setdefault("preexec_fn", _die_with_parent(os.getpid()))
     try:
         return subprocess.Popen(list(argv), **popen)
     except FileNotFoundError:
@@ -98,6 +116,83 @@ def start(argv: Sequence[str], **popen: Any) -> subprocess.Popen[bytes]:
         raise CommandNotFound(f"permission denied: {argv[0]} is not executable", 126) from None
     except OSError as exc:  # e.g. ENOEXEC: a script without a #! line
         raise CommandNotFound(f"cannot run {argv[0]}: {exc.strerror or exc}", 126) from None
+
+
+def _load_prctl() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+    return getattr(libc, "prctl", None)
+
+
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> Any:
+    """The ``preexec_fn`` that asks Linux to SIGKILL the command when its parent ends; it
+    exits at once if the parent already ended before the request was in place."""
+
+    def preexec() -> None:
+        if _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent:
+            os._exit(137)
+
+    return preexec
+
+
+class Janitor:
+    """``with Janitor(path, ...)``: the folders are removed when the block ends and, should
+    this process end without reaching the end of the block (SIGKILL, a crash), by a small
+    helper process that sees the end of this one (its pipe closes) and removes them then."""
+
+    def __init__(self, *paths: str | os.PathLike[str]) -> None:
+        self.paths = [os.fspath(p) for p in paths]
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._write: int | None = None
+
+    def __enter__(self) -> Janitor:
+        if not self.paths:
+            return self
+        read, self._write = os.pipe()  # not inheritable: only the helper gets the read end
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _JANITOR, *self.paths],
+                stdin=read,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # a Ctrl-C for the launcher's group must not end it first
+            )
+        finally:
+            os.close(read)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for path in self.paths:
+            shutil.rmtree(path, ignore_errors=True)
+        if self._write is not None:
+            os.close(self._write)  # the helper finds nothing left to remove and ends
+            self._write = None
+        if self._proc is not None:
+            self._proc.wait()
+            self._proc = None
+
+
+_JANITOR = """
+import os, shutil, sys, time
+sys.stdin.buffer.read()  # returns when every write end is closed: the launcher ended
+for _ in range(50):  # the command, killed along with it, may still be going away
+    for path in sys.argv[1:]:
+        shutil.rmtree(path, ignore_errors=True)
+    if not any(os.path.lexists(p) for p in sys.argv[1:]):
+        break
+    time.sleep(0.1)
+"""
 
 
 def _terminal_delivered(sig: int) -> bool:
@@ -126,6 +221,8 @@ class forwarding:
         self._proc: subprocess.Popen[bytes] | None = None
         self._pending: list[int] = []
         self._previous: dict[int, Any] = {}
+        self.received: int | None = None
+        """The first signal received in the block (forwarded or not), if any."""
 
     def __enter__(self) -> forwarding:
         if threading.current_thread() is threading.main_thread():
@@ -136,13 +233,18 @@ class forwarding:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
-    def attach(self, proc: subprocess.Popen[bytes]) -> None:
+    def attach(self, proc: subprocess.Popen[bytes] | None) -> None:
+        """Forward to ``proc`` from now on (None: to no process, between two commands)."""
         self._proc = proc
+        if proc is None:
+            return
         for sig in self._pending:
             proc.send_signal(sig)
         self._pending.clear()
 
     def _handle(self, sig: int, _frame: object) -> None:
+        if self.received is None:
+            self.received = sig
         if _terminal_delivered(sig):
             return
         if self._proc is None:
@@ -167,22 +269,25 @@ def run(
     fields: Mapping[str, Any] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     datasets: Mapping[str, DatasetDigest] | None = None,
+    auto_seed: bool = True,
 ) -> RunResult:
-    """Run ``argv`` with ``root`` handed over; wait, forwarding signals; build the manifest
-    (root, command, exit status, times, environment, the streams the command recorded, the
-    ``datasets`` hashed before it started: see ``check_datasets``) and save it to ``record``
-    when given. Raises ``CommandNotFound`` if it cannot start."""
+    """Run ``argv`` with ``root`` handed over (and, with ``auto_seed``, its Python
+    processes seeded before their first line: see ``child_environment``); wait, forwarding
+    signals; build the manifest (root, command, exit status, times, environment, the
+    streams the command recorded, the ``datasets`` hashed before it started: see
+    ``check_datasets``) and save it to ``record`` when given. Raises ``CommandNotFound``
+    if it cannot start."""
     fields = dict(fields or {})
     if "run" in fields:
         raise ValueError("the field name 'run' is reserved for what seedtree run records; pick another")
     if "datasets" in fields:  # Manifest.collect takes datasets= as the data to hash
         raise ValueError("the field name 'datasets' is reserved: name the data with --dataset NAME=PATH")
     json.dumps(fields)
-    env = child_environment(root)
+    env = child_environment(root, auto_seed=auto_seed)
     handback = tempfile.mkdtemp(prefix="seedtree-run-") if record is not None else None
     if handback is not None:
         env[ENV_RECORD_DIR] = handback
-    try:
+    with Janitor(*([handback] if handback else [])):
         started = time.time()
         with forwarding() as fwd:
             proc = start(argv, env=env, cwd=cwd)
@@ -190,9 +295,6 @@ def run(
             returncode = proc.wait()
         finished = time.time()
         reports = _read_handback(handback, proc.pid) if handback else []
-    finally:
-        if handback is not None:
-            shutil.rmtree(handback, ignore_errors=True)
     streams, child_env = _merge(reports, proc.pid)
     if child_env is None:  # the command did not report: describe what we know it got
         child_env = environment()
@@ -201,13 +303,14 @@ def run(
         "command": list(argv),
         "cwd": str(Path(cwd or os.getcwd()).resolve()),
         "exit_status": returncode if returncode >= 0 else None,
-        "signal": _signal_name(-returncode) if returncode < 0 else None,
+        "signal": signal_name(-returncode) if returncode < 0 else None,
         "started": _iso(started),
         "finished": _iso(finished),
         "duration_s": round(finished - started, 3),
         HASHSEED: env.get(HASHSEED),
         "hash_seed_from": "user" if HASHSEED in os.environ else "tree",
         "processes_reported": len(reports),
+        "auto_seed": auto_seed,
     }
     manifest = dataclasses.replace(
         Manifest.collect(root, run=info, **fields),
@@ -278,7 +381,7 @@ def _merge(reports: list[dict[str, Any]], main_pid: int) -> tuple[dict[str, Seed
     return streams, child_env
 
 
-def _signal_name(number: int) -> str:
+def signal_name(number: int) -> str:
     """``SIGTERM`` for 15; real-time signals (no enum member) as ``SIG<n>``."""
     try:
         return signal.Signals(number).name

@@ -220,12 +220,41 @@ def diff(a: Manifest, b: Manifest) -> tuple[list[str], list[str]]:
         if both_packages and (key.startswith("environment.packages.") or key in _DUPLICATED_BY_PACKAGES):
             continue
         line = f"  {key}: {'(absent)' if va is None else va}  ->  {'(absent)' if vb is None else vb}"
+        if len(line) > FOLD_AT:
+            line = _folded(key, va, vb)
         if key in VOLATILE:
             volatile.append(line)
         else:
             ranked.append((_rank(key), line))
     ranked.sort(key=lambda item: item[0])  # stable: within a rank, the order above
     return [line for _, line in ranked], volatile
+
+
+FOLD_AT = 160
+"""A difference line longer than this (a long list, a long text) is folded: sizes and the
+first element that differs, each side cut to a readable length."""
+
+
+def _clip(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else f"{text[: width - 15]}...({len(text)} chars)"
+
+
+def _folded(key: str, va: str | None, vb: str | None) -> str:
+    """One short line for a long difference: for two lists, their lengths and the first
+    index where they differ; else both values cut to a readable length."""
+    try:
+        la, lb = (json.loads(v) if v is not None else None for v in (va, vb))
+    except json.JSONDecodeError:
+        la = lb = None
+    if isinstance(la, list) and isinstance(lb, list):
+        first = next((i for i, (x, y) in enumerate(zip(la, lb, strict=False)) if x != y), min(len(la), len(lb)))
+        x = json.dumps(la[first]) if first < len(la) else "(end)"
+        y = json.dumps(lb[first]) if first < len(lb) else "(end)"
+        return (
+            f"  {key}: list of {len(la)} -> list of {len(lb)}; first difference at [{first}]: "
+            f"{_clip(x)}  ->  {_clip(y)}"
+        )
+    return f"  {key}: {_clip(va or '(absent)')}  ->  {_clip(vb or '(absent)')}"
 
 
 # The top-level version entries repeat what the full package list says.

@@ -23,7 +23,6 @@ root: if its outputs equal try 1's, the seed is not reaching the code, which is 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
@@ -71,12 +70,17 @@ class VerifyResult:
     digests: dict[str, str] = field(default_factory=dict)
     seed_effect: bool | None = None
     kept: Path | None = None
+    interrupted: int | None = None
+    """The signal that stopped the verification (it was passed on to the command), if any."""
 
-    def summary(self) -> str:
-        """What a person reads: the verdict first, then the evidence."""
+    def summary(self, strict: bool = False) -> str:
+        """What a person reads: the verdict first, then the evidence. With ``strict``, a
+        seed that does not reach the code is the verdict, not a warning."""
         n = sum(1 for t in self.tries if t.label.startswith("try"))
         lines = []
-        if self.failures:
+        if self.interrupted is not None:
+            lines.append(f"NOT VERIFIED: interrupted by {runner.signal_name(self.interrupted)}")
+        elif self.failures:
             lines.append(f"NOT VERIFIED: {len(self.failures)} of the runs failed")
             lines.extend(f"  {f}" for f in self.failures)
         elif self.mismatches:
@@ -84,13 +88,20 @@ class VerifyResult:
             lines.extend(f"  {d}" for d in self.mismatches[:20])
             if len(self.mismatches) > 20:
                 lines.append(f"  ... and {len(self.mismatches) - 20} more")
+        elif strict and self.seed_effect is False:
+            lines.append(
+                f"SEED NOT USED: {n} tries with root {self.tries[0].root.entropy} gave identical outputs, "
+                "and so did a different root: the seed is not reaching the code"
+            )
         else:
             lines.append(f"REPRODUCIBLE: {n} tries with root {self.tries[0].root.entropy} gave identical outputs")
             lines.extend(f"  {name}  sha256 {digest}" for name, digest in self.digests.items())
         if self.seed_effect is False:
             lines.append(
-                "WARNING: a different root gave identical outputs: the seed is not reaching the code "
-                "(call seedtree.seed_everything() or use seedtree.root_from_env() in the command)"
+                ("" if strict else "WARNING: ")
+                + "a different root gave identical outputs: the seed is not reaching the code (its randomness "
+                "is seeded with a fixed value, drawn outside Python, or the outputs hold none; with "
+                "--no-auto-seed, call seedtree.seed_everything() in the command)"
             )
         if self.kept is not None:
             lines.append(f"tries kept in {self.kept}")
@@ -133,19 +144,31 @@ def make_workspace(project: Path, outputs: Sequence[str], dest: Path) -> None:
         (dest / out).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _run_try(argv: Sequence[str], attempt: Try, project: Path, outputs: Sequence[str], place: Path) -> None:
+def _run_try(
+    argv: Sequence[str],
+    attempt: Try,
+    project: Path,
+    outputs: Sequence[str],
+    place: Path,
+    fwd: runner.forwarding,
+    auto_seed: bool,
+) -> None:
     """Run one try at ``place`` (the same path for every try), then move its folder to
-    ``attempt.workdir``."""
+    ``attempt.workdir``. Signals received meanwhile go to the command (``fwd``)."""
     place.mkdir()
     try:
         make_workspace(project, outputs, place)
-        env = runner.child_environment(attempt.root)
+        env = runner.child_environment(attempt.root, auto_seed=auto_seed)
         env["PWD"] = str(place)
         out_path = attempt.output(STDOUT)
         err_path = attempt.workdir.parent / f"{attempt.workdir.name}.stderr"
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             proc = runner.start(argv, cwd=place, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-            attempt.returncode = proc.wait()
+            fwd.attach(proc)
+            try:
+                attempt.returncode = proc.wait()
+            finally:
+                fwd.attach(None)
     finally:
         if place.exists():
             os.rename(place, attempt.workdir)
@@ -181,12 +204,18 @@ def verify(
     keep: bool = False,
     cwd: str | os.PathLike[str] | None = None,
     log: Callable[[str], None] | None = None,
+    auto_seed: bool = True,
 ) -> VerifyResult:
     """Run ``argv`` ``tries`` times with ``root`` (default: fresh entropy), each in its own
     working copy of ``cwd`` (default: the current folder) placed at one path shared by all
     tries, compare the ``outputs`` (default: stdout), then once with another root. Raises
     ``runner.CommandNotFound`` if the command cannot start and ``VerifyError`` for bad
-    output paths."""
+    output paths. ``auto_seed`` as for ``seedtree run``.
+
+    SIGTERM, SIGINT and SIGHUP are passed on to the running command, as ``seedtree run``
+    does; no further try starts and ``interrupted`` names the signal. The temporary
+    folder is removed in every case (unless ``keep``), even when this process is killed
+    by SIGKILL (``runner.Janitor``), and on Linux the command dies with it."""
     if tries < 2:
         raise VerifyError(f"verify needs at least 2 tries to compare, got {tries}")
     names = _check_outputs(outputs) if outputs else [STDOUT]
@@ -198,39 +227,58 @@ def verify(
     place = base / "run"
     attempts = [Try(f"try {i + 1}", root, base / f"try-{i + 1}") for i in range(tries)]
     result = VerifyResult(ok=False, outputs=names, tries=list(attempts))
-    try:
-        for attempt in attempts:
-            log(f"seedtree verify: {attempt.label}/{tries} (root {root.entropy}) ...")
-            _run_try(argv, attempt, project, files, place)
-            if attempt.returncode != 0:
-                result.failures.append(_failure(attempt))
-            else:
-                result.failures.extend(_missing(attempt, files))
-            if result.failures:
-                break  # the verdict is settled; do not spend more runs on it
-        if not result.failures:
-            first = attempts[0]
-            for name in names:
-                result.digests[name] = tree_digest(first.output(name))
-                for other in attempts[1:]:
-                    for diff in compare(first.output(name), other.output(name), name):
-                        result.mismatches.append(
-                            Difference(f"{diff.name} ({first.label} vs {other.label})", diff.detail)
-                        )
-        if other_root and not result.failures and not result.mismatches:
-            alt = Try("different root", _other(root), base / "other-root")
-            log(f"seedtree verify: one run with a different root (root {alt.root.entropy}) ...")
-            _run_try(argv, alt, project, files, place)
-            result.tries.append(alt)
-            if alt.returncode == 0 and not _missing(alt, files):
-                result.seed_effect = any(compare(attempts[0].output(n), alt.output(n), n) for n in names)
-        result.ok = not result.failures and not result.mismatches
-    finally:
+    janitor = runner.Janitor() if keep else runner.Janitor(base)
+    with janitor, runner.forwarding() as fwd:
+        _tries(argv, names, files, attempts, result, project, place, fwd, auto_seed, other_root, log)
+        result.interrupted = fwd.received
+        result.ok = not result.failures and not result.mismatches and result.interrupted is None
         if keep:
             result.kept = base
-        else:
-            shutil.rmtree(base, ignore_errors=True)
     return result
+
+
+def _tries(
+    argv: Sequence[str],
+    names: Sequence[str],
+    files: Sequence[str],
+    attempts: list[Try],
+    result: VerifyResult,
+    project: Path,
+    place: Path,
+    fwd: runner.forwarding,
+    auto_seed: bool,
+    other_root: bool,
+    log: Callable[[str], None],
+) -> None:
+    """The tries, the comparison, the try with another root; stops at a signal."""
+    tries = len(attempts)
+    root = attempts[0].root
+    base = place.parent
+    for attempt in attempts:
+        if fwd.received is not None:
+            return
+        log(f"seedtree verify: {attempt.label}/{tries} (root {root.entropy}) ...")
+        _run_try(argv, attempt, project, files, place, fwd, auto_seed)
+        if attempt.returncode != 0:
+            result.failures.append(_failure(attempt))
+        else:
+            result.failures.extend(_missing(attempt, files))
+        if result.failures:
+            break  # the verdict is settled; do not spend more runs on it
+    if not result.failures:
+        first = attempts[0]
+        for name in names:
+            result.digests[name] = tree_digest(first.output(name))
+            for other in attempts[1:]:
+                for diff in compare(first.output(name), other.output(name), name):
+                    result.mismatches.append(Difference(f"{diff.name} ({first.label} vs {other.label})", diff.detail))
+    if other_root and not result.failures and not result.mismatches and fwd.received is None:
+        alt = Try("different root", _other(root), base / "other-root")
+        log(f"seedtree verify: one run with a different root (root {alt.root.entropy}) ...")
+        _run_try(argv, alt, project, files, place, fwd, auto_seed)
+        result.tries.append(alt)
+        if alt.returncode == 0 and not _missing(alt, files) and fwd.received is None:
+            result.seed_effect = any(compare(attempts[0].output(n), alt.output(n), n) for n in names)
 
 
 def _other(root: SeedTree) -> SeedTree:

@@ -5,6 +5,7 @@ and cuts its output into batches of its own; ``lanes_of`` says which lanes a con
 
 from __future__ import annotations
 
+import array
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
@@ -37,7 +38,8 @@ class _ShardReader:
     def __init__(self, stream: ShardedStream, epoch_node: SeedTree, s: int, start: int, modules: tuple[str, ...]):
         self.stream, self.s, self.modules = stream, s, modules
         self.node = epoch_node / "shard" / s
-        self.owned = stream.owned()
+        owned = stream.owned()
+        self.owned = owned if owned else None  # None: nothing re-keys from the sample's node
         self.iterator: Iterator[Any] | None = None
         self.finished = False
         self.pos = 0  # the position the next next() produces
@@ -60,7 +62,8 @@ class _ShardReader:
 
     def _one(self, p: int) -> Any:
         stream = self.stream
-        self.owned.reseed(ambient.current())
+        if self.owned is not None:  # the node is made only for what re-keys from it
+            self.owned.reseed(ambient.current())
         step = "reading"
         try:
             if self.iterator is None:
@@ -155,6 +158,7 @@ class Lane:
     continue exactly from there (the buffer as (shard, position) pairs)."""
 
     CHUNK = 32  # samples read per vectorised binding call
+    PICK_BLOCK = 64  # shuffle-buffer draws made per call to the generator
 
     def __init__(
         self,
@@ -183,13 +187,15 @@ class Lane:
         self.gen = buffer_node.numpy() if buffer else None
         if self.gen is not None and self.draws:
             self.gen.bit_generator.advance(self.draws)  # type: ignore[attr-defined]  # PCG64 has it
-        # The buffer: samples, and beside them their (shard, position) keys kept as an
-        # array, so that describing the buffer after every batch costs one copy.
+        self.picks: list[float] = []  # the buffer generator's next draws, drawn a block at a time
+        # The buffer: samples, and beside them their (shard, position) keys as flat int64
+        # words (shard, position, shard, ...): one scalar write or read costs a tenth of a
+        # NumPy element's, and describing the buffer after every batch is one copy.
         saved = self._rebuild(state["buffer"]) if len(state["buffer"]) else []
         self.buf: list[Any] = [x for _, _, x in saved]
-        self.keys = np.zeros((buffer, 2), dtype=np.int64)
-        if saved:
-            self.keys[: len(saved)] = [(s, p) for s, p, _ in saved]
+        self.keys = array.array("q", bytes(16 * buffer))
+        for i, (s, p, _) in enumerate(saved):
+            self.keys[2 * i], self.keys[2 * i + 1] = s, p
 
     def _rebuild(self, pairs: Any) -> list[tuple[int, int, Any]]:
         """Re-read the samples the buffer held, each under its own node: bit-identical.
@@ -231,19 +237,24 @@ class Lane:
             item = self._next_input()
             if item is None:
                 break
-            keys[len(buf)] = item[:2]
+            keys[2 * len(buf)], keys[2 * len(buf) + 1] = item[0], item[1]
             buf.append(item[2])
         if not buf:
             return None
         incoming = self._next_input()
-        j = int(self.gen.random() * len(buf))  # one 64-bit draw per pick: resume advances by draws
+        if not self.picks:
+            # The same doubles, in the same order, as one random() call per pick; a block
+            # costs one call. ``draws`` counts the picks taken, which a resume advances by.
+            self.picks = self.gen.random(self.PICK_BLOCK).tolist()[::-1]
+        j = int(self.picks.pop() * len(buf))  # one 64-bit draw per pick
         self.draws += 1
-        out = (int(keys[j, 0]), int(keys[j, 1]), buf[j])
+        out = (keys[2 * j], keys[2 * j + 1], buf[j])
         if incoming is not None:
-            keys[j] = incoming[:2]
+            keys[2 * j], keys[2 * j + 1] = incoming[0], incoming[1]
             buf[j] = incoming[2]
         else:
-            keys[j] = keys[len(buf) - 1]
+            last = len(buf) - 1
+            keys[2 * j], keys[2 * j + 1] = keys[2 * last], keys[2 * last + 1]
             buf[j] = buf[-1]
             buf.pop()
         return out
@@ -273,7 +284,7 @@ class Lane:
         return {
             "shard": m,
             "position": position,
-            "buffer": self.keys[: len(self.buf)].copy(),
+            "buffer": np.frombuffer(self.keys, dtype=np.int64, count=2 * len(self.buf)).reshape(-1, 2).copy(),
             "draws": self.draws,
             "batches": self.batches,
             "done": self.done,

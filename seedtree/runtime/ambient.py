@@ -87,14 +87,21 @@ def rng() -> np.random.Generator:
         binding = STATE.ambient_default
         if binding is None:
             raise RuntimeError(_UNBOUND)
-    else:
-        binding = raw[0].slot(raw[1])
+    else:  # item j of a batch: its generator is held by the batch, no slot is made
+        batch, j = raw
+        gen = batch.made.get(j)
+        if gen is None:
+            with _first_use:  # two threads of one item must not both start a generator
+                gen = batch.made.get(j)
+                if gen is None:
+                    gen = batch.made[j] = batch.generator(j)
+        return gen
     gen = binding.gen
     if gen is None:
         with _first_use:  # two threads sharing a binding must not both start a generator
             gen = binding.gen
             if gen is None:
-                gen = binding.gen = raw[0].generator(raw[1]) if isinstance(raw, tuple) else binding.node.numpy()
+                gen = binding.gen = binding.node.numpy()
     return gen
 
 

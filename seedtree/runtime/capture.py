@@ -26,14 +26,16 @@ STATE_FORMAT = "seedtree.rng-state/1"
 
 def capture(names: Iterable[str] | None = None) -> dict[str, Any]:
     """The states of every active library's global generator and of the ambient stream
-    (only those named, with ``names``)."""
+    (only those named, with ``names``). The state holds only dicts, lists, strings, ints,
+    floats and None (torch's generator states as lists of byte values), so ``json.dumps``
+    and ``torch.save`` (``torch.load(weights_only=True)``) both take it as it is."""
     if isinstance(names, (str, bytes)):
         raise TypeError(f"capture() takes a list of library names, e.g. [{names!r}], not a single str")
     wanted = None if names is None else set(names)
     state: dict[str, Any] = {"format": STATE_FORMAT}
     for controller in REGISTRY.active():
         if wanted is None or controller.name in wanted:
-            state[controller.name] = controller.capture()
+            state[controller.name] = _plain(controller.capture())
     if wanted is None or "ambient" in wanted:
         saved = ambient.snapshot()
         state["ambient"] = {
@@ -78,6 +80,7 @@ def _validated(state: object) -> tuple[list[tuple[LibController, Any]], dict[str
         if sys.modules.get(controller.module) is None and not REGISTRY.installed(controller.module):
             continue  # captured where the library was used, restored where it is absent: nothing to put back
         importlib.import_module(controller.module)
+        value = _device_tensors(controller, value)
         try:
             controller.validate(value)
             steps.append((controller, value))
@@ -104,6 +107,36 @@ def _validated_ambient(saved: object) -> dict[str, Any]:
         except (TypeError, ValueError, KeyError, OverflowError) as exc:
             raise ValueError(f"cannot restore the RNG state: the ambient generator state is damaged ({exc})") from None
     return {"default": default, "node": node, "state": gen_state}
+
+
+def _is_tensor(value: object) -> bool:
+    return type(value).__module__ == "torch" and hasattr(value, "tolist")
+
+
+def _plain(value: Any) -> Any:
+    """A library's captured state with its tensors (torch's CPU state; the CUDA state, one
+    per device) as lists of ints, so that the whole state is JSON."""
+    if _is_tensor(value):
+        return value.tolist()
+    if isinstance(value, (list, tuple)) and any(_is_tensor(v) for v in value):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _bytes(value: object) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(b, int) and not isinstance(b, bool) and 0 <= b < 256 for b in value
+    )
+
+
+def _device_tensors(controller: LibController, value: Any) -> Any:
+    """The CUDA states, read back from JSON as lists of byte values, as the tensors
+    ``torch.cuda.set_rng_state_all`` takes (the CPU state's controller takes lists itself).
+    Anything else is passed on as it is, for ``validate`` to judge."""
+    if controller.name == "torch_cuda" and isinstance(value, list) and value and all(_bytes(v) for v in value):
+        torch = sys.modules["torch"]
+        return [torch.tensor(v, dtype=torch.uint8) for v in value]
+    return value
 
 
 def _node_json(node: SeedTree | None) -> dict[str, Any] | None:

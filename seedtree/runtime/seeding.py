@@ -27,6 +27,7 @@ __all__ = [
     "root_from_env",
     "seed_everything",
     "seed_globals",
+    "seed_process",
 ]
 
 ENV_ENTROPY = "SEEDTREE_ENTROPY"
@@ -86,14 +87,22 @@ def seed_everything(seed: int | SeedTree | None = None) -> SeedTree:
     fork): which child gets which n then depends on scheduling, that they differ does not.
     """
     root = as_tree(seed)
-    seed_globals(root, import_missing=True)  # validates nothing can fail below before state changes
-    ambient.set_default(root)
-    manifest.record("seed_everything", root)
-    STATE.start_fork_base(root)
+    seed_process(root, "seed_everything", import_missing=True)
+    return root
+
+
+def seed_process(node: SeedTree, record_as: str, import_missing: ImportMissing = False) -> None:
+    """What ``seed_everything`` does with its root, for any node: seed the global RNGs
+    (libraries imported later are seeded at their import), make ``node`` the ambient
+    default, record it under ``record_as``, and reseed forked children from
+    ``node / "fork" / n``. ``import_missing`` as for ``seed_globals``."""
+    seed_globals(node, import_missing=import_missing)  # validates nothing can fail below before state changes
+    ambient.set_default(node)
+    manifest.record(record_as, node)
+    STATE.start_fork_base(node)
     if not STATE.fork_hook_installed and hasattr(os, "register_at_fork"):
         os.register_at_fork(before=STATE.take_fork_index, after_in_child=_after_fork_child)
         STATE.fork_hook_installed = True
-    return root
 
 
 def _after_fork_child() -> None:

@@ -26,53 +26,81 @@ import numpy as np
 
 from ..core.tree import SeedTree
 
-__all__ = ["STATE", "AmbientSlot", "Binding", "NodeBatch", "NodeRef", "ProcessState", "resolve"]
+__all__ = ["STATE", "AmbientSlot", "BatchSlot", "Binding", "NodeBatch", "NodeRef", "ProcessState", "resolve"]
 
 
 class AmbientSlot:
-    """The ambient binding of one context: a node and, once ``rng()`` was called, its generator."""
+    """The ambient binding of one context: a node and, once ``rng()`` was called, its
+    generator. The node of an item of a batch is made when first asked for (from its
+    parent and key): an item that only draws from ``rng()`` never needs it."""
 
-    __slots__ = ("node", "gen")
+    __slots__ = ("_node", "_parent", "_path", "gen")
 
-    def __init__(self, node: SeedTree) -> None:
-        self.node = node
+    def __init__(self, node: SeedTree | None, parent: SeedTree | None = None, path: tuple[Any, ...] = ()) -> None:
+        self._node = node
+        self._parent = parent
+        self._path = path  # the keys below parent
         self.gen: np.random.Generator | None = None
 
+    @property
+    def node(self) -> SeedTree:
+        if self._node is None:
+            assert self._parent is not None  # made either from a node or from (parent, path)
+            self._node = self._parent.child(*self._path)
+        return self._node
 
-_PUBLISH = threading.Lock()
+
+class BatchSlot(AmbientSlot):
+    """Item j's slot of a ``NodeBatch``: its generator is the one the batch holds for j
+    (``seedtree.rng()`` of a batch item makes it without making a slot)."""
+
+    __slots__ = ("_batch", "_j")
+
+    def __init__(self, batch: NodeBatch, j: int, path: tuple[Any, ...]) -> None:
+        # Not the base's __init__: its ``gen = None`` would drop a generator made already.
+        self._batch, self._j = batch, j
+        self._node, self._parent, self._path = None, batch.tree, path
+
+    @property  # over the base's attribute: the batch holds one generator per item
+    def gen(self) -> np.random.Generator | None:
+        return self._batch.made.get(self._j)
+
+    @gen.setter
+    def gen(self, value: np.random.Generator | None) -> None:
+        if value is None:
+            self._batch.made.pop(self._j, None)
+        else:
+            self._batch.made[self._j] = value
 
 
 class NodeBatch:
     """The children ``tree / k`` of a run of keys (a DataLoader batch, a chunk of tasks),
     made only when asked for. Binding item j of a batch is then one ``(batch, j)`` tuple:
     work that never asks for its node (no ``seedtree.rng()``, no ``current()``) pays
-    nothing for it, and work that does gets exactly ``tree / keys[j]``. Keys are
-    validated when the nodes are first made (``SeedTree.children``)."""
+    nothing for it, and work that does gets exactly ``tree / keys[j]``. A key is validated
+    when its node or its generator is made."""
 
-    __slots__ = ("tree", "keys", "_slots", "_asked", "_gens", "_next")
+    __slots__ = ("tree", "keys", "made", "_slots", "_gens", "_next")
 
     def __init__(self, tree: SeedTree, keys: Any) -> None:
         self.tree = tree
         self.keys = keys
-        self._slots: list[AmbientSlot] | None = None
-        self._asked = 0
+        self.made: dict[int, np.random.Generator] = {}
+        """Item j's ``seedtree.rng()`` generator, once made."""
+        self._slots: dict[int, AmbientSlot] = {}
         self._gens: Iterator[np.random.Generator] | None = None
         self._next = 0  # the item whose generator self._gens yields next
 
     def slot(self, j: int) -> AmbientSlot:
-        """Item j's binding: its node, and its ``rng()`` generator once one was made."""
-        slots = self._slots
-        if slots is None:
-            # All nodes at once: one vectorised validation; a node is a small object and
-            # its hashing happens only when something draws from it. Threads of one item
-            # (copied contexts) may race here: the first list published wins, so every
-            # thread gets the same slot, and so one generator.
-            made = [AmbientSlot(node) for node in self.tree.children(self.keys)]
-            with _PUBLISH:
-                if self._slots is None:
-                    self._slots = made
-                slots = self._slots
-        return slots[j]
+        """Item j's binding: its node, and its ``rng()`` generator once one was made. Threads
+        of one item (copied contexts) may race here: ``dict.setdefault`` publishes the
+        first slot made and hands it to every thread, so they share one generator."""
+        made = self._slots.get(j)
+        if made is None:
+            key = self.keys[j]
+            path = tuple(int(k) for k in key) if isinstance(key, np.ndarray) else (key,)
+            made = self._slots.setdefault(j, BatchSlot(self, j, path))
+        return made
 
     def node(self, j: int) -> SeedTree:
         """``tree / keys[j]``."""
@@ -80,21 +108,23 @@ class NodeBatch:
 
     def generator(self, j: int) -> np.random.Generator:
         """A new ``(tree / keys[j]).numpy()`` (what ``seedtree.rng()`` returns for item j).
-        The first item that asks gets one derived alone; from the second on, the words of
-        every later item are derived in one vectorised call (``SeedTree.generators``), so
-        a batch whose items all draw pays about a microsecond per item, and one where a
-        single item draws pays for that item only. Not thread-safe by itself: ``rng()``
-        calls it under its first-use lock."""
-        self._asked += 1
-        if self._asked == 1:
-            return self.node(j).numpy()
-        if self._gens is None or self._next > j:
-            self._gens, self._next = self.tree.generators(self.keys[j:]), j
+        The words of item j and of every later item are derived in one vectorised call
+        (``SeedTree.generators``) and their generators made as items ask, so a batch
+        whose items all draw pays about a microsecond per item; an item far past the last
+        one that asked starts a new derivation rather than making generators in between.
+        Not thread-safe by itself: ``rng()`` calls it under its first-use lock."""
+        gens = self._gens
+        if gens is None or self._next > j or j - self._next > _SKIP_AHEAD:
+            gens = self._gens = self.tree.generators(self.keys[j:])
+            self._next = j
         while self._next < j:  # items in between did not ask
-            next(self._gens)
+            next(gens)
             self._next += 1
         self._next += 1
-        return next(self._gens)
+        return next(gens)
+
+
+_SKIP_AHEAD = 8  # items a generator run skips (making and dropping theirs) before a new derivation pays
 
 
 Binding = AmbientSlot | tuple[NodeBatch, int]

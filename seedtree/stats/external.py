@@ -1,7 +1,7 @@
 """External batteries fed from the interleaved stream through a pipe.
 
 - TestU01 through our harness ``seedtree-testu01`` (``testu01_harness.c``, built by
-  ``scripts/install-batteries.sh`` next to the venv's python, or ``$SEEDTREE_TESTU01``).
+  ``make batteries`` (``scripts/install-batteries.sh``) next to the venv's python, or ``$SEEDTREE_TESTU01``).
 - PractRand's ``RNG_test stdin64`` when it is on PATH (not packaged; optional; the build
   recipe is in benchmarks/README.md). It is run with ``-tlmin 1KB``: it then reports at
   every power of 2 from 1 KiB and stops at its first failing report, so the size at which it
@@ -66,7 +66,7 @@ DIEHARDER_TESTS = {  # dieharder -d N: the dab_* tests (Brown's own; the useful 
     "dab_filltree2": 208,
     "dab_monobit2": 209,
 }
-INSTALL_HINT = "install it with: sudo bash scripts/install-batteries.sh  (Debian/Ubuntu; TestU01 is in non-free)"
+INSTALL_HINT = "install it with: sudo make batteries  (Debian/Ubuntu; TestU01 is in non-free)"
 
 
 class BatteryUnavailable(RuntimeError):
