@@ -7,7 +7,14 @@
 - ``loader(dataset, tree, ...)``: a real ``DataLoader`` in which ``dataset[i]`` of epoch e
   runs with the global RNGs and ``seedtree.rng()`` bound to ``tree / e / i``. Batches are
   then bit-identical for any ``num_workers``, persistent or not, any number of ranks, and
-  after a resume from ``state_dict()`` mid-epoch.
+  after a resume from ``state_dict()`` mid-epoch. It takes torch's arguments, checks and
+  attributes (``docs/integrations/torch-compat.md`` lists each, and each difference).
+
+This module holds ``loader()`` and the loader class; the parts live beside it:
+``torch_hooks`` (the worker hook, the names of a sample's stream), ``torch_dataset`` (the
+per-sample fetch), ``torch_order`` and ``torch_cursor`` (the sampler's epoch order and its
+cursor), ``torch_sampler`` (the samplers), ``torch_accelerate`` (the wrappers that iterate
+them) and ``torch_iterable`` (a plain ``IterableDataset``).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ torch = require("torch", "seedtree.torch")
 from torch.utils.data import (  # noqa: E402
     DataLoader,
     IterableDataset,
-    IterDataPipe,  # noqa: E402
+    IterDataPipe,
 )
 from torch.utils.data.dataloader import (  # noqa: E402  # the iterators it counts through
     _MultiProcessingDataLoaderIter,
