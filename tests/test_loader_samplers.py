@@ -274,6 +274,15 @@ def test_batch_size_must_be_a_positive_int(batch_size):
         loader(Noisy(), TREE, batch_size=batch_size)
 
 
-def test_in_order_false_is_refused():
+def test_in_order_false_keeps_the_samples_and_refuses_a_mid_epoch_state():
+    """in_order=False (as torch accepts it): each sample keeps its stream, batches may come
+    in another order, and the cursor refuses to guess mid-epoch."""
+    expected = sorted(map(tuple, torch.cat(list(loader(Noisy(), TREE, batch_size=4))).tolist()))
+    dl = loader(Noisy(), TREE, batch_size=4, num_workers=2, in_order=False)
+    it = iter(dl)
+    first = next(it)
     with pytest.raises(ValueError, match="in_order=False"):
-        loader(Noisy(), TREE, batch_size=4, in_order=False)
+        dl.state_dict()
+    got = torch.cat([first, *it])
+    assert sorted(map(tuple, got.tolist())) == expected
+    assert dl.state_dict()["epoch"] == 1  # at the epoch boundary the state is exact

@@ -150,14 +150,18 @@ def test_bad_input():
     with pytest.raises(TypeError, match="SeedTree"):
         loader(MixedDataset(), 42)
     with pytest.raises(TypeError, match="sampler"):
-        loader(MixedDataset(), TREE, sampler=range(3))
+        _loader(MixedDataset(), TREE, sampler=7)
+    with pytest.raises(ValueError, match="sampler option is mutually exclusive with shuffle"):
+        loader(MixedDataset(), TREE, sampler=range(3))  # torch's own check, torch's message
 
     class Stream(torch.utils.data.IterableDataset):
         def __iter__(self):
             return iter(range(3))
 
-    with pytest.raises(TypeError, match="map-style"):
+    with pytest.raises(ValueError, match="IterableDataset: expected unspecified shuffle"):
         loader(Stream(), TREE)
+    with pytest.raises(TypeError, match="map-style"):
+        _loader(object(), TREE)
     with pytest.raises(ValueError, match="rank"):
         loader(MixedDataset(), TREE, rank=2, world_size=2)
 

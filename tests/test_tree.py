@@ -477,7 +477,8 @@ def test_torch_cpu_generator_gets_the_whole_mersenne_twister_state() -> None:
     outputs = set((mt.random_raw(16) % 2**31).tolist())
     assert set(x.tolist()) <= outputs  # each torch draw comes out of that very twister
     tail = a.globals_words(WORDS_TORCH_CPU + MT_WORDS, 2).tolist()
-    assert ga.initial_seed() == tail[0] | tail[1] << 32  # reported seed: 64 bits of the node
+    assert ga.initial_seed() == (tail[0] | tail[1] << 32) & (2**63 - 1)  # reported seed: 63 bits of the node
+    assert all(b.torch().initial_seed() < 2**63 for b in st.SeedTree(3).spawn(64))  # fits an int64, as torch's
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_GPU)

@@ -496,7 +496,9 @@ class SeedTree:
     def torch_cpu_state(self) -> np.ndarray:
         """The byte image a torch CPU generator is given for this node."""
         words = self.globals_words(WORDS_TORCH_CPU, MT_WORDS + 2)
-        seed = int(words[MT_WORDS]) | (int(words[MT_WORDS + 1]) << 32)
+        # The seed torch reports (initial_seed()); the stream is the state words. Below 2**63,
+        # as torch's own seeds are, so that it fits an int64 (a sample may return it).
+        seed = (int(words[MT_WORDS]) | (int(words[MT_WORDS + 1]) << 32)) & (2**63 - 1)
         return torch_cpu_image(words[:MT_WORDS], seed)
 
 

@@ -188,9 +188,9 @@ collated batch's digest); only that batch-level entry for loaders that are not p
 def _instrument(dl: Any) -> bool:
     """Turn on per-sample probing for a seedtree map-style loader; False for others."""
     dataset: Any = getattr(dl, "dataset", None)
-    if type(dataset).__name__ != "_SampleBound" or not hasattr(dataset, "probe"):
+    if type(dataset).__name__ != "_SampleBound" or not hasattr(dataset, "seedtree_probe"):
         return False
-    dataset.probe = True
+    dataset.seedtree_probe = True
     dl.collate_fn = _ProbeCollate(dl.collate_fn)
     return True
 

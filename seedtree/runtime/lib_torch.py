@@ -46,6 +46,9 @@ class TorchCPU(LibController):
             self._seed_words = self._image[0:8].view("<u4")
         np.copyto(self._state_words, words[:MT_WORDS])
         np.copyto(self._seed_words, words[MT_WORDS:])  # the 64-bit initial seed, low word first
+        # What torch.initial_seed() reports (the stream is the state words): kept below 2**63,
+        # as torch's own seeds are, so that a sample returning it collates into an int64.
+        self._seed_words[1] &= 0x7FFFFFFF
         torch.default_generator.set_state(self._tensor)
 
     def row_seeders(self, rows: np.ndarray) -> tuple[Callable[[], None] | None, list[Seeders]]:
@@ -61,6 +64,7 @@ class TorchCPU(LibController):
         def refresh() -> None:
             np.copyto(states, rows[:, :MT_WORDS])
             np.copyto(seeds, rows[:, MT_WORDS:])
+            seeds[:, 1] &= 0x7FFFFFFF  # initial_seed() below 2**63, as in seed_words
 
         set_state = torch.default_generator.set_state
         return refresh, [(functools.partial(set_state, torch.from_numpy(images[j])),) for j in range(n)]
