@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _cli import run_cli
 
 import seedtree as st
 from seedtree.runtime import autoseed
-from seedtree.runtime.seeding import ENV_ENTROPY
 
 # Never imports seedtree: all three global RNGs, as a training script uses them.
 UNMODIFIED = """
@@ -56,15 +56,7 @@ if __name__ == "__main__":
 
 
 def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k not in ("PYTHONHASHSEED", ENV_ENTROPY, autoseed.ENV_AUTO_SEED)}
-    return subprocess.run(
-        [sys.executable, "-m", "seedtree", *args],
-        cwd=cwd,
-        env={**base, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_cli(*args, cwd=cwd, env=env, timeout=300)
 
 
 def test_verify_finds_an_unmodified_script_reproducible(tmp_path: Path) -> None:

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _cli import run_cli
 
 import seedtree as st
 from seedtree.cli import commands as cli_main
 from seedtree.cli.run import hash_seed
-from seedtree.runtime.seeding import ENV_ENTROPY
 
 CHILD = r"""
 import json, multiprocessing as mp, os, sys
@@ -45,15 +45,7 @@ if __name__ == "__main__":
 
 def seedtree(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run the real command line (`python -m seedtree`) in a subprocess."""
-    base = {k: v for k, v in os.environ.items() if k not in ("PYTHONHASHSEED", ENV_ENTROPY)}
-    return subprocess.run(
-        [sys.executable, "-m", "seedtree", *args],
-        cwd=cwd,
-        env={**base, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_cli(*args, cwd=cwd, env=env, timeout=timeout)
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:
