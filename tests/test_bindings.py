@@ -273,6 +273,62 @@ def test_isolate_as_decorator_and_nested() -> None:
     assert _draw_all() == reference
 
 
+def test_isolate_without_the_ambient_stream_leaves_it_where_it_went() -> None:
+    st.seed_everything(17)
+    state = st.capture()
+    reference = [_draw_all() for _ in range(2)]
+    st.restore(state)
+    with st.isolate(ambient=False):
+        inside = _draw_all()
+    assert inside == reference[0]
+    after = _draw_all()
+    # the globals are put back (they draw their first numbers again); the ambient stream is not
+    assert after[:-1] == reference[0][:-1] and after[-1] == reference[1][-1]
+    st.restore(state)
+    with st.isolate():
+        _draw_all()
+    assert _draw_all() == reference[0]
+
+
+def test_restore_where_a_captured_library_is_absent(tmp_path: Path) -> None:
+    # A state captured with torch in use, read back in a process where torch cannot be
+    # imported: the torch part is skipped, whatever it holds, and every part after it in
+    # the state is still put back.
+    st.seed_everything(18)
+    captured = st.capture()
+    expected = (random.random(), np.random.random_sample(), st.rng().integers(0, 2**63))
+    state = {"format": captured["format"], "torch": "a torch state this process cannot read"}
+    state.update({k: v for k, v in captured.items() if k not in ("format", "torch")})
+    assert list(state)[:2] == ["format", "torch"] and {"random", "numpy", "ambient"} <= set(state)
+    script = textwrap.dedent(
+        """
+        import json, random, sys
+        sys.modules["torch"] = None  # torch is absent here: importing it fails
+        import numpy as np
+        import seedtree as st
+        state = json.loads(open(sys.argv[1]).read())
+        random.seed(0); np.random.seed(0)
+        st.restore(state)
+        print(json.dumps([random.random(), np.random.random_sample(), int(st.rng().integers(0, 2**63))]))
+        """
+    )
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps(state))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert tuple(json.loads(proc.stdout.strip().splitlines()[-1])) == expected
+
+
+def test_restore_skips_an_absent_library_only() -> None:
+    st.seed_everything(19)
+    captured = st.capture()
+    with pytest.raises(ValueError, match="cannot restore the RNG state"):
+        st.restore({**captured, "torch": "not a torch state"})  # torch is here: the part is checked
+
+
 # -- the registry ------------------------------------------------------------------------
 
 
