@@ -99,6 +99,7 @@ def test_seed_everything_refuses_bad_seeds() -> None:
         st.seed_everything(True)
 
 
+@pytest.mark.slow
 def test_seed_everything_imports_and_seeds_installed_libraries() -> None:
     # In a fresh interpreter torch is installed but not imported: seed_everything imports
     # it so that it is seeded too.
