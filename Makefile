@@ -13,11 +13,28 @@ $(STAMP): pyproject.toml constraints.txt scripts/setup.sh
 demo: $(STAMP)
 	$(VENV)/bin/seedtree demo
 
-test: $(STAMP)
+# The controller, loader and isolation tests, run twice more: on the libraries' public API
+# alone (SEEDTREE_FAST_PATHS=0: no write into interpreter memory), and on the oldest NumPy,
+# torch and joblib that pyproject.toml accepts (.venv-floors).
+PORTABLE_TESTS := tests/test_rawmem.py tests/test_bindings.py tests/test_threads_globals.py tests/test_seeding.py \
+	tests/test_ambient.py tests/test_torch_loader.py tests/test_loader_samplers.py tests/test_owned_generators.py \
+	tests/test_streaming_resume.py
+FLOOR_TESTS := tests/test_floors.py tests/test_rawmem.py tests/test_bindings.py tests/test_threads_globals.py \
+	tests/test_seeding.py tests/test_ambient.py tests/test_torch_loader.py tests/test_streaming_resume.py
+FLOORS := .venv-floors
+FLOORS_STAMP := $(FLOORS)/.installed
+
+$(FLOORS_STAMP): pyproject.toml scripts/setup-floors.sh
+	bash scripts/setup-floors.sh $(FLOORS)
+	touch $(FLOORS_STAMP)
+
+test: $(STAMP) $(FLOORS_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy seedtree
 	$(PY) -m pytest -q
+	SEEDTREE_FAST_PATHS=0 $(PY) -m pytest -q -p no:cacheprovider $(PORTABLE_TESTS)
+	SEEDTREE_FLOORS="$$(cat $(FLOORS)/floors.txt)" PYTHONPATH=$(CURDIR) $(FLOORS)/bin/python -m pytest -q -p no:cacheprovider $(FLOOR_TESTS)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict  # not --quiet: it hides the warnings that --strict turns into a failure
 
 # The documentation site, built into site/ (strict: a broken reference fails the build).
@@ -65,4 +82,4 @@ else
 endif
 
 clean:
-	rm -rf $(VENV) build site *.egg-info mutants
+	rm -rf $(VENV) $(FLOORS) build site *.egg-info mutants

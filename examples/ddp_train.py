@@ -134,7 +134,7 @@ def train(args: argparse.Namespace) -> dict:
     torch.set_num_threads(1)  # same kernels whatever the number of processes
     if world_size > 1 or "TORCHELASTIC_RUN_ID" in os.environ:
         dist.init_process_group("gloo")
-    root = st.SeedTree.from_env(default=args.seed)
+    root = st.root_from_env(default=args.seed)
 
     with st.isolate():  # seed the globals for construction only, then put them back
         st.seed_globals(root / "model" / "init")

@@ -12,15 +12,15 @@ Layers (each imports only those listed after it): ``cli`` → integrations (``se
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from .cli import handover as _handover  # noqa: E402, F401  (arms `seedtree run --record`'s write-back)
 from .core.tree import SeedTree  # noqa: E402
+from .core.version import VERSION as __version__  # noqa: E402, F401
+from .runtime import deprecated as _deprecated  # noqa: E402, F401  (SeedTree.from_env & co. until 1.0)
 from .runtime.ambient import bound, current, rng  # noqa: E402
 from .runtime.capture import capture, isolate, restore  # noqa: E402
 from .runtime.controllers import LibController, register  # noqa: E402
-from .runtime.manifest import Manifest, ManifestError, record  # noqa: E402
-from .runtime.seeding import deterministic, seed_everything, seed_globals  # noqa: E402
+from .runtime.manifest import Manifest, ManifestError, manifest, record  # noqa: E402
+from .runtime.seeding import deterministic, root_from_env, seed_everything, seed_globals  # noqa: E402
 
 Binding = LibController
 """The former name of ``LibController`` (kept: code written for seedtree 0.1 subclasses it)."""
@@ -36,10 +36,12 @@ __all__ = [
     "current",
     "deterministic",
     "isolate",
+    "manifest",
     "record",
     "register",
     "restore",
     "rng",
+    "root_from_env",
     "seed_everything",
     "seed_globals",
 ]

@@ -3,8 +3,7 @@
 Layers, lowest first: core → runtime → integrations → cli; stats builds on core alone (the
 command line uses it). The package's facade (``seedtree/__init__.py``) and the short public
 aliases (``seedtree/torch.py`` ...) sit above everything. Every import counts, also one
-inside a function; the few convenience entry points that forward upward at call time are
-listed below by name, with their reason, so that a new one cannot slip in.
+inside a function or under ``TYPE_CHECKING``, and there is no exception.
 """
 
 from __future__ import annotations
@@ -16,13 +15,6 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "seedtree"
 RANK = {"core": 0, "runtime": 1, "stats": 1, "integrations": 2, "cli": 3}
-# (importing module, imported module): entry points kept on the value for users, each a
-# one-line forward to the layer that owns the concept (see SeedTree.from_env & co.).
-FORWARDS = {
-    ("seedtree.core.tree", "seedtree.runtime.seeding"),
-    ("seedtree.core.tree", "seedtree.runtime.manifest"),
-    ("seedtree.cli.commands", "seedtree"),  # __version__, from the package itself
-}
 
 
 def _module_name(path: Path) -> str:
@@ -93,8 +85,6 @@ def test_nothing_imports_upward(path: Path) -> None:
     name = _module_name(path)
     mine = _layer(name)
     for target in _imports(path):
-        if (name, target) in FORWARDS:
-            continue
         theirs = _layer(target)
         same_layer = target.split(".")[:2] == name.split(".")[:2]
         assert same_layer or theirs < mine or mine == 99, f"{name} imports {target}, a layer above it"
@@ -104,14 +94,11 @@ def test_nothing_imports_upward(path: Path) -> None:
 
 def test_no_import_cycles() -> None:
     graph = {_module_name(p): {t for t in _imports(p) if t != _module_name(p)} for p in MODULES}
-    forwards = {a: {b for (x, b) in FORWARDS if x == a} for a in graph}
     state: dict[str, int] = {}
 
     def visit(node: str, trail: list[str]) -> None:
         state[node] = 1
         for nxt in graph.get(node, ()):  # a package's __init__ is an edge like any other
-            if nxt in forwards.get(node, ()):
-                continue
             if state.get(nxt) == 1:
                 raise AssertionError("import cycle: " + " -> ".join([*trail, node, nxt]))
             if state.get(nxt) is None:

@@ -21,6 +21,7 @@ from seedtree.core.layout import MT_WORDS, WORDS_NUMPY_GLOBAL, WORDS_RANDOM, WOR
 from seedtree.core.tree import SeedTree
 from seedtree.runtime import capture as bindings_capture
 from seedtree.runtime import controllers as bindings
+from seedtree.runtime import rawmem
 
 pytestmark = pytest.mark.usefixtures("clean_seedtree")
 ROOT = Path(__file__).resolve().parents[1]
@@ -461,6 +462,7 @@ def test_batches_of_changing_lengths_reuse_buffers_and_seed_each_item_exactly() 
             _assert_items_seeded_from_their_nodes(tree, keys, got)
 
 
+@pytest.mark.skipif(not rawmem.enabled(), reason="SEEDTREE_FAST_PATHS=0: no in-place path in this run")
 def test_in_place_seeding_matches_the_portable_path() -> None:
     node = SeedTree(5) / "in-place"
     for cls in (bindings.PythonRandom, bindings.NumpyGlobal):

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ import numpy as np
 import seedtree as st
 
 def worker(_):
-    st.record("worker/stream", st.SeedTree.from_env() / "worker")
+    st.record("worker/stream", st.root_from_env() / "worker")
 
 if __name__ == "__main__":
     root = st.seed_everything()                 # no argument: the root `seedtree run` handed over
@@ -290,6 +291,8 @@ def test_version_and_help_for_every_command(capsys: pytest.CaptureFixture[str]) 
     with pytest.raises(SystemExit) as exit_info:
         cli_main.main(["--version"])
     assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"seedtree {st.__version__}"
+    declared = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]["version"]
+    assert st.__version__ == declared  # the package and its metadata state one version
     sub = next(a for a in cli_main.build_parser()._actions if a.dest == "command")
     for name in ("run", "verify", "doctor", "show", "diff", "demo"):
         assert name in sub.choices

@@ -1,5 +1,5 @@
 """Fuzzing the three places that read what a user hands back: manifests, captured RNG
-states and loader states (issue 10).
+states and loader states.
 
 Property, for every input: it either loads and round-trips equal, or raises the one
 documented error type with a message (``ManifestError`` for manifests, ``ValueError`` for

@@ -27,7 +27,7 @@ def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def _manifest(streams: dict[str, st.SeedTree], root: st.SeedTree) -> st.Manifest:
-    base = root.manifest(experiment="mlflow-test")
+    base = st.manifest(root, experiment="mlflow-test")
     return st.Manifest(root, streams, base.environment, base.created, base.fields)
 
 

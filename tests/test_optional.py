@@ -40,7 +40,7 @@ def test_core_works_with_numpy_alone():
         json.dumps(state)                      # plain types only without torch
         with st.isolate():
             np.random.rand()
-        root.manifest().to_dict()
+        st.manifest(root).to_dict()
         print("ok")
     """)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

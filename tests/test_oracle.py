@@ -99,7 +99,8 @@ def test_stream_loader_is_invariant(cfg: Config) -> None:
     assert check(cfg) is None
 
 
-# The configurations that found the silent failures of issue 20, kept as fixed examples.
+# Configurations that once found silent failures (accelerate re-sharding, checkpoint
+# resumes, reader draws, shared transform generators), kept as fixed examples.
 FOUND = {
     "accelerate-resume-with-workers": Config(sampler="shuffle", wrapper="accelerate", workers=2, resume=(1, 3)),
     "weighted-elastic-3-ranks": Config(sampler="weighted", world=2, workers=1, resume=(1, 1), resume_world=3),

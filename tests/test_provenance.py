@@ -190,13 +190,13 @@ def test_missing_path_special_file_and_bad_names_are_refused(tmp_path: Path) -> 
     with pytest.raises(DatasetError, match=r"^dataset 'train': .*/nope does not exist$"):
         hash_dataset(tmp_path / "nope", name="train")
     with pytest.raises(ValueError, match=r"dataset 'train': .*/nope does not exist"):
-        st.SeedTree(1).manifest(datasets={"train": str(tmp_path / "nope")})
+        st.manifest(st.SeedTree(1), datasets={"train": str(tmp_path / "nope")})
     data = make_dataset(tmp_path / "data", {"a": b"1"})
     os.mkfifo(data / "pipe")
     with pytest.raises(DatasetError, match=r"data/pipe is a FIFO; only regular files and symbolic links"):
         hash_dataset(data, name="d")
     with pytest.raises(ValueError, match="must be a mapping"):
-        st.SeedTree(1).manifest(datasets=[("train", str(data))])  # type: ignore[arg-type]
+        st.manifest(st.SeedTree(1), datasets=[("train", str(data))])  # type: ignore[arg-type]
 
 
 UNREADABLE = r"""
@@ -245,7 +245,7 @@ def test_progress_bar_only_when_asked_or_on_a_terminal(tmp_path: Path, capfd: py
 
 def test_manifest_records_datasets_and_reads_them_back(tmp_path: Path, clean_seedtree: None) -> None:
     data = make_dataset(tmp_path / "data", FILES)
-    m = st.SeedTree(7).manifest(datasets={"train": data, "labels": data / "b.txt"}, experiment="x")
+    m = st.manifest(st.SeedTree(7), datasets={"train": data, "labels": data / "b.txt"}, experiment="x")
     path = m.save(tmp_path / "m.json")
     raw = json.loads(path.read_text())
     assert raw["datasets"]["train"]["sha256"] == hash_dataset(data).sha256
@@ -311,9 +311,9 @@ def test_git_dirty_flag_and_diff_hash(tmp_path: Path) -> None:
 
 def test_diff_names_data_packages_and_hardware_most_likely_first(tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "data", {"a": b"1"})
-    a = st.SeedTree(1).manifest(datasets={"train": data})
+    a = st.manifest(st.SeedTree(1), datasets={"train": data})
     write(data / "a", b"2")
-    b = st.SeedTree(1).manifest(datasets={"train": data})
+    b = st.manifest(st.SeedTree(1), datasets={"train": data})
     env = json.loads(json.dumps(b.environment))
     env["packages"]["numpy"] = "0.0.1"
     env["packages"]["brand-new"] = "1.0"

@@ -1,4 +1,4 @@
-"""Faults and bad input, tried as a user would (issue 10): racing forks, a command killed
+"""Faults and bad input, tried as a user would: racing forks, a command killed
 by SIGKILL, bad arguments at every public entry, damaged states and manifests, `seedtree
 verify` on a real Lightning script, and Dask's default for the global RNGs."""
 
@@ -240,7 +240,7 @@ def test_a_refused_record_leaves_the_next_manifest_writable(tmp_path: Path, clea
     st.record("good", TREE / "good")
     with pytest.raises(TypeError):
         st.record("x", "notatree")  # type: ignore[arg-type]
-    TREE.manifest().save(tmp_path / "m.json")  # used to die with an AttributeError here
+    st.manifest(TREE).save(tmp_path / "m.json")  # used to die with an AttributeError here
     assert set(st.Manifest.load(tmp_path / "m.json").streams) == {"good"}
 
 

@@ -162,7 +162,7 @@ def test_tests_see_what_they_target() -> None:
         assert (test.finish()[1] < 1e-9) == expect_fail
 
 
-# -- issue 15: calibrated p-values and related MT19937 seeds ------------------------------------
+# -- calibrated p-values and related MT19937 seeds ------------------------------------------------
 
 
 def test_mt19937_seed_recovery_is_exact_and_needs_the_seeding() -> None:

@@ -377,7 +377,8 @@ def _fails_on_7001(sample: dict) -> dict:
 
 
 def test_lanes_deal_shards_and_consumers_own_lanes():
-    from seedtree.integrations.streaming import _lane_shards, lanes_of
+    from seedtree.integrations.stream_lanes import lane_shards as _lane_shards
+    from seedtree.integrations.stream_lanes import lanes_of
 
     dealt = _lane_shards(9, 4, TREE, 0, shuffle=True)
     assert sorted(itertools.chain(*dealt)) == list(range(9))

@@ -19,6 +19,7 @@ import torch
 import seedtree as st
 from seedtree.joblib import Parallel, delayed, parallel_map
 from seedtree.pool import keyed_map
+from seedtree.runtime import rawmem
 from seedtree.threads import run_threads
 
 TREE = st.SeedTree(2024) / "threads"
@@ -247,7 +248,17 @@ def test_the_message_is_one_line_naming_the_fix():
 
 
 @pytest.mark.usefixtures("clean_seedtree")
-@pytest.mark.parametrize("fast", [True, False], ids=["in-place", "portable"])
+@pytest.mark.parametrize(
+    "fast",
+    [
+        pytest.param(
+            True,
+            marks=pytest.mark.skipif(not rawmem.enabled(), reason="SEEDTREE_FAST_PATHS=0: no in-place path here"),
+        ),
+        False,
+    ],
+    ids=["in-place", "portable"],
+)
 def test_fingerprints_move_with_every_draw_even_a_whole_twist(fast):
     """A draw moves each fingerprint, also draws that bring the position back to where it
     was (624 words: a whole twist); no draw leaves it equal. Both ways of reading: from the

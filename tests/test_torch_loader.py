@@ -236,7 +236,7 @@ def test_set_epoch_refuses_to_drop_a_loaded_resume(mid_epoch: bool) -> None:
 
 
 def test_a_length_query_by_a_wrapper_leaves_the_rank_view_alone() -> None:
-    from accelerate.data_loader import BatchSamplerShard
+    BatchSamplerShard = pytest.importorskip("accelerate.data_loader").BatchSamplerShard
 
     dl = loader(MixedDataset(), TREE, batch_size=4, rank=1, world_size=2)
     mine = len(dl)

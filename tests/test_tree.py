@@ -3,6 +3,7 @@ value semantics (pickle, hash, eq), full-width torch seeding, and threads."""
 
 from __future__ import annotations
 
+import pathlib
 import pickle
 import random
 import threading
@@ -321,20 +322,34 @@ def test_fresh_entropy_is_128_bit_and_replayable() -> None:
     assert _draws(SeedTree(a.entropy).numpy()) == _draws(a.numpy())
 
 
-def test_from_seed_sequence_and_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_from_seed_sequence_and_root_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     ss = np.random.SeedSequence(2**70, spawn_key=(3, 4))
     assert SeedTree.from_seed_sequence(ss) == SeedTree(2**70, (3, 4))
     with pytest.raises(TypeError, match="only SeedSequences with int entropy"):
         SeedTree.from_seed_sequence(np.random.SeedSequence([1, 2]))
     monkeypatch.delenv("SEEDTREE_ENTROPY", raising=False)
-    assert SeedTree.from_env() is None and SeedTree.from_env(5) == SeedTree(5)
+    assert st.root_from_env() is None and st.root_from_env(5) == SeedTree(5)
     monkeypatch.setenv("SEEDTREE_ENTROPY", "0x1F")
-    assert SeedTree.from_env(5) == SeedTree(31)
+    assert st.root_from_env(5) == SeedTree(31)
     monkeypatch.setenv("SEEDTREE_ENTROPY", str(2**130))
-    assert SeedTree.from_env() == SeedTree(2**130)
+    assert st.root_from_env() == SeedTree(2**130)
     monkeypatch.setenv("SEEDTREE_ENTROPY", "abc")
     with pytest.raises(ValueError, match=r"SEEDTREE_ENTROPY='abc' is not an int"):
-        SeedTree.from_env()
+        st.root_from_env()
+
+
+def test_the_0_1_entry_points_on_the_value_warn_and_forward(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    monkeypatch.setenv("SEEDTREE_ENTROPY", "0x1F")
+    with pytest.warns(DeprecationWarning, match=r"SeedTree.from_env\(\) is deprecated and goes in seedtree 1.0"):
+        assert SeedTree.from_env(5) == SeedTree(31)
+    with pytest.warns(DeprecationWarning, match=r"use seedtree.manifest\(node, ...\)"):
+        recorded = (SeedTree(9) / "sub").manifest(experiment="x")
+    assert recorded.root == SeedTree(9) and recorded.fields == {"experiment": "x"}
+    path = recorded.save(tmp_path / "m.json")
+    with pytest.warns(DeprecationWarning, match=r"use seedtree.Manifest.load\(path\).root"):
+        assert SeedTree.from_manifest(path) == SeedTree(9)
 
 
 def test_spawn_arguments() -> None:

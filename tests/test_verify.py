@@ -16,7 +16,7 @@ from seedtree.cli.verify import make_workspace
 
 SEEDED = """
 import os, sys, numpy as np, seedtree as st
-root = st.SeedTree.from_env()
+root = st.root_from_env()
 os.makedirs("out", exist_ok=True)
 rng = (root / "train").numpy()
 np.save("out/weights.npy", rng.normal(size=(4, 5)))
@@ -131,7 +131,7 @@ def test_verify_compares_stdout_without_outputs_and_reports_failed_runs(project:
         "--",
         sys.executable,
         "-c",
-        "import seedtree as st; print(st.SeedTree.from_env().numpy().random())",
+        "import seedtree as st; print(st.root_from_env().numpy().random())",
         cwd=project,
     )
     assert ok.returncode == 0 and "<stdout>  sha256" in ok.stdout and "3 tries" in ok.stdout

@@ -16,7 +16,7 @@ import sys
 import time
 from typing import NoReturn
 
-from .. import __version__
+from ..core.version import VERSION
 from ..stats import commands as stats_commands
 from ..stats.commands import parse_root
 from . import check_loader
@@ -285,7 +285,7 @@ A replay (--manifest) re-hashes the datasets the manifest recorded and refuses (
 when one changed, naming it and both hashes; --allow-data-change runs anyway.
 
 The command gets SEEDTREE_ENTROPY (read by seedtree.seed_everything() and
-SeedTree.from_env()) and PYTHONHASHSEED derived from the root, unless you set it.
+seedtree.root_from_env()) and PYTHONHASHSEED derived from the root, unless you set it.
 Exit status: the command's; killed by a signal, seedtree dies by the same signal
 (one it cannot raise on itself, such as SIGKILL: exits 128 + n, 137, like a shell)."""
 
@@ -303,7 +303,7 @@ exit status: 0 every try matched; 1 a mismatch or a failed try; 2 usage error.""
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="seedtree", description="Reproducible parallel random streams.")
-    parser.add_argument("--version", action="version", version=f"seedtree {__version__}")
+    parser.add_argument("--version", action="version", version=f"seedtree {VERSION}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     raw = argparse.RawDescriptionHelpFormatter
 

@@ -27,7 +27,7 @@ from ..core.tree import SeedTree
 from ..runtime import ambient
 from ..runtime.capture import capture, restore
 from ..runtime.controllers import REGISTRY
-from ..runtime.manifest import record
+from ..runtime.manifest import manifest, record
 from ..runtime.seeding import seed_everything
 
 __all__ = ["NoisyDataset", "SAMPLES", "TASKS", "digest", "main", "simulate"]
@@ -219,7 +219,7 @@ def main(out: str = "seedtree-demo", seed: int = 20240607) -> int:
     record("demo/tasks", tree / "tasks")
     record("demo/data", tree / "data")
     record("demo/plot", tree / "plot")
-    manifest_path = tree.manifest(demo={"layouts": digests, "independence": independence, "failures": failures}).save(
+    manifest_path = manifest(tree, demo={"layouts": digests, "independence": independence, "failures": failures}).save(
         folder / "manifest.json"
     )
     plot_path = folder / "streams.png"

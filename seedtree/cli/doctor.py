@@ -37,7 +37,7 @@ from typing import Any
 
 from ..core.tree import SeedTree
 from ..runtime.manifest import version as _version
-from ..runtime.seeding import ENV_ENTROPY
+from ..runtime.seeding import ENV_ENTROPY, root_from_env
 
 __all__ = [
     "CUBLAS_OK",
@@ -116,7 +116,7 @@ def checks() -> list[dict[str, Any]]:
 
     entropy = env.get(ENV_ENTROPY)
     try:
-        handed = SeedTree.from_env()
+        handed = root_from_env()
     except ValueError as exc:
         out.append(_check(ENV_ENTROPY, entropy, "warn", str(exc)))
     else:

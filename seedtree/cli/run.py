@@ -1,7 +1,7 @@
 """``seedtree run``: start a command with the root handed over through its environment.
 
 The command is an argument vector, started with ``subprocess`` and no shell. Its environment
-gets ``SEEDTREE_ENTROPY`` (which ``SeedTree.from_env()`` and ``seed_everything()`` read) and,
+gets ``SEEDTREE_ENTROPY`` (which ``seedtree.root_from_env()`` and ``seed_everything()`` read) and,
 unless the caller's environment already has one, a ``PYTHONHASHSEED`` derived from the root, so
 str/bytes hashing and set order repeat from run to run. SIGTERM, SIGINT and SIGHUP sent to the
 runner are passed on to the command (SIGINT and SIGHUP only when they did not come from the

@@ -90,7 +90,7 @@ class VerifyResult:
         if self.seed_effect is False:
             lines.append(
                 "WARNING: a different root gave identical outputs: the seed is not reaching the code "
-                "(call seedtree.seed_everything() or use SeedTree.from_env() in the command)"
+                "(call seedtree.seed_everything() or use seedtree.root_from_env() in the command)"
             )
         if self.kept is not None:
             lines.append(f"tries kept in {self.kept}")

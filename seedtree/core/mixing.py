@@ -230,6 +230,7 @@ def absorb_many(state: MixState, keys: np.ndarray) -> tuple[list[np.ndarray], in
 # rows, 768 KiB) stays in a 1 MiB L2 cache, and the ~50 ufunc calls per block cost
 # about 1.5 ns per child.
 BLOCK = 32768
+SMALL = 1024  # up to this many children, absorb_many + expand_at (fewer calls) is faster
 
 
 def derive_states(state: MixState, keys: np.ndarray, n_words: int) -> np.ndarray:
@@ -238,6 +239,10 @@ def derive_states(state: MixState, keys: np.ndarray, n_words: int) -> np.ndarray
     computed block by block in reused buffers (cache-sized, no temporaries)."""
     keys = keys[:, None] if keys.ndim == 1 else keys
     n, depth = keys.shape
+    if 0 < n <= SMALL and depth:
+        # A few children (a DataLoader batch): the same words with a third of the ufunc
+        # calls, which cost more than the arithmetic at this size.
+        return np.ascontiguousarray(expand_at(absorb_many(state, keys)[0], 0, n_words))
     out = np.empty((n, n_words), dtype=np.uint32)
     if n == 0:
         return out

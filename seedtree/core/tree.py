@@ -15,15 +15,14 @@ from __future__ import annotations
 import functools
 import os
 import secrets
-import sys
 import warnings
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-from numpy.random.bit_generator import ISpawnableSeedSequence
 
 from . import mixing
+from .bitgen import BIG_ENDIAN, BIT_GENERATORS, SEED_REQUEST, NodeSeed, bit_generator_class
 from .keys import KEY_LIMIT, Key, check_int_keys, check_key, key_words
 from .layout import (
     GLOBALS_WORDS,
@@ -43,134 +42,13 @@ from .optional import require
 
 __all__ = ["BIT_GENERATORS", "SeedTree"]
 
+_NodeSeed = NodeSeed  # the name that pickles made by seedtree 0.1 refer to
+
 if TYPE_CHECKING:
     import random as _random
 
     import jax as _jax
     import torch as _torch
-
-    from ..runtime.manifest import Manifest
-
-
-BIT_GENERATORS = {
-    "PCG64": np.random.PCG64,
-    "PCG64DXSM": np.random.PCG64DXSM,
-    "SFC64": np.random.SFC64,
-    "Philox": np.random.Philox,
-    "MT19937": np.random.MT19937,
-}
-
-_BIG_ENDIAN = sys.byteorder == "big"
-
-
-def _bit_generator_class(bit_generator: str | type) -> type[np.random.BitGenerator]:
-    if isinstance(bit_generator, type) and issubclass(bit_generator, np.random.BitGenerator):
-        return bit_generator
-    try:
-        return BIT_GENERATORS[bit_generator]  # type: ignore[index]  # a type that is not a BitGenerator: KeyError
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown bit generator {bit_generator!r}; use one of {sorted(BIT_GENERATORS)} "
-            "or a numpy.random.BitGenerator subclass"
-        ) from None
-
-
-class _NodeSeed(ISpawnableSeedSequence):
-    """What a bit generator made by seedtree sees as its seed sequence.
-
-    It hands out the same words as the node's SeedSequence would and spawns like NumPy's
-    (statefully, from the real SeedSequence). ``generators`` builds it from a parent and a
-    key plus the precomputed words of the child: the node itself is only made if someone
-    asks for it, and the words are handed over once, uncopied, to the bit generator being
-    built (that is what makes a ready Generator cost about a microsecond).
-    """
-
-    __slots__ = ("_node_", "_parent", "_key", "_prefix", "_real")
-
-    def __init__(
-        self, node: SeedTree | None, parent: SeedTree | None = None, key: Any = None, prefix: np.ndarray | None = None
-    ) -> None:
-        # Built once per ready Generator: keep it to the bare assignments.
-        self._node_ = node
-        self._parent = parent
-        self._key = key
-        self._prefix = prefix
-
-    @property
-    def _node(self) -> SeedTree:
-        node = self._node_
-        if node is None:
-            key, parent = self._key, self._parent
-            assert parent is not None  # made either from a node or from (parent, key)
-            node = self._node_ = parent.child(*key) if isinstance(key, tuple) else parent / key
-        return node
-
-    def generate_state(self, n_words: int, dtype: Any = np.uint32) -> np.ndarray:
-        prefix = self._prefix
-        if prefix is not None:
-            # Only the first request (the bit generator's constructor) may take the shared
-            # words as they are; anything later gets fresh ones.
-            self._prefix = None
-            if len(prefix) == n_words and (dtype is prefix.dtype.type or np.dtype(dtype) == prefix.dtype):
-                return prefix
-        dtype = np.dtype(dtype)
-        if dtype == np.uint32:
-            count = n_words
-        elif dtype == np.uint64:
-            count = 2 * n_words
-        else:
-            raise ValueError("only support uint32 or uint64")
-        words = self._node.words(0, count)
-        if dtype == np.uint64:
-            if _BIG_ENDIAN:
-                words = words.byteswap()
-            return words.view(np.uint64)
-        return words
-
-    def _seed_sequence(self) -> np.random.SeedSequence:
-        real: np.random.SeedSequence | None = getattr(self, "_real", None)
-        if real is None:  # made on first use only
-            real = self._real = self._node.seed_sequence()
-        return real
-
-    def spawn(self, n_children: int) -> list[np.random.SeedSequence]:  # type: ignore[override]
-        return self._seed_sequence().spawn(n_children)
-
-    @property
-    def entropy(self) -> int:
-        return self._node.entropy
-
-    @property
-    def spawn_key(self) -> tuple[int, ...]:
-        return self._node.spawn_key
-
-    @property
-    def n_children_spawned(self) -> int:
-        return self._seed_sequence().n_children_spawned
-
-    pool_size = mixing.POOL_SIZE
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        real = getattr(self, "_real", None)  # keeps a stateful spawn count, as NumPy's pickles do
-        return (_NodeSeed, (self._node,), {"_real": real} if real is not None else None)
-
-    def __setstate__(self, state: dict[str, Any] | None) -> None:
-        if state:
-            self._real = state["_real"]
-
-    def __repr__(self) -> str:
-        return f"<seed of {self._node!r}>"
-
-
-# The first (and only) generate_state request each bit generator's constructor makes:
-# (count, dtype). ``generators`` derives exactly these words for a whole block at once.
-_SEED_REQUEST: dict[type, tuple[int, type]] = {
-    np.random.PCG64: (4, np.uint64),
-    np.random.PCG64DXSM: (4, np.uint64),
-    np.random.SFC64: (3, np.uint64),
-    np.random.Philox: (2, np.uint64),
-    np.random.MT19937: (MT_WORDS, np.uint32),
-}
 
 
 def _range_keys(keys: range) -> np.ndarray:
@@ -237,24 +115,18 @@ class SeedTree:
             )
         return cls(int(entropy), tuple(int(k) for k in seed_sequence.spawn_key))
 
-    # Entry points kept on the value for convenience: each forwards to the layer that owns
-    # the concept (the import happens at call time, so this module imports nothing above it).
+    if TYPE_CHECKING:
+        # Deprecated entry points of seedtree 0.1, attached at import by the layer that owns
+        # each concept (seedtree/runtime/deprecated.py), so that this module imports nothing
+        # above it; declared here for type checkers only. They go in seedtree 1.0.
 
-    @classmethod
-    def from_env(cls, default: int | None = None) -> SeedTree | None:
-        """The root handed over by ``seedtree run`` (env ``SEEDTREE_ENTROPY``); else
-        ``SeedTree(default)`` if a default is given, else None. Same as
-        ``seedtree.runtime.seeding.root_from_env(default)``."""
-        from ..runtime.seeding import root_from_env
+        @classmethod
+        def from_env(cls, default: int | None = None) -> SeedTree | None: ...
 
-        return root_from_env(default)
+        @classmethod
+        def from_manifest(cls, path: str | os.PathLike[str]) -> SeedTree: ...
 
-    @classmethod
-    def from_manifest(cls, path: str | os.PathLike[str]) -> SeedTree:
-        """The root recorded in a manifest file: ``seedtree.Manifest.load(path).root``."""
-        from ..runtime.manifest import Manifest
-
-        return Manifest.load(path).root
+        def manifest(self, **fields: Any) -> Any: ...
 
     def child(self, *keys: Key) -> SeedTree:
         """The node ``self / k1 / k2 / ...``."""
@@ -403,7 +275,7 @@ class SeedTree:
 
     def generate_state(self, n_words: int, dtype: Any = np.uint32) -> np.ndarray:
         """Same as ``seed_sequence().generate_state(n_words, dtype)``."""
-        return _NodeSeed(self).generate_state(n_words, dtype)
+        return NodeSeed(self).generate_state(n_words, dtype)
 
     def seed_int(self, bits: int = 64, index: int = 0) -> int:
         """The ``index``-th ``bits``-bit int of this node, for APIs that only take an int
@@ -497,10 +369,10 @@ class SeedTree:
         array, ``self / k[0] / k[1] ...``); each draws exactly what ``(self / k).numpy(bit_generator)``
         draws. Keys are validated up front and derived ``chunk`` at a time, so memory stays
         bounded for any number of keys."""
-        cls = _bit_generator_class(bit_generator)
+        cls = bit_generator_class(bit_generator)
         if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
             raise ValueError(f"chunk must be a positive int, got {chunk!r}")
-        count, dtype = _SEED_REQUEST.get(cls, (4, np.uint64))
+        count, dtype = SEED_REQUEST.get(cls, (4, np.uint64))
         n_words = count * (2 if dtype is np.uint64 else 1)
         if isinstance(keys, range):  # checked now, made into arrays a chunk at a time
             return self._generators(cls, self._checked_range(keys), n_words, dtype, int(chunk))
@@ -509,7 +381,7 @@ class SeedTree:
         arr = self._int_keys(keys)
         if arr is None:
             nodes = [self / key for key in keys]
-            return (np.random.Generator(cls(_NodeSeed(node))) for node in nodes)  # type: ignore[arg-type]
+            return (np.random.Generator(cls(NodeSeed(node))) for node in nodes)  # type: ignore[arg-type]
         return self._generators(cls, arr, n_words, dtype, int(chunk))
 
     def _generators(
@@ -523,12 +395,12 @@ class SeedTree:
                 part = _range_keys(part)
             words = mixing.derive_states(state, part, n_words)
             if dtype is np.uint64:
-                words = (words.byteswap() if _BIG_ENDIAN else words).view(np.uint64)
+                words = (words.byteswap() if BIG_ENDIAN else words).view(np.uint64)
             part_keys = part.tolist()
             if part.ndim == 2:
                 part_keys = [tuple(k) for k in part_keys]
             for key, row in zip(part_keys, words, strict=True):
-                yield generator(cls(_NodeSeed(None, self, key, row)))
+                yield generator(cls(NodeSeed(None, self, key, row)))
 
     # -- generators for this node -------------------------------------------------------
 
@@ -536,12 +408,12 @@ class SeedTree:
         """A NumPy Generator for this node; with the default PCG64 it is bit-identical to
         ``np.random.default_rng(node.seed_sequence())``."""
         # NumPy takes any ISpawnableSeedSequence as a seed; its stubs name only SeedSequence.
-        generator: np.random.Generator = np.random.Generator(_bit_generator_class(bit_generator)(_NodeSeed(self)))  # type: ignore[arg-type]
+        generator: np.random.Generator = np.random.Generator(bit_generator_class(bit_generator)(NodeSeed(self)))  # type: ignore[arg-type]
         return generator
 
     def bit_generator(self, bit_generator: str | type = "PCG64") -> np.random.BitGenerator:
         """Just the bit generator of ``numpy(bit_generator)``."""
-        made: np.random.BitGenerator = _bit_generator_class(bit_generator)(_NodeSeed(self))  # type: ignore[arg-type]
+        made: np.random.BitGenerator = bit_generator_class(bit_generator)(NodeSeed(self))  # type: ignore[arg-type]
         return made
 
     def random_state(self) -> np.random.RandomState:
@@ -626,14 +498,6 @@ class SeedTree:
         words = self.globals_words(WORDS_TORCH_CPU, MT_WORDS + 2)
         seed = int(words[MT_WORDS]) | (int(words[MT_WORDS + 1]) << 32)
         return torch_cpu_image(words[:MT_WORDS], seed)
-
-    # -- provenance ---------------------------------------------------------------------
-
-    def manifest(self, **fields: Any) -> Manifest:
-        """A provenance manifest for a run rooted here: ``seedtree.Manifest.collect(self, **fields)``."""
-        from ..runtime.manifest import Manifest
-
-        return Manifest.collect(self, **fields)
 
 
 @functools.cache

@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
+
 from ..core.tree import SeedTree
 
-__all__ = ["check_callable", "check_count", "check_items", "check_tree"]
+__all__ = ["check_callable", "check_count", "check_items", "check_positive", "check_ranks", "check_tree"]
 
 
 def _got(value: Any) -> str:
@@ -43,6 +45,32 @@ def check_count(value: Any, where: str, name: str, minimum: int = 0) -> int:
     if value < minimum:
         raise ValueError(f"{where}: {name} must be an int >= {minimum}, got {value}")
     return value
+
+
+def check_positive(value: Any, name: str) -> int:
+    """``value`` as an int if it is a positive int (a NumPy integer too, never a bool);
+    else ValueError naming ``name``. The loaders' counts (``batch_size``, ``world_size``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def check_ranks(rank: Any, world_size: Any) -> tuple[int, int] | None:
+    """A loader's ``rank`` and ``world_size``: both given (checked: ``0 <= rank <
+    world_size``), or neither (None: the loader reads ``seedtree.ranks.rank_info()`` when
+    each epoch starts, so a loader made before ``torch.distributed`` starts still reads
+    its rank). One without the other is refused: the missing one would be a guess."""
+    if rank is None and world_size is None:
+        return None
+    if rank is None or world_size is None:
+        raise ValueError(
+            "give rank together with world_size, or neither (then both are read from "
+            "seedtree.ranks.rank_info() when each epoch starts)"
+        )
+    world = check_positive(world_size, "world_size")
+    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 0 <= rank < world:
+        raise ValueError(f"rank {rank!r} must be an int in [0, world_size={world})")
+    return int(rank), world
 
 
 def check_items(value: Any, where: str) -> list[Any]:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import torch
 
 
-__all__ = ["RankInfo", "cuda_generators", "rank_info", "rank_tree"]
+__all__ = ["RankInfo", "cuda_generators", "current_ranks", "rank_info", "rank_tree"]
 
 
 class RankInfo(NamedTuple):
@@ -59,6 +59,15 @@ def rank_info() -> RankInfo:
     if rank >= world:
         raise ValueError(f"RANK={rank} is not below WORLD_SIZE={world}; fix the launcher's environment")
     return RankInfo(rank, _env_int("LOCAL_RANK", rank), world)
+
+
+def current_ranks(given: tuple[int, int] | None) -> tuple[int, int]:
+    """``(rank, world_size)`` for a loader now: as given (``_checks.check_ranks``), else
+    read from ``rank_info()``. Both loaders call it when an epoch starts."""
+    if given is not None:
+        return given
+    info = rank_info()
+    return info.rank, info.world_size
 
 
 def rank_tree(tree: SeedTree, rank: int | None = None) -> SeedTree:

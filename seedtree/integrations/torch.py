@@ -32,8 +32,8 @@ from ..runtime.owned import OwnedGenerators, reseed_owned
 from ..runtime.seeding import bind_process
 from ..runtime.tasks import run_keyed_batch
 from . import streaming
-from ._checks import check_tree
-from .ranks import rank_info
+from ._checks import check_positive, check_ranks, check_tree
+from .ranks import current_ranks, rank_info
 from .streaming import ShardedStream
 
 torch = require("torch", "seedtree.torch")
@@ -423,20 +423,14 @@ class SeedTreeSampler(DistributedSampler):
         source: Any = None,
         source_batches: bool | None = None,
     ) -> None:
-        _check_positive_int("batch_size", batch_size)
+        batch_size = check_positive(batch_size, "batch_size")
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"the dataset length must be a non-negative int, got {n!r}")
-        if world_size is None and rank is not None:
-            raise ValueError("give rank together with world_size (or neither: they are read when an epoch starts)")
-        if world_size is not None:
-            _check_positive_int("world_size", world_size)
-            if rank is None or isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
-                raise ValueError(f"rank {rank} must be in [0, world_size={world_size})")
+        self._ranks = check_ranks(rank, world_size)
         # Not DistributedSampler.__init__: it would ask torch.distributed for the rank now.
         self.n, self.tree, self.batch_size = n, tree, batch_size
         self.dataset = range(n)  # type: ignore[assignment]  # what DistributedSampler reads: its length
         self.shuffle, self.drop_last, self.drop_uneven = shuffle, drop_last, drop_uneven
-        self._rank, self._world_size = rank, world_size
         self.source = source
         # Whether the source yields batches (lists of indices) rather than indices: given by
         # the argument it came as (``batch_sampler=``), else guessed from its type.
@@ -471,12 +465,7 @@ class SeedTreeSampler(DistributedSampler):
         return self._layout()[0]
 
     def _layout(self) -> tuple[int, int]:
-        if self._view is not None:
-            return self._view
-        if self._world_size is not None and self._rank is not None:
-            return self._rank, self._world_size
-        info = rank_info()
-        return info.rank, info.world_size
+        return self._view if self._view is not None else current_ranks(self._ranks)
 
     @property
     def units(self) -> str:
@@ -959,11 +948,6 @@ class SeedTreeLoader(DataLoader):
         self.seedtree_sampler.load_state_dict(state)
 
 
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
 def loader(
     dataset: Any,
     tree: SeedTree,
@@ -1047,7 +1031,7 @@ def loader(
             "seedtree.torch.loader needs a map-style dataset (with __getitem__ and __len__), a ShardedStream "
             "or an HF datasets.IterableDataset"
         )
-    _check_positive_int("batch_size", batch_size)
+    check_positive(batch_size, "batch_size")
     if dataloader_kwargs.get("in_order") is False:
         raise ValueError(
             "in_order=False delivers batches in the order workers finish them, so the resume cursor would not "
@@ -1065,10 +1049,6 @@ def loader(
             f"batch_sampler must be an iterable of index lists (a BatchSampler, a Sampler yielding lists, a list of "
             f"lists), got {type(batch_sampler).__name__}"
         )
-    if (rank is None) != (world_size is None):
-        info = rank_info()
-        rank = info.rank if rank is None else rank
-        world_size = info.world_size if world_size is None else world_size
     keeper = SeedTreeSampler(
         len(dataset),
         tree,

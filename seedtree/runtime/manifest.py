@@ -35,7 +35,17 @@ from ..core.tree import SeedTree
 from .datasets import DatasetDigest, hash_datasets
 from .state import STATE
 
-__all__ = ["Manifest", "ManifestError", "environment", "hardware", "packages", "record", "recorded", "version"]
+__all__ = [
+    "Manifest",
+    "ManifestError",
+    "environment",
+    "hardware",
+    "manifest",
+    "packages",
+    "record",
+    "recorded",
+    "version",
+]
 
 SCHEMA = "seedtree.manifest"
 VERSION = 1
@@ -56,6 +66,14 @@ def record(name: str, node: SeedTree) -> None:
             "record the node itself, e.g. st.record(name, root / 'model')"
         )
     STATE.record(name, node)
+
+
+def manifest(
+    root: SeedTree, *, datasets: Mapping[str, str | os.PathLike[str]] | None = None, **fields: Any
+) -> Manifest:
+    """A provenance manifest of this process for a run rooted at ``root`` (the root of a
+    node given): the same as ``Manifest.collect(root, datasets=..., **fields)``."""
+    return Manifest.collect(root, datasets=datasets, **fields)
 
 
 def recorded() -> dict[str, SeedTree]:

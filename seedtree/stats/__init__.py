@@ -1,4 +1,4 @@
-"""Independence battery (issue 6): interleaved multi-stream sources, own tests, external batteries.
+"""Independence battery: interleaved multi-stream sources, own tests, external batteries.
 
 ``check(scheme, streams, n_bytes, batteries, root)`` builds ``streams`` streams of a scheme
 (``seedtree``, ``numpy-spawn``, the negative controls, or your function ``i -> Generator``),

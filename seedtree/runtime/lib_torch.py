@@ -1,0 +1,179 @@
+"""The controllers of torch's default CPU generator and of its CUDA generators.
+
+Captured torch states are uint8 tensors: they save with ``torch.save`` and load with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..core.layout import MT_WORDS, TORCH_CPU_IMAGE_BYTES, WORDS_TORCH_CPU, torch_cpu_image
+from ..core.tree import SeedTree
+from .libcontroller import LibController, Seeders
+
+__all__ = ["TorchCPU", "TorchCUDA"]
+
+
+class TorchCPU(LibController):
+    """torch's default CPU generator: the whole MT19937 state from the node (torch's
+    ``manual_seed`` keeps only 32 bits)."""
+
+    name = "torch"
+    module = "torch"
+    words = (WORDS_TORCH_CPU, MT_WORDS + 2)
+
+    def __init__(self) -> None:
+        # One state image reused for every seeding (set_state copies it), and the tensor
+        # that shares its memory.
+        self._image: np.ndarray | None = None
+        self._tensor: Any = None
+        self._state_words: np.ndarray | None = None
+        self._seed_words: np.ndarray | None = None
+
+    def seed_words(self, words: np.ndarray) -> None:
+        torch = sys.modules["torch"]
+        if self._image is None or self._state_words is None or self._seed_words is None:
+            self._image = torch_cpu_image(words[:MT_WORDS], 0)
+            self._tensor = torch.from_numpy(self._image)
+            self._state_words = self._image[24 : 24 + 8 * MT_WORDS].view("<u8")
+            self._seed_words = self._image[0:8].view("<u4")
+        np.copyto(self._state_words, words[:MT_WORDS])
+        np.copyto(self._seed_words, words[MT_WORDS:])  # the 64-bit initial seed, low word first
+        torch.default_generator.set_state(self._tensor)
+
+    def row_seeders(self, rows: np.ndarray) -> tuple[Callable[[], None] | None, list[Seeders]]:
+        # One generator image per row, filled for the whole batch by one vectorised copy
+        # (a 32-to-64-bit copy per sample costs more than torch's set_state itself).
+        torch = sys.modules["torch"]
+        n = len(rows)
+        images = np.empty((n, TORCH_CPU_IMAGE_BYTES), dtype=np.uint8)
+        images[:] = torch_cpu_image(np.zeros(MT_WORDS, dtype=np.uint32), 0)
+        states = images[:, 24 : 24 + 8 * MT_WORDS].view("<u8")
+        seeds = images[:, 0:8].view("<u4")
+
+        def refresh() -> None:
+            np.copyto(states, rows[:, :MT_WORDS])
+            np.copyto(seeds, rows[:, MT_WORDS:])
+
+        set_state = torch.default_generator.set_state
+        return refresh, [(functools.partial(set_state, torch.from_numpy(images[j])),) for j in range(n)]
+
+    def snapshot(self) -> Any:
+        return sys.modules["torch"].default_generator.get_state()
+
+    def put_back(self, snapshot: Any) -> None:
+        sys.modules["torch"].default_generator.set_state(snapshot)
+
+    def fingerprint(self) -> Any:
+        return sys.modules["torch"].default_generator.get_state().numpy().tobytes()
+
+    def capture(self) -> Any:
+        return sys.modules["torch"].get_rng_state()
+
+    def validate(self, state: Any) -> None:
+        torch = sys.modules.get("torch") or importlib.import_module("torch")
+        if not isinstance(state, torch.Tensor):
+            if not isinstance(state, (list, tuple)) or not all(
+                isinstance(b, int) and not isinstance(b, bool) and 0 <= b < 256 for b in state
+            ):
+                raise ValueError("torch: the state must be a uint8 tensor or a list of bytes, as get_rng_state() gives")
+            state = torch.tensor(state, dtype=torch.uint8)
+        if state.dtype != torch.uint8 or state.dim() != 1:
+            raise ValueError(
+                f"torch: the state must be a 1-D uint8 tensor, got {state.dtype} of shape {tuple(state.shape)}"
+            )
+        probe = torch.Generator()
+        try:
+            probe.set_state(state)
+        except (RuntimeError, TypeError, ValueError) as exc:
+            raise ValueError(f"torch: the state is refused by torch ({str(exc).splitlines()[0]})") from None
+        # torch ignores some bytes (the unused high half of each state word): a state that
+        # does not read back as given was not written by torch, so it is damaged.
+        kept = probe.get_state()
+        if kept.shape != state.shape or not torch.equal(kept, state):
+            first = int((kept != state).nonzero()[0, 0]) if kept.shape == state.shape else -1
+            raise ValueError(f"torch: the state is damaged (byte {first} is not one torch writes there)")
+
+    def restore(self, state: Any) -> None:
+        torch = sys.modules["torch"]
+        if not isinstance(state, torch.Tensor):
+            state = torch.tensor(state, dtype=torch.uint8)
+        torch.set_rng_state(state)
+
+
+class TorchCUDA(LibController):
+    """torch's CUDA generators: device d gets its own 64-bit seed ``node.seed_int(64, d)``
+    (``manual_seed_all`` would give every device the same stream)."""
+
+    name = "torch_cuda"
+    module = "torch"
+
+    def __init__(self) -> None:
+        self._available: bool | None = None  # asked once: it does not change in a process
+
+    def usable(self) -> bool:
+        if self._available is None:
+            torch = sys.modules.get("torch")
+            if torch is None:
+                return False
+            self._available = bool(torch.cuda.is_available())
+        return self._available
+
+    def seed(self, node: SeedTree) -> None:
+        torch = sys.modules["torch"]
+        seeds = [node.seed_int(64, d) for d in range(torch.cuda.device_count())]
+
+        def seed_devices() -> None:
+            for device, seed in enumerate(seeds):
+                torch.cuda.default_generators[device].manual_seed(seed)
+
+        if torch.cuda.is_initialized():
+            seed_devices()
+        else:
+            # Seeding must not create a CUDA context (that breaks fork-based workers);
+            # torch queues the call until CUDA starts, as its own manual_seed_all does.
+            lazy_call = getattr(torch.cuda, "_lazy_call", None)
+            if lazy_call is not None:
+                lazy_call(seed_devices, seed_all=True)
+            else:
+                seed_devices()
+
+    def capture(self) -> Any:
+        torch = sys.modules["torch"]
+        if not torch.cuda.is_initialized():
+            return None
+        return torch.cuda.get_rng_state_all()
+
+    def fingerprint(self) -> Any:
+        states = self.capture()
+        return None if states is None else tuple(state.numpy().tobytes() for state in states)
+
+    def validate(self, state: Any) -> None:
+        if state is None:
+            return
+        torch = sys.modules.get("torch") or importlib.import_module("torch")
+        if not isinstance(state, (list, tuple)) or not all(isinstance(s, torch.Tensor) for s in state):
+            raise ValueError("torch_cuda: the state must be a list of uint8 tensors, one per device, or None")
+        if len(state) != torch.cuda.device_count():
+            raise ValueError(
+                f"torch_cuda: the state has {len(state)} devices, this process sees {torch.cuda.device_count()}"
+            )
+        for device, value in enumerate(state):
+            if value.dtype != torch.uint8 or value.dim() != 1:
+                raise ValueError(f"torch_cuda: device {device}'s state must be a 1-D uint8 tensor, got {value.dtype}")
+            probe = torch.Generator(device=f"cuda:{device}")
+            try:  # what set_rng_state_all would refuse half-way through the devices
+                probe.set_state(value.cpu())
+            except (RuntimeError, TypeError, ValueError) as exc:
+                raise ValueError(f"torch_cuda: device {device}'s state is refused by torch ({exc})") from None
+
+    def restore(self, state: Any) -> None:
+        if state is not None:
+            sys.modules["torch"].cuda.set_rng_state_all(state)
