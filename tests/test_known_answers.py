@@ -291,6 +291,21 @@ def test_keyed_shuffle_equals_the_reference_construction(n: int) -> None:
     assert _array(perm[np.arange(n)]).tolist() == _reference_permutation(ENTROPY, (5,), n, list(range(n)))
 
 
+@pytest.mark.parametrize("n", [70_000, 2**40])
+def test_keyed_shuffle_of_many_positions_at_once_equals_the_reference(n: int) -> None:
+    # More positions than one block of the vectorised evaluation (2**16), in an order that
+    # is not sorted: the positions on both sides of each block edge are compared.
+    perm = KeyedPermutation(SeedTree(ENTROPY, (6,)), n)
+    positions = (np.arange(140_001, dtype=np.int64) * 7919) % n
+    got = _array(perm[positions])
+    assert got.shape == positions.shape and got.dtype == np.int64
+    picks = [0, 1, 65_535, 65_536, 65_537, 131_071, 131_072, 140_000]
+    expected = _reference_permutation(ENTROPY, (6,), n, [int(positions[i]) for i in picks])
+    assert got[picks].tolist() == expected
+    if n == 70_000:
+        assert np.array_equal(np.sort(got[:n]), np.arange(n))  # a bijection: every index once
+
+
 def test_keyed_shuffle_of_ten_is_pinned() -> None:
     # Computed once with _reference_permutation(20240607, (5,), 10, range(10)).
     perm = KeyedPermutation(SeedTree(ENTROPY, (5,)), 10)
