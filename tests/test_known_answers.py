@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 from typing import Any
 
 import numpy as np
 import pytest
 
 from seedtree import SeedTree
+from seedtree.core.bitgen import NodeSeed
 from seedtree.core.codec import CodecError, node_check, node_from_json, node_to_json
 from seedtree.core.layout import JAX_WORDS, WORD_LIMIT, WORDS_CUDA, WORDS_GLOBALS_KEY, WORDS_JAX
 from seedtree.core.shuffle import MAX_N, KeyedPermutation
@@ -445,3 +447,53 @@ def test_node_codec_reads_hand_written_values() -> None:
         node_from_json(long)
     with pytest.raises(CodecError, match=r"got \{'entropy': 'xxx.*\.\.\.$"):
         node_from_json({"entropy": "x" * 200})
+
+
+def test_node_codec_shortens_what_it_quotes_to_80_characters() -> None:
+    # The message quotes the value's repr whole up to 80 characters, else its first 77 and "...".
+    for length, quoted in [(76, None), (77, 77)]:
+        value = ["x" * length]  # repr: length + 4 characters
+        text = repr(value)
+        with pytest.raises(CodecError) as caught:
+            node_from_json(value)
+        expected = text if quoted is None else text[:quoted] + "..."
+        assert str(caught.value) == f"a node must be an object with 'entropy' and 'path', got {expected}"
+        assert len(text) == length + 4 and len(expected) == 80
+
+
+# -- value semantics the tests above rely on ---------------------------------------------------
+
+
+def test_hash_follows_the_identity() -> None:
+    paths: list[tuple[int | str, ...]] = [(), (1,), ("a",)]
+    nodes = [SeedTree(e, p) for e in range(20) for p in paths]
+    assert len({hash(n) for n in nodes}) == len(nodes)  # distinct values, distinct hashes here
+    assert all(hash(n) == hash((n.entropy, n.path)) for n in nodes)
+    assert hash(SeedTree(3) / "a") == hash(SeedTree(3, ("a",)))
+
+
+def test_bit_generator_defaults_to_numpys_pcg64() -> None:
+    node = SeedTree(ENTROPY, (2,))
+    made = node.bit_generator()
+    expected = np.random.PCG64(np.random.SeedSequence(ENTROPY, spawn_key=(2,)))
+    assert type(made) is np.random.PCG64 and made.state == expected.state
+
+
+def test_node_seed_pickles_without_a_spawn_count_until_it_spawns() -> None:
+    seed = SeedTree(ENTROPY, (2,)).numpy().bit_generator.seed_seq
+    assert isinstance(seed, NodeSeed)
+    fresh = pickle.loads(pickle.dumps(seed))
+    assert seed.__reduce__()[2] is None  # nothing but the node
+    assert fresh.spawn_key == (2,) and fresh.n_children_spawned == 0
+    seed.spawn(2)
+    again = pickle.loads(pickle.dumps(seed))
+    assert again.n_children_spawned == 2  # the stateful spawn count goes along, as NumPy's does
+    expected = np.random.SeedSequence(ENTROPY, spawn_key=(2,))
+    expected.spawn(2)
+    assert again.spawn(1)[0].spawn_key == expected.spawn(1)[0].spawn_key == (2, 2)
+
+
+def test_from_seed_sequence_refuses_other_entropy() -> None:
+    ss = np.random.SeedSequence([1, 2])
+    with pytest.raises(TypeError, match="^only SeedSequences with int entropy map onto a SeedTree$"):
+        SeedTree.from_seed_sequence(ss)

@@ -78,15 +78,17 @@ class KeyedPermutation:
     def __getitem__(self, positions: int | np.ndarray) -> int | np.ndarray:
         scalar = np.ndim(positions) == 0
         pos = np.asarray(positions)
-        if pos.dtype.kind not in "iu":
+        if pos.dtype.kind not in ("i", "u"):
             raise TypeError(f"positions must be integers, got dtype {pos.dtype}")
         if pos.size and (pos.min() < 0 or pos.max() >= self.n):
             raise IndexError(f"positions must be in [0, {self.n}), got {int(pos.min())}..{int(pos.max())}")
-        flat = pos.reshape(-1)
+        flat = pos.reshape(-1)  # pragma: no mutate (NumPy reads any negative size as "the rest")
         out = np.empty(flat.size, dtype=np.int64)
         # Block by block: about 40 passes over memory run on arrays that stay in the
         # CPU's cache, instead of streaming the whole epoch through memory 40 times.
-        scratch = np.empty((4, min(flat.size, _BLOCK)), dtype=np.uint64)
+        scratch = np.empty(
+            (4, min(flat.size, _BLOCK)), dtype=np.uint64
+        )  # pragma: no mutate (more rows or columns: unused)
         n = np.uint64(self.n)
         for start in range(0, flat.size, _BLOCK):
             block = self._rounds(flat[start : start + _BLOCK].astype(np.uint64), scratch)
