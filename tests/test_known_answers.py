@@ -340,7 +340,7 @@ def test_keyed_shuffle_refuses_n(n: object) -> None:
 def test_keyed_shuffle_accepts_the_edges_of_n() -> None:
     assert len(KeyedPermutation(SeedTree(ENTROPY), 0)) == 0
     assert KeyedPermutation(SeedTree(ENTROPY), np.int64(1))[0] == 0  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="needs a SeedTree node"):
+    with pytest.raises(TypeError, match="^KeyedPermutation needs a SeedTree node, got SeedSequence$"):
         KeyedPermutation(np.random.SeedSequence(1), 4)  # type: ignore[arg-type]
 
 
@@ -497,3 +497,44 @@ def test_from_seed_sequence_refuses_other_entropy() -> None:
     ss = np.random.SeedSequence([1, 2])
     with pytest.raises(TypeError, match="^only SeedSequences with int entropy map onto a SeedTree$"):
         SeedTree.from_seed_sequence(ss)
+
+
+# -- other consumers' words -------------------------------------------------------------------
+
+# Node words [2**24 + 4, +4) of SeedTree(20240607, (3, 1)) (the JAX key data), computed once
+# with NumPy alone: SeedSequence(20240607, spawn_key=(3, 1)).generate_state(2**24 + 8)[2**24 + 4:].
+JAX_KEY_WORDS = [554371559, 117355047, 3487454866, 3261418561]
+
+
+def test_random_seed_is_the_globals_key_as_a_128_bit_int() -> None:
+    node = SeedTree(ENTROPY, (3, 1))
+    with pytest.warns(DeprecationWarning, match=r"SeedTree.random_seed\(\) is deprecated"):
+        value = node.random_seed()
+    # The four words [2**24, +4), little-endian (computed once as above).
+    assert value == 35711984756092819310093883103048469641
+
+
+def test_random_state_is_numpys_mt19937_of_the_seed_sequence() -> None:
+    node = SeedTree(ENTROPY, (3, 1))
+    expected = np.random.RandomState(np.random.MT19937(np.random.SeedSequence(ENTROPY, spawn_key=(3, 1))))
+    got = node.random_state()
+    assert isinstance(got, np.random.RandomState)
+    state, expected_state = got.get_state(legacy=False), expected.get_state(legacy=False)
+    assert np.array_equal(state["state"]["key"], expected_state["state"]["key"])
+    assert state["state"]["pos"] == expected_state["state"]["pos"]
+    assert got.random_sample(3).tolist() == expected.random_sample(3).tolist()
+
+
+def test_jax_key_data_are_the_node_words_after_the_globals_key() -> None:
+    jax = pytest.importorskip("jax")
+    node = SeedTree(ENTROPY, (3, 1))
+    key = node.jax()
+    assert jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    # threefry2x32 (also when impl is None) takes 2 words, rbg 4: words [2**24 + 4, ...).
+    assert np.asarray(jax.random.key_data(key)).tolist() == JAX_KEY_WORDS[:2]
+    assert np.asarray(jax.random.key_data(node.jax("threefry2x32"))).tolist() == JAX_KEY_WORDS[:2]
+    assert np.asarray(jax.random.key_data(node.jax("rbg"))).reshape(-1).tolist() == JAX_KEY_WORDS
+    with pytest.raises(TypeError, match="^impl must be a JAX PRNG implementation name such as 'rbg', got int$"):
+        node.jax(3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="'nope' is not a JAX PRNG implementation"):
+        node.jax("nope")

@@ -43,7 +43,7 @@ class KeyedPermutation:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= MAX_N:
             raise ValueError(f"n must be an int in [0, 2**40], got {n!r}")
         self.n = int(n)
-        bits = max(2, (max(self.n - 1, 1)).bit_length())
+        bits = max(2, (self.n - 1).bit_length())  # at least 2: n = 0 gives (-1).bit_length() = 1
         bits += bits % 2
         self._half = np.uint64(bits // 2)
         self._mask = np.uint64((1 << (bits // 2)) - 1)
@@ -94,7 +94,8 @@ class KeyedPermutation:
             block = self._rounds(flat[start : start + _BLOCK].astype(np.uint64), scratch)
             walk = np.flatnonzero(block >= n)
             while walk.size:  # cycle-walking: map again until inside [0, n)
-                block[walk] = self._rounds(block[walk], np.empty((4, walk.size), dtype=np.uint64))
+                scratch_walk = np.empty((4, walk.size), dtype=np.uint64)  # pragma: no mutate (more rows: unused)
+                block[walk] = self._rounds(block[walk], scratch_walk)
                 walk = walk[block[walk] >= n]
             out[start : start + len(block)] = block  # below n <= 2**40: the same value as int64
         result = out.reshape(pos.shape)
