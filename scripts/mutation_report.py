@@ -4,7 +4,8 @@ Writes benchmarks/results/mutation.json (counts, score and surviving mutants of 
 and benchmarks/results/mutation.md (the table), and prints the table. The score is
 (killed + timed out) / (killed + timed out + survived); mutants in functions that no selected
 test reaches ("no tests") are counted apart, as are mutants whose run crashed or hung
-("suspicious", "segfault") and those not run yet.
+("suspicious", "segfault"), those whose worker raised instead of running the tests
+("error", which mutmut 3.8 counts as a timeout) and those not run yet.
 
     python scripts/mutation_report.py [--seconds N] [--out benchmarks/results]
 """
@@ -37,7 +38,7 @@ STATUS = {
     -24: "timeout",
     24: "timeout",
     152: "timeout",
-    255: "timeout",
+    255: "error",  # the worker raised (mutmut counts it as a timeout): e.g. pytest refused a test id
     -11: "segfault",
     -9: "segfault",
     None: "not checked",
@@ -68,7 +69,7 @@ def score(counts: dict[str, int]) -> float | None:
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
-    columns = ["killed", "timeout", "survived", "no tests", "suspicious", "segfault", "not checked"]
+    columns = ["killed", "timeout", "survived", "no tests", "suspicious", "segfault", "error", "not checked"]
     lines = ["| module | score | mutants | " + " | ".join(columns) + " |", "|---" * (len(columns) + 3) + "|"]
     for module, result in results.items():
         counts = result["counts"]
