@@ -3,11 +3,13 @@ half-built tree) for corrupt, truncated, foreign and newer files."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import pickle
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -206,3 +208,71 @@ def test_deeply_nested_json_is_a_manifest_error(tmp_path) -> None:
     path.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(ManifestError, match="nested too deeply"):
         Manifest.load(path)
+
+
+class _Dist:
+    def __init__(self, name: str | None, version: str) -> None:
+        self.metadata = {"Name": name}
+        self.version = version
+
+
+def test_packages_are_sorted_by_name_and_the_first_of_a_name_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    dists = [_Dist("zeta", "0.1"), _Dist("Alpha", "9.0"), _Dist("beta", "10.0"), _Dist("alpha2", "1.0")]
+    dists += [_Dist("beta", "0.0.1"), _Dist(None, "3.0"), _Dist("", "4.0")]  # a shadowed copy; broken metadata
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda: iter(dists))
+    got = manifest.packages()
+    # by name, case-insensitively (not by version, not by case); the first copy of "beta" is the one imported
+    assert list(got.items()) == [("Alpha", "9.0"), ("alpha2", "1.0"), ("beta", "10.0"), ("zeta", "0.1")]
+
+
+def test_version_of_an_absent_distribution_is_none() -> None:
+    assert manifest.version("numpy") == np.__version__
+    assert manifest.version("no-such-distribution-seedtree-test") is None
+
+
+def test_optional_fields_default_when_a_manifest_leaves_them_out() -> None:
+    data = {"schema": manifest.SCHEMA, "version": 1, "root": {"entropy": "12", "entropy_hex": "0xc"}}
+    loaded = Manifest.from_dict(data)
+    assert loaded.root == SeedTree(12)
+    assert (loaded.streams, loaded.environment, loaded.created, loaded.fields, loaded.datasets) == ({}, {}, "", {}, {})
+    written = loaded.to_dict()
+    assert "datasets" not in written  # written only when the run hashed data
+    assert written["streams"] == {} and written["checks"] == {"streams": {}}
+    assert list(written) == ["schema", "version", "root", "streams", "checks", "environment", "created", "fields"]
+    assert written["root"] == {"entropy": "12", "entropy_hex": "0xc"}
+    assert Manifest.from_dict(written).to_dict() == written
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"version": True}, r"has an invalid version True \(expected an int >= 1\)$"),
+        ({"version": 0}, r"has an invalid version 0 \(expected an int >= 1\)$"),
+        ({"version": "1"}, r"has an invalid version '1' \(expected an int >= 1\)$"),
+        ({"streams": []}, r"'streams' must be a JSON object mapping names to \{entropy, path\}$"),
+        ({"created": None}, r"'created' must be a timestamp string, got None$"),
+        ({"fields": []}, r"'environment' and 'fields' must be JSON objects$"),
+    ],
+)
+def test_manifest_fields_are_checked_one_by_one(change: dict, message: str) -> None:
+    data = {"schema": manifest.SCHEMA, "version": 1, "root": {"entropy": "12", "entropy_hex": "0xc"}, **change}
+    with pytest.raises(ManifestError, match="^src") as caught:
+        Manifest.from_dict(data, source="src")
+    assert re.search(message, str(caught.value))
+
+
+def test_a_manifest_refuses_a_root_or_streams_of_the_wrong_type() -> None:
+    with pytest.raises(TypeError, match="^Manifest root must be a SeedTree, got int$"):
+        Manifest(5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="^Manifest streams must be a dict of name -> SeedTree, got list$"):
+        Manifest(SeedTree(1), [])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^Manifest streams must map str names to SeedTree nodes; 3 maps to SeedTree$"):
+        Manifest(SeedTree(1), {3: SeedTree(1)})  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match=r"; 'a' maps to int$"):
+        Manifest(SeedTree(1), {"a": 1})  # type: ignore[dict-item]
+    parts: list[dict[str, Any]] = [{"environment": []}, {"fields": []}, {"datasets": []}]
+    for part in parts:
+        with pytest.raises(TypeError, match="^Manifest environment, fields and datasets must be dicts$"):
+            Manifest(SeedTree(1), **part)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^Manifest.collect\(\) needs a SeedTree root, got str$"):
+        Manifest.collect("root")  # type: ignore[arg-type]
