@@ -273,6 +273,6 @@ def test_a_manifest_refuses_a_root_or_streams_of_the_wrong_type() -> None:
     parts: list[dict[str, Any]] = [{"environment": []}, {"fields": []}, {"datasets": []}]
     for part in parts:
         with pytest.raises(TypeError, match="^Manifest environment, fields and datasets must be dicts$"):
-            Manifest(SeedTree(1), **part)  # type: ignore[arg-type]
+            Manifest(SeedTree(1), **part)
     with pytest.raises(TypeError, match=r"^Manifest.collect\(\) needs a SeedTree root, got str$"):
         Manifest.collect("root")  # type: ignore[arg-type]
