@@ -330,6 +330,68 @@ def test_restore_skips_an_absent_library_only() -> None:
         st.restore({**captured, "torch": "not a torch state"})  # torch is here: the part is checked
 
 
+def test_capture_of_named_libraries_only() -> None:
+    st.seed_everything(20)
+    assert set(st.capture(["numpy"])) == {"format", "numpy"}
+    assert set(st.capture(["random", "ambient"])) == {"format", "random", "ambient"}
+    assert st.capture([]) == {"format": bindings_capture.STATE_FORMAT}
+    assert set(st.capture()) == {"format", "random", "numpy", "torch", "ambient"}
+    for bad in ("numpy", b"numpy"):
+        with pytest.raises(TypeError, match=r"^capture\(\) takes a list of library names, e.g. \["):
+            st.capture(bad)  # type: ignore[arg-type]
+
+
+def test_the_ambient_part_of_a_state_round_trips_as_json() -> None:
+    root = SeedTree(21)
+    st.seed_everything(root)
+    with st.bound(root / "a"):
+        st.rng().random()
+        part = st.capture(["ambient"])["ambient"]
+    assert part["default"] == {"entropy": "21", "path": []}
+    assert part["node"] == {"entropy": "21", "path": ["a"]}
+    expected = (root / "a").numpy()
+    expected.random()
+    assert part["state"] == expected.bit_generator.state
+
+
+@pytest.mark.parametrize(
+    ("ambient_part", "message"),
+    [
+        ([], r"'ambient' must hold \{default, node, state\}"),
+        ({"default": None, "node": None}, r"'ambient' must hold \{default, node, state\}"),
+        ({"default": None, "node": None, "state": None, "x": 1}, r"'ambient' must hold \{default, node, state\}"),
+        ({"default": {"entropy": "x", "path": []}, "node": None, "state": None}, r"the ambient node is damaged"),
+        ({"default": None, "node": {"entropy": "1", "path": [-1]}, "state": None}, r"the ambient node is damaged"),
+        ({"default": None, "node": None, "state": {"bit_generator": "PCG64"}}, "generator state has no node"),
+        (
+            {"default": None, "node": {"entropy": "1", "path": []}, "state": {"bit_generator": "MT19937"}},
+            "the ambient generator state is damaged",
+        ),
+        (
+            {"default": None, "node": {"entropy": "1", "path": []}, "state": 5},
+            "the ambient generator state is damaged",
+        ),
+    ],
+)
+def test_a_damaged_ambient_part_is_refused_before_anything_changes(ambient_part: object, message: str) -> None:
+    st.seed_everything(22)
+    state = st.capture()
+    before = _draw_all()
+    st.restore(state)
+    with pytest.raises(ValueError, match="^cannot restore the RNG state: .*" + message):
+        st.restore({**state, "ambient": ambient_part})  # the other parts are valid: none is applied either
+    assert _draw_all() == before  # nothing was put back, nothing was changed
+
+
+def test_restore_names_a_foreign_part() -> None:
+    fmt = bindings_capture.STATE_FORMAT
+    with pytest.raises(ValueError, match=r"^the state holds 3, which no registered binding handles"):
+        st.restore({"format": fmt, 3: {}})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match=r"not a seedtree RNG state \(expected a dict with format="):
+        st.restore({"format": "seedtree.rng-state/2"})
+    st.restore({"format": fmt})  # an empty state is a valid state: nothing to put back
+
+
 # -- the registry ------------------------------------------------------------------------
 
 
