@@ -276,3 +276,21 @@ def test_a_manifest_refuses_a_root_or_streams_of_the_wrong_type() -> None:
             Manifest(SeedTree(1), **part)
     with pytest.raises(TypeError, match=r"^Manifest.collect\(\) needs a SeedTree root, got str$"):
         Manifest.collect("root")  # type: ignore[arg-type]
+
+
+def test_the_deprecated_entry_points_say_exactly_what_replaces_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("SEEDTREE_ENTROPY", raising=False)
+    with pytest.warns(DeprecationWarning) as caught:
+        assert SeedTree.from_env(7) == SeedTree(7)  # the default is passed on
+        assert SeedTree.from_env() is None
+        made = SeedTree(9).manifest(run="r")
+        assert SeedTree.from_manifest(made.save(tmp_path / "m.json")) == SeedTree(9)
+    assert [str(w.message) for w in caught] == [
+        "SeedTree.from_env() is deprecated and goes in seedtree 1.0; use seedtree.root_from_env()",
+        "SeedTree.from_env() is deprecated and goes in seedtree 1.0; use seedtree.root_from_env()",
+        "SeedTree.manifest() is deprecated and goes in seedtree 1.0; use seedtree.manifest(node, ...)",
+        "SeedTree.from_manifest(path) is deprecated and goes in seedtree 1.0; use seedtree.Manifest.load(path).root",
+    ]
+    assert {w.filename for w in caught} == {__file__}  # the warning points at the caller's line
