@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from seedtree import SeedTree
+from seedtree.core import mixing
 from seedtree.core.bitgen import NodeSeed
 from seedtree.core.codec import CodecError, node_check, node_from_json, node_to_json
 from seedtree.core.layout import JAX_WORDS, WORD_LIMIT, WORDS_CUDA, WORDS_GLOBALS_KEY, WORDS_JAX
@@ -57,6 +58,21 @@ def test_states_equal_numpy_for_every_start_form_and_out(start: int, form: str, 
     assert got.dtype == np.uint32 and got.shape == (len(paths), n_words) and got.strides[1] == 4
     if use_out:
         assert got is out  # written in place, the buffer itself handed back
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_states_of_a_large_2d_batch_equal_numpy(depth: int) -> None:
+    # Past the small-batch path: the block-wise derivation, one level per column, with
+    # strided (non-contiguous) key columns. Rows on both sides of the size threshold and of
+    # the last block are compared with NumPy.
+    n = mixing.SMALL + 37
+    keys = (np.arange(n * depth, dtype=np.int64).reshape(n, depth) * 2654435761) % 2**32
+    node = SeedTree(ENTROPY, (9,))
+    got = node.states(keys, 5)
+    assert got.shape == (n, 5) and got.flags.c_contiguous
+    for i in (0, 1, mixing.SMALL - 1, mixing.SMALL, n - 1):
+        path = (9, *(int(k) for k in keys[i]))
+        np.testing.assert_array_equal(got[i], _numpy_words(ENTROPY, path, 0, 5))
 
 
 @pytest.mark.parametrize("start", [0, 3])
@@ -508,8 +524,13 @@ JAX_KEY_WORDS = [554371559, 117355047, 3487454866, 3261418561]
 
 def test_random_seed_is_the_globals_key_as_a_128_bit_int() -> None:
     node = SeedTree(ENTROPY, (3, 1))
-    with pytest.warns(DeprecationWarning, match=r"SeedTree.random_seed\(\) is deprecated"):
+    with pytest.warns(DeprecationWarning) as caught:
         value = node.random_seed()
+    assert str(caught[0].message) == (
+        "SeedTree.random_seed() is deprecated: python's random now gets a whole state; use node.random() "
+        "or node.python_random_state() (random.Random(node.random_seed()) is not node.random())"
+    )
+    assert caught[0].filename == __file__
     # The four words [2**24, +4), little-endian (computed once as above).
     assert value == 35711984756092819310093883103048469641
 
