@@ -294,3 +294,51 @@ def test_the_deprecated_entry_points_say_exactly_what_replaces_them(
         "SeedTree.from_manifest(path) is deprecated and goes in seedtree 1.0; use seedtree.Manifest.load(path).root",
     ]
     assert {w.filename for w in caught} == {__file__}  # the warning points at the caller's line
+
+
+_DIGEST = {
+    "path": "data/train",
+    "kind": "folder",
+    "sha256": "ab" * 32,
+    "files": 3,
+    "links": 0,
+    "bytes": 12,
+    "rule": "seedtree-dataset-1",
+}
+
+
+def test_a_dataset_entry_round_trips_with_and_without_a_previous_hash() -> None:
+    from seedtree.runtime.datasets import DatasetDigest
+
+    digest = DatasetDigest.from_json(_DIGEST)
+    assert digest == DatasetDigest("data/train", "folder", "ab" * 32, 3, 0, 12, None)
+    assert digest.to_json() == _DIGEST
+    changed = DatasetDigest.from_json({**_DIGEST, "kind": "file", "previous_sha256": "cd" * 32})
+    assert changed.previous == "cd" * 32 and changed.kind == "file"
+    assert changed.to_json() == {**_DIGEST, "kind": "file", "previous_sha256": "cd" * 32}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (None, "must be an object with path, kind, sha256, files, links, bytes; got None"),
+        ({"rule": "other-2"}, "was hashed by rule 'other-2', which this seedtree does not know (seedtree-dataset-1)"),
+        ({"rule": None}, "was hashed by rule None, which this seedtree does not know (seedtree-dataset-1)"),
+        ({"path": 5}, "needs a string 'path', got 5"),
+        ({"kind": None}, "needs a string 'kind', got None"),
+        ({"sha256": b"ab"}, "needs a string 'sha256', got b'ab'"),
+        ({"files": -1}, "needs a count 'files' (int >= 0), got -1"),
+        ({"links": True}, "needs a count 'links' (int >= 0), got True"),
+        ({"bytes": 1.0}, "needs a count 'bytes' (int >= 0), got 1.0"),
+        ({"sha256": "AB" * 32}, f"sha256 {'AB' * 32!r} is not a hex SHA-256"),
+        ({"previous_sha256": "ab" * 31}, f"previous_sha256 {'ab' * 31!r} is not a hex SHA-256"),
+        ({"kind": "link"}, "kind must be 'file' or 'folder', got 'link'"),
+    ],
+)
+def test_each_damage_to_a_dataset_entry_is_named(change: dict[str, Any] | None, message: str) -> None:
+    from seedtree.runtime.datasets import DatasetDigest
+
+    entry = None if change is None else {**_DIGEST, **change}
+    with pytest.raises(ValueError) as caught:
+        DatasetDigest.from_json(entry)
+    assert str(caught.value) == message
