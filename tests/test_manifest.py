@@ -342,3 +342,32 @@ def test_each_damage_to_a_dataset_entry_is_named(change: dict[str, Any] | None, 
     with pytest.raises(ValueError) as caught:
         DatasetDigest.from_json(entry)
     assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("first_line", "expected"),
+    [
+        ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:56 UTC 2024\n", "550.54.15"),
+        ("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  535.104.05  Release Build\n", "535.104.05"),
+        ("NVRM version: NVIDIA UNIX Kernel Module 470 (no dotted version)\n", None),
+        ("", None),
+    ],
+)
+def test_the_nvidia_driver_version_is_read_from_the_kernel_module(
+    first_line: str, expected: str | None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import builtins
+
+    version_file = tmp_path / "version"
+    version_file.write_text(first_line + "GCC version: gcc 12.2.0\n" if first_line else "")
+    real_open = builtins.open
+
+    def fake_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if file == "/proc/driver/nvidia/version":
+            return real_open(version_file, *args, **kwargs)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    assert manifest._nvidia_driver() == expected
+    version_file.unlink()  # no driver: no file
+    assert manifest._nvidia_driver() is None
