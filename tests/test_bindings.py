@@ -603,3 +603,39 @@ def test_a_controller_reading_a_position_slot_is_refused_at_registration() -> No
     with pytest.raises(ValueError, match=r"controller 'clashing' reads globals word 624.*'numpy'"):
         st.register(Clashing())
     assert "clashing" not in bindings.REGISTRY.all()
+
+
+def test_a_fresh_registry_and_its_caches() -> None:
+    registry = bindings.Registry()
+    assert registry.all() == {} and registry.get("counter") is None
+    assert registry.loaded_modules() == () and registry.missing_modules() == frozenset() and registry.active() == []
+    with pytest.raises(TypeError, match=r"^register\(\) takes a LibController instance, got str$"):
+        registry.register("random")  # type: ignore[arg-type]
+
+    class Nameless(_Counter):
+        name = ""
+
+    class NotImported(_Counter):  # installed, never imported here (only looked up)
+        name = "not-imported"
+        module = "antigravity"
+
+    with pytest.raises(ValueError, match="^a controller needs a non-empty name and module$"):
+        registry.register(Nameless())
+    counter = _Counter()
+    assert registry.register(counter) is counter
+    assert registry.all() == {"counter": counter} and registry.get("counter") is counter
+    assert registry.loaded_modules() == ("random",) and registry.active() == [counter]
+    assert registry.installed("random") and not registry.installed("no_such_module_for_seedtree")
+    plan = registry.plan()
+    assert registry.plan() is plan  # cached while the registration stays
+    registry.register(NotImported())
+    assert registry.missing_modules() == frozenset({"antigravity"}) and "antigravity" not in sys.modules
+    assert registry.active() == [counter]  # not imported: not active
+    assert registry.plan() is not plan  # a registration empties the cache
+    plan = registry.plan()
+    registry.unregister("not-imported")
+    assert registry.missing_modules() == frozenset() and registry.plan() is not plan
+    registry.unregister("counter")
+    assert registry.all() == {}
+    with pytest.raises(KeyError):
+        registry.unregister("counter")
