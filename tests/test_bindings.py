@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import random
 import subprocess
 import sys
@@ -639,3 +640,44 @@ def test_a_fresh_registry_and_its_caches() -> None:
     assert registry.all() == {}
     with pytest.raises(KeyError):
         registry.unregister("counter")
+
+
+@pytest.mark.parametrize("name", ["random", "numpy", "torch"])
+def test_a_freshly_made_controller_does_what_the_registered_one_does(name: str) -> None:
+    # The registered controllers are made once, at import; a fresh one starts with empty
+    # caches and must fill them itself.
+    registered = bindings.REGISTRY.get(name)
+    assert registered is not None
+    node = SeedTree(23) / name
+    registered.seed(node)
+    expected = registered.fingerprint()
+    registered.seed(SeedTree(24))
+    fresh = type(registered)()
+    assert fresh.usable()
+    fresh.seed(node)
+    assert registered.fingerprint() == expected and fresh.fingerprint() == expected
+    snap = fresh.snapshot()
+    random.random(), np.random.random_sample(), torch.rand(1)
+    fresh.put_back(snap)
+    assert registered.fingerprint() == expected
+    state = fresh.capture()
+    fresh.validate(state)
+    registered.seed(SeedTree(25))
+    fresh.restore(state)
+    assert registered.fingerprint() == expected
+
+
+def test_the_base_controller_refuses_to_seed_without_words() -> None:
+    class Bare(st.Binding):
+        name = "bare"
+        module = "random"
+
+        def capture(self) -> int:
+            return 0
+
+        def restore(self, state: int) -> None:
+            pass
+
+    with pytest.raises(NotImplementedError, match="^Bare sets no words: override seed\\(\\)$"):
+        Bare().seed(SeedTree(1))
+    assert pickle.loads(Bare().fingerprint()) == 0
