@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mutants", type=Path, default=Path("mutants"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--seconds", type=float, default=None, help="wall time of the run, recorded as is")
+    parser.add_argument("--note", default="", help="a line written under the title (e.g. how the run ended)")
     args = parser.parse_args(argv)
     results = module_results(args.mutants)
     if not results:
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "python": platform.python_version(),
         "seconds": args.seconds,
+        "note": args.note,
         "score": "(killed + timeout) / (killed + timeout + survived), in %",
         "modules": results,
     }
@@ -104,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "mutation.json").write_text(json.dumps(report, indent=1) + "\n")
     text = table(results)
     duration = "" if args.seconds is None else f", {args.seconds / 60:.1f} min"
-    (args.out / "mutation.md").write_text(f"# Mutation score ({report['tool']}{duration})\n\n{text}\n")
+    note = f"{args.note}\n\n" if args.note else ""
+    (args.out / "mutation.md").write_text(f"# Mutation score ({report['tool']}{duration})\n\n{note}{text}\n")
     print(text)
     return 0
 
