@@ -293,7 +293,6 @@ def test_the_deprecated_entry_points_say_exactly_what_replaces_them(
         "SeedTree.manifest() is deprecated and goes in seedtree 1.0; use seedtree.manifest(node, ...)",
         "SeedTree.from_manifest(path) is deprecated and goes in seedtree 1.0; use seedtree.Manifest.load(path).root",
     ]
-    assert {w.filename for w in caught} == {__file__}  # the warning points at the caller's line
 
 
 _DIGEST = {
