@@ -324,6 +324,21 @@ def test_restore_where_a_captured_library_is_absent(tmp_path: Path) -> None:
     assert tuple(json.loads(proc.stdout.strip().splitlines()[-1])) == expected
 
 
+def test_restore_skips_a_library_absent_from_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The same as above in this process: torch made unimportable and not installed.
+    st.seed_everything(18)
+    captured = st.capture()
+    expected = (random.random(), np.random.random_sample())
+    state = {"format": captured["format"], "torch": "a torch state this process cannot read"}
+    state.update({k: v for k, v in captured.items() if k not in ("format", "torch")})
+    monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.setattr(bindings.REGISTRY, "_installed", {**bindings.REGISTRY._installed, "torch": False})
+    random.seed(0)
+    np.random.seed(0)
+    st.restore(state)
+    assert (random.random(), np.random.random_sample()) == expected
+
+
 def test_restore_skips_an_absent_library_only() -> None:
     st.seed_everything(19)
     captured = st.capture()

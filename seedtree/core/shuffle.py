@@ -45,9 +45,9 @@ class KeyedPermutation:
         self.n = int(n)
         bits = max(2, (self.n - 1).bit_length())  # at least 2: n = 0 gives (-1).bit_length() = 1
         bits += bits % 2
-        self._half = np.uint64(bits // 2)
+        self._half = np.uint64(bits // 2)  # pragma: no mutate (bits is even: bits / 2 is the same number)
         self._mask = np.uint64((1 << (bits // 2)) - 1)
-        words = node.words(0, 2 * ROUNDS).astype(np.uint64)
+        words = node.words(0, 2 * ROUNDS).astype(np.uint64)  # pragma: no mutate (more words: only 8 are read)
         self._keys = [words[2 * r] | (words[2 * r + 1] << np.uint64(32)) for r in range(ROUNDS)]
 
     def _rounds(self, x: np.ndarray, scratch: np.ndarray) -> np.ndarray:
@@ -86,9 +86,8 @@ class KeyedPermutation:
         out = np.empty(flat.size, dtype=np.int64)
         # Block by block: about 40 passes over memory run on arrays that stay in the
         # CPU's cache, instead of streaming the whole epoch through memory 40 times.
-        scratch = np.empty(
-            (4, min(flat.size, _BLOCK)), dtype=np.uint64
-        )  # pragma: no mutate (more rows or columns: unused)
+        rows = min(flat.size, _BLOCK)
+        scratch = np.empty((4, rows), dtype=np.uint64)  # pragma: no mutate (more rows: unused)
         n = np.uint64(self.n)
         for start in range(0, flat.size, _BLOCK):
             block = self._rounds(flat[start : start + _BLOCK].astype(np.uint64), scratch)
