@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test docs lint bench batteries clean
+.PHONY: demo test docs lint bench batteries mutation clean
 
 $(STAMP): pyproject.toml constraints.txt scripts/setup.sh
 	bash scripts/setup.sh $(VENV)
@@ -79,5 +79,23 @@ bench: $(BENCH_STAMP)
 	$(foreach s,$(BENCH_SCRIPTS),$(BENCH_RUN) benchmarks/$(s).py $(BENCH_ARGS_$(s)) &&) true
 	$(PY) benchmarks/summary.py
 
+# Mutation testing of every module under seedtree/core and seedtree/runtime with mutmut
+# (configured in pyproject.toml). Not part of `make test`: a full run takes over an hour on
+# 2 cores, starts from scratch and writes the score per module to benchmarks/results/mutation.*.
+# `make mutation MUTANTS='seedtree.core.keys.*'` runs one module's mutants again (reusing what
+# the last run recorded) and prints its table without touching benchmarks/results/.
+# Everything mutmut writes stays in mutants/ (git-ignored).
+MUTANTS ?=
+mutation: $(STAMP)
+	$(PY) -c "import mutmut" 2>/dev/null || $(PY) -m pip install -q -c constraints.txt "mutmut>=3.8"
+ifeq ($(MUTANTS),)
+	rm -rf mutants
+	start=$$(date +%s) && nice -n 10 $(VENV)/bin/mutmut run && \
+	$(PY) scripts/mutation_report.py --seconds $$(( $$(date +%s) - start ))
+else
+	nice -n 10 $(VENV)/bin/mutmut run $(MUTANTS)
+	$(PY) scripts/mutation_report.py --out mutants
+endif
+
 clean:
-	rm -rf $(VENV) $(FLOORS) build site *.egg-info
+	rm -rf $(VENV) $(FLOORS) build site *.egg-info mutants

@@ -484,16 +484,17 @@ def section_f(batches: int, rounds: int) -> dict[str, Any]:
     n = batches * BATCH
     tree = st.SeedTree(SEED)
     dl = loader(Nothing(n), tree, batch_size=BATCH, shuffle=True)
-    bound = dl.dataset  # the per-sample wrapper the loader fetches through, whatever its class is called
-    if not callable(getattr(bound, "__getitems__", None)) or not hasattr(bound, "epoch_node"):
+    bound = dl.dataset  # the per-sample view the loader fetches through (its __class__ reads as yours)
+    epoch_node_of = getattr(type(bound), "_seedtree_epoch_node", None)
+    if not callable(getattr(type(bound), "__getitems__", None)) or epoch_node_of is None:
         raise SystemExit(
-            f"per_sample.py: loader(...).dataset is a {type(bound).__name__} without __getitems__/epoch_node "
-            "(seedtree's per-sample fetch wrapper moved): update section f"
+            f"per_sample.py: loader(...).dataset is a {type(bound).__name__} without __getitems__/_seedtree_epoch_node "
+            "(seedtree's per-sample fetch view moved): update section f"
         )
     sampler = dl.sampler
     items = [b for b in sampler.batches()]  # this epoch's batches of (epoch, i, 0)
     keys = [[i for _, i, _ in b] for b in items]
-    epoch_node = bound.epoch_node(0)
+    epoch_node = epoch_node_of(bound, 0)
     modules = registry.loaded_modules()
     plan = registry.plan(modules)
     ident = Nothing(n).__getitem__

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import random
 import subprocess
 import sys
@@ -287,6 +288,139 @@ def test_isolate_as_decorator_and_nested() -> None:
     assert _draw_all() == reference
 
 
+def test_isolate_without_the_ambient_stream_leaves_it_where_it_went() -> None:
+    st.seed_everything(17)
+    state = st.capture()
+    reference = [_draw_all() for _ in range(2)]
+    st.restore(state)
+    with st.isolate(ambient=False):
+        inside = _draw_all()
+    assert inside == reference[0]
+    after = _draw_all()
+    # the globals are put back (they draw their first numbers again); the ambient stream is not
+    assert after[:-1] == reference[0][:-1] and after[-1] == reference[1][-1]
+    st.restore(state)
+    with st.isolate():
+        _draw_all()
+    assert _draw_all() == reference[0]
+
+
+def test_restore_where_a_captured_library_is_absent(tmp_path: Path) -> None:
+    # A state captured with torch in use, read back in a process where torch cannot be
+    # imported: the torch part is skipped, whatever it holds, and every part after it in
+    # the state is still put back.
+    st.seed_everything(18)
+    captured = st.capture()
+    expected = (random.random(), np.random.random_sample(), st.rng().integers(0, 2**63))
+    state = {"format": captured["format"], "torch": "a torch state this process cannot read"}
+    state.update({k: v for k, v in captured.items() if k not in ("format", "torch")})
+    assert list(state)[:2] == ["format", "torch"] and {"random", "numpy", "ambient"} <= set(state)
+    script = textwrap.dedent(
+        """
+        import json, random, sys
+        sys.modules["torch"] = None  # torch is absent here: importing it fails
+        import numpy as np
+        import seedtree as st
+        state = json.loads(open(sys.argv[1]).read())
+        random.seed(0); np.random.seed(0)
+        st.restore(state)
+        print(json.dumps([random.random(), np.random.random_sample(), int(st.rng().integers(0, 2**63))]))
+        """
+    )
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps(state))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert tuple(json.loads(proc.stdout.strip().splitlines()[-1])) == expected
+
+
+def test_restore_skips_a_library_absent_from_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The same as above in this process: torch made unimportable and not installed.
+    st.seed_everything(18)
+    captured = st.capture()
+    expected = (random.random(), np.random.random_sample())
+    state = {"format": captured["format"], "torch": "a torch state this process cannot read"}
+    state.update({k: v for k, v in captured.items() if k not in ("format", "torch")})
+    monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.setattr(bindings.REGISTRY, "_installed", {**bindings.REGISTRY._installed, "torch": False})
+    random.seed(0)
+    np.random.seed(0)
+    st.restore(state)
+    assert (random.random(), np.random.random_sample()) == expected
+
+
+def test_restore_skips_an_absent_library_only() -> None:
+    st.seed_everything(19)
+    captured = st.capture()
+    with pytest.raises(ValueError, match="cannot restore the RNG state"):
+        st.restore({**captured, "torch": "not a torch state"})  # torch is here: the part is checked
+
+
+def test_capture_of_named_libraries_only() -> None:
+    st.seed_everything(20)
+    assert set(st.capture(["numpy"])) == {"format", "numpy"}
+    assert set(st.capture(["random", "ambient"])) == {"format", "random", "ambient"}
+    assert st.capture([]) == {"format": bindings_capture.STATE_FORMAT}
+    assert set(st.capture()) == {"format", "random", "numpy", "torch", "ambient"}
+    for bad in ("numpy", b"numpy"):
+        with pytest.raises(TypeError, match=r"^capture\(\) takes a list of library names, e.g. \["):
+            st.capture(bad)  # type: ignore[arg-type]
+
+
+def test_the_ambient_part_of_a_state_round_trips_as_json() -> None:
+    root = SeedTree(21)
+    st.seed_everything(root)
+    with st.bound(root / "a"):
+        st.rng().random()
+        part = st.capture(["ambient"])["ambient"]
+    assert part["default"] == {"entropy": "21", "path": []}
+    assert part["node"] == {"entropy": "21", "path": ["a"]}
+    expected = (root / "a").numpy()
+    expected.random()
+    assert part["state"] == expected.bit_generator.state
+
+
+@pytest.mark.parametrize(
+    ("ambient_part", "message"),
+    [
+        ([], r"'ambient' must hold \{default, node, state\}"),
+        ({"default": None, "node": None}, r"'ambient' must hold \{default, node, state\}"),
+        ({"default": None, "node": None, "state": None, "x": 1}, r"'ambient' must hold \{default, node, state\}"),
+        ({"default": {"entropy": "x", "path": []}, "node": None, "state": None}, r"the ambient node is damaged"),
+        ({"default": None, "node": {"entropy": "1", "path": [-1]}, "state": None}, r"the ambient node is damaged"),
+        ({"default": None, "node": None, "state": {"bit_generator": "PCG64"}}, "generator state has no node"),
+        (
+            {"default": None, "node": {"entropy": "1", "path": []}, "state": {"bit_generator": "MT19937"}},
+            "the ambient generator state is damaged",
+        ),
+        (
+            {"default": None, "node": {"entropy": "1", "path": []}, "state": 5},
+            "the ambient generator state is damaged",
+        ),
+    ],
+)
+def test_a_damaged_ambient_part_is_refused_before_anything_changes(ambient_part: object, message: str) -> None:
+    st.seed_everything(22)
+    state = st.capture()
+    before = _draw_all()
+    st.restore(state)
+    with pytest.raises(ValueError, match="^cannot restore the RNG state: .*" + message):
+        st.restore({**state, "ambient": ambient_part})  # the other parts are valid: none is applied either
+    assert _draw_all() == before  # nothing was put back, nothing was changed
+
+
+def test_restore_names_a_foreign_part() -> None:
+    fmt = bindings_capture.STATE_FORMAT
+    with pytest.raises(ValueError, match=r"^the state holds 3, which no registered binding handles"):
+        st.restore({"format": fmt, 3: {}})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match=r"not a seedtree RNG state \(expected a dict with format="):
+        st.restore({"format": "seedtree.rng-state/2"})
+    st.restore({"format": fmt})  # an empty state is a valid state: nothing to put back
+
+
 # -- the registry ------------------------------------------------------------------------
 
 
@@ -500,3 +634,80 @@ def test_a_controller_reading_a_position_slot_is_refused_at_registration() -> No
     with pytest.raises(ValueError, match=r"controller 'clashing' reads globals word 624.*'numpy'"):
         st.register(Clashing())
     assert "clashing" not in bindings.REGISTRY.all()
+
+
+def test_a_fresh_registry_and_its_caches() -> None:
+    registry = bindings.Registry()
+    assert registry.all() == {} and registry.get("counter") is None
+    assert registry.loaded_modules() == () and registry.missing_modules() == frozenset() and registry.active() == []
+    with pytest.raises(TypeError, match=r"^register\(\) takes a LibController instance, got str$"):
+        registry.register("random")  # type: ignore[arg-type]
+
+    class Nameless(_Counter):
+        name = ""
+
+    class NotImported(_Counter):  # installed, never imported here (only looked up)
+        name = "not-imported"
+        module = "antigravity"
+
+    with pytest.raises(ValueError, match="^a controller needs a non-empty name and module$"):
+        registry.register(Nameless())
+    counter = _Counter()
+    assert registry.register(counter) is counter
+    assert registry.all() == {"counter": counter} and registry.get("counter") is counter
+    assert registry.loaded_modules() == ("random",) and registry.active() == [counter]
+    assert registry.installed("random") and not registry.installed("no_such_module_for_seedtree")
+    plan = registry.plan()
+    assert registry.plan() is plan  # cached while the registration stays
+    registry.register(NotImported())
+    assert registry.missing_modules() == frozenset({"antigravity"}) and "antigravity" not in sys.modules
+    assert registry.active() == [counter]  # not imported: not active
+    assert registry.plan() is not plan  # a registration empties the cache
+    plan = registry.plan()
+    registry.unregister("not-imported")
+    assert registry.missing_modules() == frozenset() and registry.plan() is not plan
+    registry.unregister("counter")
+    assert registry.all() == {}
+    with pytest.raises(KeyError):
+        registry.unregister("counter")
+
+
+@pytest.mark.parametrize("name", ["random", "numpy", "torch"])
+def test_a_freshly_made_controller_does_what_the_registered_one_does(name: str) -> None:
+    # The registered controllers are made once, at import; a fresh one starts with empty
+    # caches and must fill them itself.
+    registered = bindings.REGISTRY.get(name)
+    assert registered is not None
+    node = SeedTree(23) / name
+    registered.seed(node)
+    expected = registered.fingerprint()
+    registered.seed(SeedTree(24))
+    fresh = type(registered)()
+    assert fresh.usable()
+    fresh.seed(node)
+    assert registered.fingerprint() == expected and fresh.fingerprint() == expected
+    snap = fresh.snapshot()
+    random.random(), np.random.random_sample(), torch.rand(1)
+    fresh.put_back(snap)
+    assert registered.fingerprint() == expected
+    state = fresh.capture()
+    fresh.validate(state)
+    registered.seed(SeedTree(25))
+    fresh.restore(state)
+    assert registered.fingerprint() == expected
+
+
+def test_the_base_controller_refuses_to_seed_without_words() -> None:
+    class Bare(st.Binding):
+        name = "bare"
+        module = "random"
+
+        def capture(self) -> int:
+            return 0
+
+        def restore(self, state: int) -> None:
+            pass
+
+    with pytest.raises(NotImplementedError, match="^Bare sets no words: override seed\\(\\)$"):
+        Bare().seed(SeedTree(1))
+    assert pickle.loads(Bare().fingerprint()) == 0

@@ -55,6 +55,7 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_run_hands_the_root_over_and_records_the_streams(tmp_path: Path, clean_seedtree: None) -> None:
     (tmp_path / "child.py").write_text(CHILD)
     proc = seedtree(
@@ -95,6 +96,7 @@ def test_run_hands_the_root_over_and_records_the_streams(tmp_path: Path, clean_s
     assert manifest.environment["PYTHONHASHSEED"] == child["hashseed"]  # the child's own environment
 
 
+@pytest.mark.slow
 def test_pythonhashseed_reaches_the_child_and_is_stable(tmp_path: Path) -> None:
     show_hash = [sys.executable, "-c", "import os; print(hash('x'), os.environ['PYTHONHASHSEED'])"]
     first = seedtree("run", "--seed", "7", "--", *show_hash, cwd=tmp_path)
@@ -248,6 +250,7 @@ def test_a_corrupt_or_missing_manifest_gives_one_clear_line(tmp_path: Path, cont
         assert "m.json" in line and expected in line
 
 
+@pytest.mark.slow
 def test_show_diff_and_replay_from_a_manifest(tmp_path: Path) -> None:
     entropy = 2**100 + 17  # wider than any JSON number reader keeps
     printer = [sys.executable, "-c", "import os; print(os.environ['SEEDTREE_ENTROPY'])"]
@@ -343,6 +346,7 @@ def _in_a_terminal(argv: list[str], cwd: Path, ready: Path | None = None, keys: 
     return os.WEXITSTATUS(status), output
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_a_terminal_reaches_the_command_once(tmp_path: Path) -> None:
     """The terminal sends Ctrl-C's SIGINT to the whole foreground group, the command
     included; seedtree must not forward a second one."""

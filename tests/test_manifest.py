@@ -3,11 +3,13 @@ half-built tree) for corrupt, truncated, foreign and newer files."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import pickle
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -206,3 +208,165 @@ def test_deeply_nested_json_is_a_manifest_error(tmp_path) -> None:
     path.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(ManifestError, match="nested too deeply"):
         Manifest.load(path)
+
+
+class _Dist:
+    def __init__(self, name: str | None, version: str) -> None:
+        self.metadata = {"Name": name}
+        self.version = version
+
+
+def test_packages_are_sorted_by_name_and_the_first_of_a_name_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    dists = [_Dist("zeta", "0.1"), _Dist("Alpha", "9.0"), _Dist("beta", "10.0"), _Dist("alpha2", "1.0")]
+    dists += [_Dist("beta", "0.0.1"), _Dist(None, "3.0"), _Dist("", "4.0")]  # a shadowed copy; broken metadata
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda: iter(dists))
+    got = manifest.packages()
+    # by name, case-insensitively (not by version, not by case); the first copy of "beta" is the one imported
+    assert list(got.items()) == [("Alpha", "9.0"), ("alpha2", "1.0"), ("beta", "10.0"), ("zeta", "0.1")]
+
+
+def test_version_of_an_absent_distribution_is_none() -> None:
+    assert manifest.version("numpy") == np.__version__
+    assert manifest.version("no-such-distribution-seedtree-test") is None
+
+
+def test_optional_fields_default_when_a_manifest_leaves_them_out() -> None:
+    data = {"schema": manifest.SCHEMA, "version": 1, "root": {"entropy": "12", "entropy_hex": "0xc"}}
+    loaded = Manifest.from_dict(data)
+    assert loaded.root == SeedTree(12)
+    assert (loaded.streams, loaded.environment, loaded.created, loaded.fields, loaded.datasets) == ({}, {}, "", {}, {})
+    written = loaded.to_dict()
+    assert "datasets" not in written  # written only when the run hashed data
+    assert written["streams"] == {} and written["checks"] == {"streams": {}}
+    assert list(written) == ["schema", "version", "root", "streams", "checks", "environment", "created", "fields"]
+    assert written["root"] == {"entropy": "12", "entropy_hex": "0xc"}
+    assert Manifest.from_dict(written).to_dict() == written
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"version": True}, r"has an invalid version True \(expected an int >= 1\)$"),
+        ({"version": 0}, r"has an invalid version 0 \(expected an int >= 1\)$"),
+        ({"version": "1"}, r"has an invalid version '1' \(expected an int >= 1\)$"),
+        ({"streams": []}, r"'streams' must be a JSON object mapping names to \{entropy, path\}$"),
+        ({"created": None}, r"'created' must be a timestamp string, got None$"),
+        ({"fields": []}, r"'environment' and 'fields' must be JSON objects$"),
+    ],
+)
+def test_manifest_fields_are_checked_one_by_one(change: dict, message: str) -> None:
+    data = {"schema": manifest.SCHEMA, "version": 1, "root": {"entropy": "12", "entropy_hex": "0xc"}, **change}
+    with pytest.raises(ManifestError, match="^src") as caught:
+        Manifest.from_dict(data, source="src")
+    assert re.search(message, str(caught.value))
+
+
+def test_a_manifest_refuses_a_root_or_streams_of_the_wrong_type() -> None:
+    with pytest.raises(TypeError, match="^Manifest root must be a SeedTree, got int$"):
+        Manifest(5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="^Manifest streams must be a dict of name -> SeedTree, got list$"):
+        Manifest(SeedTree(1), [])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^Manifest streams must map str names to SeedTree nodes; 3 maps to SeedTree$"):
+        Manifest(SeedTree(1), {3: SeedTree(1)})  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match=r"; 'a' maps to int$"):
+        Manifest(SeedTree(1), {"a": 1})  # type: ignore[dict-item]
+    parts: list[dict[str, Any]] = [{"environment": []}, {"fields": []}, {"datasets": []}]
+    for part in parts:
+        with pytest.raises(TypeError, match="^Manifest environment, fields and datasets must be dicts$"):
+            Manifest(SeedTree(1), **part)
+    with pytest.raises(TypeError, match=r"^Manifest.collect\(\) needs a SeedTree root, got str$"):
+        Manifest.collect("root")  # type: ignore[arg-type]
+
+
+def test_the_deprecated_entry_points_say_exactly_what_replaces_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("SEEDTREE_ENTROPY", raising=False)
+    with pytest.warns(DeprecationWarning) as caught:
+        assert SeedTree.from_env(7) == SeedTree(7)  # the default is passed on
+        assert SeedTree.from_env() is None
+        made = SeedTree(9).manifest(run="r")
+        assert SeedTree.from_manifest(made.save(tmp_path / "m.json")) == SeedTree(9)
+    assert [str(w.message) for w in caught] == [
+        "SeedTree.from_env() is deprecated and goes in seedtree 1.0; use seedtree.root_from_env()",
+        "SeedTree.from_env() is deprecated and goes in seedtree 1.0; use seedtree.root_from_env()",
+        "SeedTree.manifest() is deprecated and goes in seedtree 1.0; use seedtree.manifest(node, ...)",
+        "SeedTree.from_manifest(path) is deprecated and goes in seedtree 1.0; use seedtree.Manifest.load(path).root",
+    ]
+
+
+_DIGEST = {
+    "path": "data/train",
+    "kind": "folder",
+    "sha256": "ab" * 32,
+    "files": 3,
+    "links": 0,
+    "bytes": 12,
+    "rule": "seedtree-dataset-1",
+}
+
+
+def test_a_dataset_entry_round_trips_with_and_without_a_previous_hash() -> None:
+    from seedtree.runtime.datasets import DatasetDigest
+
+    digest = DatasetDigest.from_json(_DIGEST)
+    assert digest == DatasetDigest("data/train", "folder", "ab" * 32, 3, 0, 12, None)
+    assert digest.to_json() == _DIGEST
+    changed = DatasetDigest.from_json({**_DIGEST, "kind": "file", "previous_sha256": "cd" * 32})
+    assert changed.previous == "cd" * 32 and changed.kind == "file"
+    assert changed.to_json() == {**_DIGEST, "kind": "file", "previous_sha256": "cd" * 32}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (None, "must be an object with path, kind, sha256, files, links, bytes; got None"),
+        ({"rule": "other-2"}, "was hashed by rule 'other-2', which this seedtree does not know (seedtree-dataset-1)"),
+        ({"rule": None}, "was hashed by rule None, which this seedtree does not know (seedtree-dataset-1)"),
+        ({"path": 5}, "needs a string 'path', got 5"),
+        ({"kind": None}, "needs a string 'kind', got None"),
+        ({"sha256": b"ab"}, "needs a string 'sha256', got b'ab'"),
+        ({"files": -1}, "needs a count 'files' (int >= 0), got -1"),
+        ({"links": True}, "needs a count 'links' (int >= 0), got True"),
+        ({"bytes": 1.0}, "needs a count 'bytes' (int >= 0), got 1.0"),
+        ({"sha256": "AB" * 32}, f"sha256 {'AB' * 32!r} is not a hex SHA-256"),
+        ({"previous_sha256": "ab" * 31}, f"previous_sha256 {'ab' * 31!r} is not a hex SHA-256"),
+        ({"kind": "link"}, "kind must be 'file' or 'folder', got 'link'"),
+    ],
+)
+def test_each_damage_to_a_dataset_entry_is_named(change: dict[str, Any] | None, message: str) -> None:
+    from seedtree.runtime.datasets import DatasetDigest
+
+    entry = None if change is None else {**_DIGEST, **change}
+    with pytest.raises(ValueError) as caught:
+        DatasetDigest.from_json(entry)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("first_line", "expected"),
+    [
+        ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:56 UTC 2024\n", "550.54.15"),
+        ("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  535.104.05  Release Build\n", "535.104.05"),
+        ("NVRM version: NVIDIA UNIX Kernel Module 470 (no dotted version)\n", None),
+        ("", None),
+    ],
+)
+def test_the_nvidia_driver_version_is_read_from_the_kernel_module(
+    first_line: str, expected: str | None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import builtins
+
+    version_file = tmp_path / "version"
+    version_file.write_text(first_line + "GCC version: gcc 12.2.0\n" if first_line else "")
+    real_open = builtins.open
+
+    def fake_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if file == "/proc/driver/nvidia/version":
+            return real_open(version_file, *args, **kwargs)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    assert manifest._nvidia_driver() == expected
+    version_file.unlink()  # no driver: no file
+    assert manifest._nvidia_driver() is None

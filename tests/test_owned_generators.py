@@ -144,6 +144,7 @@ def test_monai_no_two_samples_share_a_noise_field(cache: bool) -> None:
         assert repeats(fields) == 0, f"{repeats(fields)} of {len(fields)} samples repeat a noise field with {layout}"
 
 
+@pytest.mark.slow
 def test_monai_spawned_workers_identical() -> None:
     reference = monai_epochs(monai_dataset(), n_epochs=1, num_workers=0)
     got = monai_epochs(monai_dataset(), n_epochs=1, num_workers=2, multiprocessing_context="spawn")

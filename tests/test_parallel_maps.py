@@ -29,6 +29,7 @@ def test_parallel_map_bit_identical_across_backends(backend, n_jobs, expected):
     assert got == [(i, float((TREE / i).numpy().standard_normal())) for i in ITEMS]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["loky", "multiprocessing"])
 def test_process_backends_bind_globals_per_task(backend, expected):
     got = parallel_map(draw_all, ITEMS, TREE, n_jobs=2, backend=backend)
@@ -61,6 +62,7 @@ def test_parallel_delayed_reads_like_joblib():
         Parallel(42)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_keyed_map_same_for_every_start_method_and_executor(method):
     ctx = multiprocessing.get_context(method)
@@ -100,6 +102,7 @@ def test_lazy_results_are_refused():
         parallel_map(draw_ambient, ITEMS, TREE, n_jobs=2, return_as="generator")
 
 
+@pytest.mark.slow
 def test_a_task_that_imports_torch_itself_gets_its_own_torch_stream():
     """The parent never imported torch; the task does, after its globals were bound."""
     import json

@@ -43,6 +43,7 @@ def _both_started(barrier) -> None:
     barrier.wait(timeout=120)  # no worker takes tasks before both exist
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_pool_initializer_gives_distinct_worker_streams(method):
     ctx = multiprocessing.get_context(method)
@@ -132,6 +133,7 @@ def test_audit_catches_plain_fork_pool_and_passes_seedtree(no_fork_hook):
     assert fixed.ok, str(fixed)
 
 
+@pytest.mark.slow
 def test_audit_joblib_and_loader(no_fork_hook):
     assert not audit_joblib("multiprocessing", 2).ok  # joblib's fork pool inherits numpy's state
     assert audit_joblib("multiprocessing", 2, tree=TREE).ok

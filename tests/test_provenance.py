@@ -411,6 +411,7 @@ def test_cli_junit_flag_writes_the_report(tmp_path: Path) -> None:
 MARK = "import sys; open(sys.argv[1], 'a').write('ran\\n')"
 
 
+@pytest.mark.slow
 def test_run_records_and_replay_checks_the_data(tmp_path: Path) -> None:
     make_dataset(tmp_path / "data", {"a.bin": b"1" * 100, "b.bin": b"2" * 100})
     cmd = ["--", sys.executable, "-c", MARK, "marks"]
@@ -445,6 +446,7 @@ def test_run_records_and_replay_checks_the_data(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.slow
 def test_run_dataset_usage_errors(tmp_path: Path) -> None:
     make_dataset(tmp_path / "data", {"a": b"1"})
     cases = [

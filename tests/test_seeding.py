@@ -99,6 +99,7 @@ def test_seed_everything_refuses_bad_seeds() -> None:
         st.seed_everything(True)
 
 
+@pytest.mark.slow
 def test_seed_everything_imports_and_seeds_installed_libraries() -> None:
     # In a fresh interpreter torch is installed but not imported: seed_everything imports
     # it so that it is seeded too.
@@ -285,3 +286,64 @@ def test_deterministic_reports_and_warns_about_pythonhashseed(
 def test_ambient_default_is_reset_by_fixture() -> None:
     # The isolation fixture really starts each test unseeded (guards the other tests here).
     assert ambient.default() is None and seeding.fork_base() is None
+
+
+def test_bind_process_sets_the_default_and_seeds_what_it_is_told() -> None:
+    import random
+
+    from seedtree.runtime.seeding import bind_process
+
+    node = SeedTree(41) / "w"
+    with pytest.raises(TypeError, match="^bind_process\\(\\) takes a SeedTree node, got int$"):
+        bind_process(41)  # type: ignore[arg-type]
+    random.seed(0)
+    np.random.seed(0)
+    untouched = (random.random(), np.random.random_sample())
+    nothing: list[bool | list[str]] = [False, []]
+    for globals_from in nothing:
+        random.seed(0)
+        np.random.seed(0)
+        bind_process(node, globals_from)
+        assert st.rng().random() == node.numpy().random()  # the ambient default is the node
+        assert (random.random(), np.random.random_sample()) == untouched  # no global was seeded
+    random.seed(0)
+    np.random.seed(0)
+    bind_process(node, ["random"])  # a list: the named libraries imported if need be, and the loaded ones
+    assert random.random() == node.random().random()
+    assert np.random.random_sample() != untouched[1]
+    bind_process(node)  # every library already imported
+    st.seed_globals(node)
+    expected = (random.random(), np.random.random_sample())
+    bind_process(node)
+    assert (random.random(), np.random.random_sample()) == expected
+
+
+def test_deterministic_reports_what_it_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import torch
+
+    monkeypatch.setenv("PYTHONHASHSEED", "0")
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    try:
+        report = st.deterministic(warn_only=True)
+        assert report == {
+            "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
+            "torch.use_deterministic_algorithms": True,
+            "torch.backends.cudnn.deterministic": True,
+            "torch.backends.cudnn.benchmark": False,
+            "PYTHONHASHSEED": "0",
+            "python": sys.version.split()[0],
+        }
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.deterministic = False
+    monkeypatch.setitem(sys.modules, "torch", None)  # torch absent
+    monkeypatch.delenv("PYTHONHASHSEED")
+    with pytest.warns(RuntimeWarning, match="^PYTHONHASHSEED is not set: set and str hashing"):
+        report = st.deterministic()
+    assert report["torch"] == "not installed" and report["PYTHONHASHSEED"] is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert st.deterministic(enabled=False)["PYTHONHASHSEED"] is None  # asked for nothing: no warning

@@ -123,6 +123,7 @@ def test_refused_call_puts_the_callers_globals_back(library):
 # -- what must keep working --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("clean_seedtree")
 def test_ambient_only_tasks_pass_and_are_identical_for_every_layout():
     reference = parallel_map(ambient_only, ITEMS, TREE, n_jobs=1)

@@ -69,6 +69,7 @@ def project(tmp_path: Path) -> Path:
 # -- the command -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_verify_passes_a_deterministic_script(project: Path) -> None:
     # The line in docs/cli.md: several outputs, a folder among them, --strict.
     args = [

@@ -43,11 +43,11 @@ class KeyedPermutation:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= MAX_N:
             raise ValueError(f"n must be an int in [0, 2**40], got {n!r}")
         self.n = int(n)
-        bits = max(2, (max(self.n - 1, 1)).bit_length())
+        bits = max(2, (self.n - 1).bit_length())  # at least 2: n = 0 gives (-1).bit_length() = 1
         bits += bits % 2
-        self._half = np.uint64(bits // 2)
+        self._half = np.uint64(bits // 2)  # pragma: no mutate (bits is even: bits / 2 is the same number)
         self._mask = np.uint64((1 << (bits // 2)) - 1)
-        words = node.words(0, 2 * ROUNDS).astype(np.uint64)
+        words = node.words(0, 2 * ROUNDS).astype(np.uint64)  # pragma: no mutate (more words: only 8 are read)
         self._keys = [words[2 * r] | (words[2 * r + 1] << np.uint64(32)) for r in range(ROUNDS)]
 
     def _rounds(self, x: np.ndarray, scratch: np.ndarray) -> np.ndarray:
@@ -78,21 +78,23 @@ class KeyedPermutation:
     def __getitem__(self, positions: int | np.ndarray) -> int | np.ndarray:
         scalar = np.ndim(positions) == 0
         pos = np.asarray(positions)
-        if pos.dtype.kind not in "iu":
+        if pos.dtype.kind not in ("i", "u"):
             raise TypeError(f"positions must be integers, got dtype {pos.dtype}")
         if pos.size and (pos.min() < 0 or pos.max() >= self.n):
             raise IndexError(f"positions must be in [0, {self.n}), got {int(pos.min())}..{int(pos.max())}")
-        flat = pos.reshape(-1)
+        flat = pos.reshape(-1)  # pragma: no mutate (NumPy reads any negative size as "the rest")
         out = np.empty(flat.size, dtype=np.int64)
         # Block by block: about 40 passes over memory run on arrays that stay in the
         # CPU's cache, instead of streaming the whole epoch through memory 40 times.
-        scratch = np.empty((4, min(flat.size, _BLOCK)), dtype=np.uint64)
+        rows = min(flat.size, _BLOCK)
+        scratch = np.empty((4, rows), dtype=np.uint64)  # pragma: no mutate (more rows: unused)
         n = np.uint64(self.n)
         for start in range(0, flat.size, _BLOCK):
             block = self._rounds(flat[start : start + _BLOCK].astype(np.uint64), scratch)
             walk = np.flatnonzero(block >= n)
             while walk.size:  # cycle-walking: map again until inside [0, n)
-                block[walk] = self._rounds(block[walk], np.empty((4, walk.size), dtype=np.uint64))
+                scratch_walk = np.empty((4, walk.size), dtype=np.uint64)  # pragma: no mutate (more rows: unused)
+                block[walk] = self._rounds(block[walk], scratch_walk)
                 walk = walk[block[walk] >= n]
             out[start : start + len(block)] = block  # below n <= 2**40: the same value as int64
         result = out.reshape(pos.shape)

@@ -71,7 +71,7 @@ def _validated(state: object) -> tuple[list[tuple[LibController, Any]], dict[str
     for name, value in state.items():
         if name in ("format", "ambient"):
             continue
-        controller = REGISTRY.get(name) if isinstance(name, str) else None
+        controller = REGISTRY.get(name)  # None for any name no controller has (an int, a tuple)
         if controller is None:
             raise ValueError(
                 f"the state holds {name!r}, which no registered binding handles (no LibController has that "

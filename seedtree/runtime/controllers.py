@@ -62,8 +62,11 @@ class Registry:
         self._controllers: dict[str, LibController] = {}
         self._installed: dict[str, bool] = {}
         self._plans: dict[tuple[LibController, ...], Plan] = {}
-        self._missing_at = -1  # len(sys.modules) when ``_missing`` was computed
-        self._missing: frozenset[str] = frozenset()
+        # len(sys.modules) when ``_missing`` was computed; -1: not yet. Any value that
+        # len(sys.modules) never takes means the same, and ``_missing`` is only read after
+        # it is computed.
+        self._missing_at = -1  # pragma: no mutate
+        self._missing: frozenset[str] = frozenset()  # pragma: no mutate
 
     def register(self, controller: LibController) -> LibController:
         """Add (or replace, by name) a controller; returns it."""
@@ -77,14 +80,14 @@ class Registry:
                 _check_slots(other, controller)
         self._controllers[controller.name] = controller
         self._plans.clear()
-        self._missing_at = -1
+        self._missing_at = -1  # pragma: no mutate (any value len(sys.modules) never takes)
         return controller
 
     def unregister(self, name: str) -> None:
         """Remove the controller registered under ``name``."""
         del self._controllers[name]
         self._plans.clear()
-        self._missing_at = -1
+        self._missing_at = -1  # pragma: no mutate (any value len(sys.modules) never takes)
 
     def get(self, name: str) -> LibController | None:
         """The controller registered under ``name``, or None."""

@@ -1,0 +1,116 @@
+"""The mutation score per module, from the results mutmut left under mutants/.
+
+Writes benchmarks/results/mutation.json (counts, score and surviving mutants of each module)
+and benchmarks/results/mutation.md (the table), and prints the table. The score is
+(killed + timed out) / (killed + timed out + survived); mutants in functions that no selected
+test reaches ("no tests") are counted apart, as are mutants whose run crashed or hung
+("suspicious", "segfault"), those whose worker raised instead of running the tests
+("error", which mutmut 3.8 counts as a timeout) and those not run yet.
+
+    python scripts/mutation_report.py [--seconds N] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from collections import Counter
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+# mutmut's own exit-code meanings (mutmut.stats.status_by_exit_code), spelled out so this
+# report reads old results without importing mutmut.
+STATUS = {
+    0: "survived",
+    1: "killed",
+    3: "killed",
+    2: "interrupted",
+    5: "no tests",
+    33: "no tests",
+    34: "skipped",
+    35: "suspicious",
+    36: "timeout",
+    37: "caught by type check",
+    -24: "timeout",
+    24: "timeout",
+    152: "timeout",
+    255: "error",  # the worker raised (mutmut counts it as a timeout): e.g. pytest refused a test id
+    -11: "segfault",
+    -9: "segfault",
+    None: "not checked",
+}
+PACKAGES = ("seedtree/core", "seedtree/runtime")
+
+
+def module_results(mutants: Path) -> dict[str, dict[str, Any]]:
+    """{module: {"counts": {status: n}, "survived": [mutant names]}} for every module of
+    the packages that mutmut left a result file for."""
+    results: dict[str, dict[str, Any]] = {}
+    for package in PACKAGES:
+        for meta in sorted((mutants / package).rglob("*.py.meta")):
+            module = meta.relative_to(mutants).as_posix().removesuffix(".py.meta")
+            data = json.loads(meta.read_text())
+            statuses = {name: STATUS.get(code, "suspicious") for name, code in data["exit_code_by_key"].items()}
+            results[module] = {
+                "counts": dict(Counter(statuses.values())),
+                "survived": sorted(name for name, status in statuses.items() if status == "survived"),
+            }
+    return results
+
+
+def score(counts: dict[str, int]) -> float | None:
+    caught = counts.get("killed", 0) + counts.get("timeout", 0)
+    judged = caught + counts.get("survived", 0)
+    return None if judged == 0 else round(100 * caught / judged, 1)
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    columns = ["killed", "timeout", "survived", "no tests", "suspicious", "segfault", "error", "not checked"]
+    lines = ["| module | score | mutants | " + " | ".join(columns) + " |", "|---" * (len(columns) + 3) + "|"]
+    for module, result in results.items():
+        counts = result["counts"]
+        value = score(counts)
+        cells = [str(counts.get(c, 0)) for c in columns]
+        shown = "n/a" if value is None else f"{value:.1f} %"
+        lines.append(f"| {module} | {shown} | {sum(counts.values())} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mutants", type=Path, default=Path("mutants"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--seconds", type=float, default=None, help="wall time of the run, recorded as is")
+    parser.add_argument("--note", default="", help="a line written under the title (e.g. how the run ended)")
+    args = parser.parse_args(argv)
+    results = module_results(args.mutants)
+    if not results:
+        print(f"no mutmut results under {args.mutants}/: run `make mutation` first", file=sys.stderr)
+        return 1
+    for result in results.values():
+        result["score"] = score(result["counts"])
+    report = {
+        "tool": f"mutmut {version('mutmut')}",
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "python": platform.python_version(),
+        "seconds": args.seconds,
+        "note": args.note,
+        "score": "(killed + timeout) / (killed + timeout + survived), in %",
+        "modules": results,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "mutation.json").write_text(json.dumps(report, indent=1) + "\n")
+    text = table(results)
+    duration = "" if args.seconds is None else f", {args.seconds / 60:.1f} min"
+    note = f"{args.note}\n\n" if args.note else ""
+    (args.out / "mutation.md").write_text(f"# Mutation score ({report['tool']}{duration})\n\n{note}{text}\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
