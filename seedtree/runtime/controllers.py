@@ -6,9 +6,9 @@ per-sample seeding cheap; ``capture``, ``restore``, ``isolate`` and ``seed_globa
 loop over it, so supporting another library is writing one subclass and calling
 ``register``.
 
-Captured states hold only ints, floats, lists, dicts, strings and (for torch) uint8
-tensors: they save with ``torch.save`` and load with ``torch.load(weights_only=True)``,
-and are JSON-serialisable when torch is not in use.
+A controller's ``capture()`` is its library's own form (torch's a uint8 tensor);
+``seedtree.capture()`` turns every part into plain values (torch's into lists of byte
+values), so what users save is JSON and ``torch.save`` alike.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The controllers of torch's default CPU generator and of its CUDA generators.
 
-Captured torch states are uint8 tensors: they save with ``torch.save`` and load with
-``torch.load(weights_only=True)``.
+Their ``capture()`` gives torch's own uint8 tensors; ``seedtree.capture()`` stores them as
+lists of byte values, and ``validate``/``restore`` take either form.
 """
 
 from __future__ import annotations
