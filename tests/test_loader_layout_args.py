@@ -77,3 +77,17 @@ def test_both_loaders_read_the_ranks_when_the_epoch_starts(
     expected = ids(loader(dataset, TREE, batch_size=2, rank=1, world_size=2))
     single = ids(loader(dataset, TREE, batch_size=2, rank=0, world_size=1))
     assert ids(early) == expected and expected != single
+
+
+@pytest.mark.parametrize("kind", ["map", "stream"])
+def test_both_loaders_can_be_made_before_the_ranks_are_known(
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WORLD_SIZE set but RANK not yet (a launcher's environment before torch.distributed
+    starts): both loaders are made, and the first epoch says what is missing."""
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    dataset = MixedDataset(8) if kind == "map" else _stream(tmp_path)
+    dl = loader(dataset, TREE, batch_size=2)
+    with pytest.raises(ValueError, match=r"WORLD_SIZE=2 but RANK is not set"):
+        next(iter(dl))

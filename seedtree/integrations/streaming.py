@@ -141,14 +141,18 @@ class _StreamDataset(IterableDataset[Emitted]):
         """``(rank, world_size)`` now (``seedtree.ranks.current_ranks``), checked against
         the lanes and kept for the workers. The loader calls it when an epoch starts."""
         rank, world = current_ranks(self.ranks)
+        self.check_lanes(world)
+        self.layout = (rank, world)
+        return rank, world
+
+    def check_lanes(self, world: int) -> None:
+        """Refuse a layout with more consumers (``num_workers * world_size``) than lanes."""
         consumers = world * max(1, self.num_workers)
         if consumers > self.stream.lanes:
             raise ValueError(
                 f"num_workers * world_size = {consumers} exceeds the stream's {self.stream.lanes} lanes, so some "
                 f"would get no data; pass lanes= a multiple of {consumers}"
             )
-        self.layout = (rank, world)
-        return rank, world
 
     @property
     def rank(self) -> int:
@@ -543,7 +547,9 @@ def stream_loader(
         ranks=ranks,
         num_workers=num_workers,
     )
-    worker_ds.resolve()  # refuses now a layout with more consumers than lanes
+    # Refused now, not at the first epoch: too many consumers for the lanes (with the ranks
+    # given; else for this process's workers alone, the ranks being read per epoch).
+    worker_ds.check_lanes(1 if ranks is None else ranks[1])
     init = worker_hook(
         tree / "loader",
         then=dataloader_kwargs.pop("worker_init_fn", None),
