@@ -30,36 +30,36 @@ __all__ = ["STATE", "AmbientSlot", "BatchSlot", "Binding", "NodeBatch", "NodeRef
 
 
 class AmbientSlot:
-    """The ambient binding of one context: a node and, once ``rng()`` was called, its
-    generator. The node of an item of a batch is made when first asked for (from its
-    parent and key): an item that only draws from ``rng()`` never needs it."""
+    """The ambient binding of one context: a node and, once ``rng()`` was called, its generator."""
 
-    __slots__ = ("_node", "_parent", "_path", "gen")
+    __slots__ = ("node", "gen")
 
-    def __init__(self, node: SeedTree | None, parent: SeedTree | None = None, path: tuple[Any, ...] = ()) -> None:
-        self._node = node
-        self._parent = parent
-        self._path = path  # the keys below parent
+    def __init__(self, node: SeedTree) -> None:
+        self.node = node
         self.gen: np.random.Generator | None = None
-
-    @property
-    def node(self) -> SeedTree:
-        if self._node is None:
-            assert self._parent is not None  # made either from a node or from (parent, path)
-            self._node = self._parent.child(*self._path)
-        return self._node
 
 
 class BatchSlot(AmbientSlot):
-    """Item j's slot of a ``NodeBatch``: its generator is the one the batch holds for j
-    (``seedtree.rng()`` of a batch item makes it without making a slot)."""
+    """Item j's slot of a ``NodeBatch``. Its node is made when first asked for (an item
+    that only draws from ``rng()`` never needs it), and its generator is the one the batch
+    holds for j (``seedtree.rng()`` of a batch item makes it without making a slot)."""
 
-    __slots__ = ("_batch", "_j")
+    __slots__ = ("_batch", "_j", "_path", "_made")
 
     def __init__(self, batch: NodeBatch, j: int, path: tuple[Any, ...]) -> None:
         # Not the base's __init__: its ``gen = None`` would drop a generator made already.
-        self._batch, self._j = batch, j
-        self._node, self._parent, self._path = None, batch.tree, path
+        self._batch, self._j, self._path = batch, j, path
+        self._made: SeedTree | None = None
+
+    @property  # over the base's attribute: made from the batch's tree and the item's keys
+    def node(self) -> SeedTree:
+        if self._made is None:
+            self._made = self._batch.tree.child(*self._path)
+        return self._made
+
+    @node.setter
+    def node(self, value: SeedTree) -> None:
+        self._made = value
 
     @property  # over the base's attribute: the batch holds one generator per item
     def gen(self) -> np.random.Generator | None:
