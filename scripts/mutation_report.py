@@ -7,6 +7,10 @@ test reaches ("no tests") are counted apart, as are mutants whose run crashed or
 ("suspicious", "segfault"), those whose worker raised instead of running the tests
 ("error", which mutmut 3.8 counts as a timeout) and those not run yet.
 
+The mutants a run leaves alive, and those no selected test reaches, are listed under the table
+with the reason each is left, read from scripts/mutation_left.toml (a key is a mutant's name or
+the prefix naming its function or class); one without a reason is listed as UNEXPLAINED.
+
     python scripts/mutation_report.py [--seconds N] [--out benchmarks/results]
 """
 
@@ -16,7 +20,8 @@ import argparse
 import json
 import platform
 import sys
-from collections import Counter
+import tomllib
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -44,6 +49,7 @@ STATUS = {
     None: "not checked",
 }
 PACKAGES = ("seedtree/core", "seedtree/runtime")
+REASONS = Path(__file__).with_name("mutation_left.toml")
 
 
 def module_results(mutants: Path) -> dict[str, dict[str, Any]]:
@@ -58,6 +64,7 @@ def module_results(mutants: Path) -> dict[str, dict[str, Any]]:
             results[module] = {
                 "counts": dict(Counter(statuses.values())),
                 "survived": sorted(name for name, status in statuses.items() if status == "survived"),
+                "no tests": sorted(name for name, status in statuses.items() if status == "no tests"),
             }
     return results
 
@@ -80,6 +87,29 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def reason_for(name: str, reasons: dict[str, str]) -> str:
+    """The reason whose key is the longest prefix of the mutant ``name``."""
+    keys = [key for key in reasons if name == key or name.startswith(key)]
+    return reasons[max(keys, key=len)] if keys else "UNEXPLAINED"
+
+
+def left_section(results: dict[str, dict[str, Any]], reasons: dict[str, dict[str, str]]) -> str:
+    """Markdown: every surviving and unreached mutant, grouped by the reason it is left."""
+    out = []
+    for kind in ("survived", "no tests"):
+        grouped: dict[str, list[str]] = defaultdict(list)
+        for result in results.values():
+            for name in result[kind]:
+                grouped[reason_for(name, reasons.get(kind, {}))].append(name)
+        total = sum(len(v) for v in grouped.values())
+        out.append(f"\n## {kind}: {total}\n")
+        for reason, names in sorted(grouped.items(), key=lambda item: (item[0] != "UNEXPLAINED", -len(item[1]))):
+            out.append(
+                f"- **{reason}** ({len(names)}): " + ", ".join(f"`{n.removeprefix('seedtree.')}`" for n in names)
+            )
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mutants", type=Path, default=Path("mutants"))
@@ -91,8 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     if not results:
         print(f"no mutmut results under {args.mutants}/: run `make mutation` first", file=sys.stderr)
         return 1
+    reasons = tomllib.loads(REASONS.read_text()) if REASONS.exists() else {}
     for result in results.values():
         result["score"] = score(result["counts"])
+        for kind in ("survived", "no tests"):
+            result[kind] = {name: reason_for(name, reasons.get(kind, {})) for name in result[kind]}
     report = {
         "tool": f"mutmut {version('mutmut')}",
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -107,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     text = table(results)
     duration = "" if args.seconds is None else f", {args.seconds / 60:.1f} min"
     note = f"{args.note}\n\n" if args.note else ""
-    (args.out / "mutation.md").write_text(f"# Mutation score ({report['tool']}{duration})\n\n{note}{text}\n")
+    left = left_section(results, reasons)
+    (args.out / "mutation.md").write_text(f"# Mutation score ({report['tool']}{duration})\n\n{note}{text}\n{left}")
     print(text)
     return 0
 

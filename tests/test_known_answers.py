@@ -11,13 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import sys
 from typing import Any
 
 import numpy as np
 import pytest
+from _frames import blamed_file
 
 from seedtree import SeedTree
 from seedtree.core import mixing
+from seedtree.core import tree as tree_module
 from seedtree.core.bitgen import NodeSeed
 from seedtree.core.codec import CodecError, node_check, node_from_json, node_to_json
 from seedtree.core.layout import JAX_WORDS, WORD_LIMIT, WORDS_CUDA, WORDS_GLOBALS_KEY, WORDS_JAX
@@ -141,6 +144,7 @@ def test_states_refuses_an_out_it_cannot_fill(out: object, keys: object) -> None
         [-1, 0],
         [0, -1],
         range(2**32 - 2, 2**32 + 1),
+        range(0, 2**32 + 1),
         range(2**32, 2**32 - 3, -1),
         range(-1, 3),
         range(3, -2, -1),
@@ -532,6 +536,7 @@ def test_random_seed_is_the_globals_key_as_a_128_bit_int() -> None:
     )
     # The four words [2**24, +4), little-endian (computed once as above).
     assert value == 35711984756092819310093883103048469641
+    assert caught[0].filename == blamed_file(__file__)  # blamed on the caller's line, not on seedtree
 
 
 def test_random_state_is_numpys_mt19937_of_the_seed_sequence() -> None:
@@ -558,3 +563,52 @@ def test_jax_key_data_are_the_node_words_after_the_globals_key() -> None:
         node.jax(3)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="'nope' is not a JAX PRNG implementation"):
         node.jax("nope")
+
+
+def test_jax_keys_larger_than_the_reserved_words_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("jax")
+    node = SeedTree(ENTROPY, (3, 1))
+    # No JAX implementation takes more than 4 words today; a future one larger than the 16
+    # words seedtree reserves must be refused, not read into the next consumer's words.
+    monkeypatch.setattr(tree_module, "_jax_key_shape", lambda impl: (17,))
+    with pytest.raises(ValueError) as info:
+        node.jax("threefry2x32")
+    assert str(info.value) == "the JAX PRNG 'threefry2x32' takes 17 key words; seedtree reserves 16 per node"
+    monkeypatch.setattr(tree_module, "_jax_key_shape", lambda impl: (16,))
+    with pytest.raises(Exception) as info:  # 16 fits seedtree's words: JAX itself refuses the shape
+        node.jax("threefry2x32")
+    assert "seedtree reserves" not in str(info.value)
+
+
+def test_jax_missing_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "jax", None)  # import jax now raises ImportError
+    with pytest.raises(ImportError) as info:
+        SeedTree(ENTROPY).jax()
+    assert str(info.value) == (
+        "SeedTree.jax() needs the optional package 'jax', which is not installed: "
+        "pip install 'seedtree[jax]'  (or: pip install jax)"
+    )
+
+
+# -- children --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [[4, 0, 2**32 - 1], range(3, 7), np.array([9, 1], dtype=np.uint32), np.array([[1, 2], [3, 4]]), ["a", b"b", 5]],
+    ids=["list", "range", "array", "rows", "mixed"],
+)
+def test_children_are_the_nodes_one_step_below_with_their_words(keys: Any) -> None:
+    root = SeedTree(ENTROPY, (3,))
+    rows = [list(k) if isinstance(k, list) else [k] for k in (keys.tolist() if isinstance(keys, np.ndarray) else keys)]
+    made = root.children(keys)
+    assert [node.path for node in made] == [(3, *row) for row in rows]
+    for node, row in zip(made, rows, strict=True):
+        assert node.entropy == ENTROPY
+        assert node.parent.path == (3, *row[:-1])
+        if len(row) == 1:
+            assert node.parent is root  # the link that lets a child reuse its parent's mixed state
+        int_path = all(isinstance(k, int) for k in row)
+        expected = _numpy_words(ENTROPY, (3, *row), 0, 8) if int_path else root.child(*row).generate_state(8)
+        assert node.generate_state(8).tolist() == expected.tolist()
+        assert node == root.child(*row) and node.spawn_key == root.child(*row).spawn_key

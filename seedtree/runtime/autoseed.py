@@ -37,7 +37,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..core.codec import CodecError, node_from_json, node_to_json
+from ..core.codec import node_from_json, node_to_json
 from ..core.tree import SeedTree
 from .seeding import fork_base, root_from_env, seed_process
 
@@ -99,7 +99,7 @@ def start_child(mark: str) -> SeedTree | None:
         return None
     try:
         parent = node_from_json(json.loads(mark.removeprefix(MARK_PARENT)))
-    except (json.JSONDecodeError, CodecError) as exc:
+    except (ValueError, TypeError) as exc:  # not JSON, not a node, or a key no node has
         _say(f"{ENV_AUTO_SEED} is damaged ({exc}), so this worker process is not seeded")
         os.environ[ENV_AUTO_SEED] = MARK_OFF
         return None

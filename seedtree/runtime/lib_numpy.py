@@ -26,15 +26,15 @@ class NumpyGlobal(LibController):
 
     def __init__(self) -> None:
         self._fast: bool | None = None  # whether the in-place path is used; decided at first use
-        self._mem: rawmem.NumpyMemory | None = None
+        self._mem: rawmem.NumpyMemory | None = None  # the in-place view: only while _fast
 
     def _decide(self) -> rawmem.NumpyMemory | None:
         """The in-place view of ``np.random``'s generator now, or None; a new one is made
         when ``np.random.set_bit_generator`` swapped the generator since."""
-        if self._fast is None or (self._fast and self._mem is not None and not self._mem.current()):
+        if self._fast is None or (self._mem is not None and not self._mem.current()):
             self._mem = rawmem.numpy_memory()
             self._fast = self._mem is not None
-        return self._mem if self._fast else None
+        return self._mem
 
     def target(self) -> object:
         return np.random.mtrand._rand._bit_generator
@@ -50,7 +50,7 @@ class NumpyGlobal(LibController):
 
     def row_seeders(self, rows: np.ndarray) -> tuple[Callable[[], None] | None, list[Seeders]]:
         mem = self._decide()
-        if mem is None or mem.gauss is None:
+        if mem is None or mem.cached is None:
             return super().row_seeders(rows)
 
         def refresh() -> None:
@@ -60,18 +60,18 @@ class NumpyGlobal(LibController):
 
     def snapshot(self) -> Any:
         mem = self._decide()
-        if mem is not None and mem.has_gauss is not None and mem.gauss is not None:
-            return (mem.words.copy(), int(mem.has_gauss[0]), float(mem.gauss[0]))
+        if mem is not None and mem.cached is not None:
+            return (mem.words.copy(), int(mem.cached["has_gauss"][0]), float(mem.cached["gauss"][0]))
         return np.random.get_state()
 
     def put_back(self, snapshot: Any) -> None:
         if isinstance(snapshot, tuple) and len(snapshot) == 3:
             words, has_gauss, gauss = snapshot
             mem = self._mem
-            if mem is not None and mem.current() and mem.has_gauss is not None and mem.gauss is not None:
+            if mem is not None and mem.current() and mem.cached is not None:
                 mem.words[:] = words
-                mem.has_gauss[0] = has_gauss
-                mem.gauss[0] = gauss
+                mem.cached["has_gauss"] = has_gauss
+                mem.cached["gauss"] = gauss
             else:  # the generator was swapped since: its state, the portable way
                 np.random.set_state(("MT19937", words[:MT_WORDS], int(words[MT_WORDS]), has_gauss, gauss))
         else:
@@ -80,18 +80,17 @@ class NumpyGlobal(LibController):
     def fingerprint(self) -> Any:
         # Never decides here (that writes the state): the in-place read only once it is
         # decided and still points at np.random's generator.
-        mem = self._mem if self._fast else None
-        if mem is not None and mem.has_gauss is not None and mem.gauss is not None and mem.current():
+        mem = self._mem
+        if mem is not None and mem.cached is not None and mem.current():
             words = mem.words
             return (
                 int(words[MT_WORDS]),
                 int(words[0]),
                 int(words[MT_WORDS - 1]),
-                int(mem.has_gauss[0]),
-                float(mem.gauss[0]),
+                int(mem.cached["has_gauss"][0]),
+                float(mem.cached["gauss"][0]),
             )
-        state = np.random.get_state(legacy=False)
-        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps(np.random.get_state())
 
     def capture(self) -> dict[str, Any]:
         _, key, pos, has_gauss, gauss = np.random.get_state(legacy=True)
@@ -111,10 +110,10 @@ class NumpyGlobal(LibController):
         if has_gauss not in (0, 1) or isinstance(has_gauss, bool) or not isinstance(gauss, (int, float)):
             raise ValueError("numpy: 'has_gauss' must be 0 or 1 and 'gauss' a number")
         try:  # what set_state itself refuses (a gauss too large for a float...)
-            np.random.RandomState().set_state(("MT19937", np.asarray(key, dtype=np.uint32), pos, has_gauss, gauss))
+            np.random.RandomState().set_state(("MT19937", key, pos, has_gauss, gauss))  # type: ignore[arg-type]
         except (TypeError, ValueError, OverflowError) as exc:
             raise ValueError(f"numpy: the state is refused by numpy ({exc})") from None
 
     def restore(self, state: Any) -> None:
-        key = np.asarray(state["key"], dtype=np.uint32)
-        np.random.set_state(("MT19937", key, state["pos"], state["has_gauss"], state["gauss"]))
+        # set_state converts each word of the list itself (validate() checked them).
+        np.random.set_state(("MT19937", state["key"], state["pos"], state["has_gauss"], state["gauss"]))

@@ -26,13 +26,13 @@ class PythonRandom(LibController):
 
     def __init__(self) -> None:
         self._fast: bool | None = None  # whether the in-place path is used; decided at first use
-        self._mem: rawmem.RandomMemory | None = None
+        self._mem: rawmem.RandomMemory | None = None  # the in-place view: only while _fast
 
     def _decide(self) -> rawmem.RandomMemory | None:
         if self._fast is None:
             self._mem = rawmem.random_memory()
             self._fast = self._mem is not None
-        return self._mem if self._fast else None
+        return self._mem
 
     def seed_words(self, words: np.ndarray) -> None:
         mem = self._decide()
@@ -67,7 +67,7 @@ class PythonRandom(LibController):
             random.setstate(snapshot)
 
     def fingerprint(self) -> Any:
-        mem = self._mem if self._fast else None  # only read: never decides (that writes)
+        mem = self._mem  # only read: never decides (that writes)
         if mem is not None:
             # The position moves with every draw; a twist rewrites the first and last words.
             words = mem.words

@@ -92,7 +92,7 @@ class LibController(ABC):
         thread while others draw, and cheap (a threaded map takes one per chunk of tasks
         to refuse tasks that draw from the shared globals). None means "no state yet"
         (e.g. CUDA not started). The base pickles ``capture()``."""
-        return pickle.dumps(self.capture(), protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps(self.capture())
 
     @abstractmethod
     def capture(self) -> Any:

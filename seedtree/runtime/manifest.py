@@ -89,9 +89,15 @@ def version(dist: str) -> str | None:
         return None
 
 
+_GIT_TIMEOUT_S = 5.0
+"""How long one ``git`` call may take; past it the manifest records no git facts (a hung
+credential helper or a huge repository must not stall the run)."""
+
+
 def _git(args: list[str], cwd: str | None) -> subprocess.CompletedProcess[bytes] | None:
+    # Not check=True: the callers read a failure from the return code.
     try:
-        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=5, check=False)
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=_GIT_TIMEOUT_S)
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -179,8 +185,8 @@ def _gpus() -> dict[str, Any] | None:
 
 def _nvidia_driver() -> str | None:
     try:
-        with open("/proc/driver/nvidia/version", encoding="utf-8", errors="replace") as fh:
-            words = fh.readline().split()
+        with open("/proc/driver/nvidia/version", "rb") as fh:  # bytes: no locale or codec in play
+            words = fh.readline().decode(errors="replace").split()
     except OSError:
         return None
     # "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar ..."
@@ -213,9 +219,7 @@ def environment() -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "host": socket.gethostname(),
-        "numpy": version("numpy"),
-        "torch": version("torch"),
-        "seedtree": version("seedtree"),
+        **{dist: version(dist) for dist in ("numpy", "torch", "seedtree")},
         "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED"),
         "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
         "git": _git_commit(),
@@ -276,7 +280,7 @@ class Manifest:
                 raise TypeError(f"manifest field {name!r} is not a JSON value ({exc}); convert it first") from None
         digests = hash_datasets(datasets) if datasets is not None else {}
         created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-        return cls(root.root if root.path else root, recorded(), environment(), created, dict(fields), digests)
+        return cls(root.root, recorded(), environment(), created, dict(fields), digests)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document ``save`` writes. ``checks`` holds a check of every stream's
@@ -298,7 +302,7 @@ class Manifest:
         """Write the manifest as JSON (atomically: a crash never leaves half a file)."""
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         os.replace(tmp, path)
         return path
 
@@ -337,7 +341,7 @@ class Manifest:
         except OSError as exc:
             raise ManifestError(f"cannot read manifest {path}: {exc.strerror or exc}") from None
         try:
-            text = raw.decode("utf-8")
+            text = raw.decode()  # UTF-8
         except UnicodeDecodeError:
             raise ManifestError(
                 f"{path} is not a seedtree manifest: it is not UTF-8 text (a binary or pickle file?)"

@@ -174,46 +174,52 @@ class _PyRandom:
 # -- what is re-keyed, per kind ---------------------------------------------------------------
 
 
+# Each is called per item with the node's "owned" child and the globals expansions of the
+# objects that need one (None if none does); ``row`` is this object's row in them.
+
+
 class _Hook:
     __slots__ = ("obj", "key")
-    wants_globals = False
 
     def __init__(self, obj: Any, key: int) -> None:
         self.obj, self.key = obj, key
 
-    def __call__(self, owned: SeedTree, row: np.ndarray | None) -> None:
+    def __call__(self, owned: SeedTree, rows: np.ndarray | None) -> None:
         getattr(self.obj, RESEED_METHOD)(owned / self.key)
 
 
 class _Monai:
-    __slots__ = ("obj", "key", "state")
-    wants_globals = True
+    __slots__ = ("obj", "row", "state")
 
-    def __init__(self, obj: Any, key: int) -> None:
-        self.obj, self.key = obj, key
+    def __init__(self, obj: Any, row: int) -> None:
+        self.obj, self.row = obj, row  # its key's words are in its row
         self.state = _LegacyState()
 
-    def __call__(self, owned: SeedTree, row: np.ndarray | None) -> None:
+    def __call__(self, owned: SeedTree, rows: np.ndarray | None) -> None:
         rs = self.state.rs
-        if getattr(self.obj, "R", None) is not rs:
+        if self.obj.R is not rs:  # every Randomizable has an R (a class attribute at least)
             # Handed over once per process (and again if something replaced it). A Compose
             # hands its children seeds drawn from rs here; they are found after it and keyed
             # in full, and rs itself is written below, after the hand-over drew from it.
             self.obj.set_random_state(state=rs)
-        assert row is not None
-        self.state.write(row[WORDS_NUMPY_GLOBAL : WORDS_NUMPY_GLOBAL + MT_WORDS])
+        assert rows is not None
+        row = rows[self.row]
+        # NumPy keys with the first 624 words of a longer key and the slice starts at 0, so a
+        # longer slice would be the same key:
+        key = row[WORDS_NUMPY_GLOBAL : WORDS_NUMPY_GLOBAL + MT_WORDS]  # pragma: no mutate
+        self.state.write(key)
 
 
 class _Albumentations:
-    __slots__ = ("obj", "key", "py")
-    wants_globals = True
+    __slots__ = ("obj", "key", "row", "py")
 
-    def __init__(self, obj: Any, key: int) -> None:
-        self.obj, self.key = obj, key
+    def __init__(self, obj: Any, key: int, row: int) -> None:
+        self.obj, self.key, self.row = obj, key, row
         self.py = _PyRandom()
 
-    def __call__(self, owned: SeedTree, row: np.ndarray | None) -> None:
-        assert row is not None
+    def __call__(self, owned: SeedTree, rows: np.ndarray | None) -> None:
+        assert rows is not None
+        row = rows[self.row]
         gen = (owned / self.key).numpy()
         self.py.write(row[WORDS_RANDOM : WORDS_RANDOM + MT_WORDS])
         # Every item: the pipeline hands the pair to each of its transforms (cheap).
@@ -305,7 +311,7 @@ def _searched(obj: Any, kinds: _Kinds) -> bool:
         return False
     if kinds.tensor is not None and isinstance(obj, kinds.tensor):
         return False
-    module = type(obj).__module__ or ""
+    module = str(type(obj).__module__)  # a class may set its __module__ to None
     return module.partition(".")[0] not in _DATA_PACKAGES
 
 
@@ -319,7 +325,6 @@ class _Found:
         "unkeyed",
         "truncated",
         "globals_keys",
-        "rows",
         "single",
     )
 
@@ -328,9 +333,8 @@ class _Found:
         self.entries: list[_Entry] = []
         self.owners: list[Owner] = []
         self.unkeyed: list[str] = []
-        self.truncated = False
-        self.globals_keys: np.ndarray | None = None  # keys of the entries needing the globals expansion
-        self.rows: list[int] = []  # per entry: its row in the globals expansion (-1: none)
+        self.truncated = False  # pragma: no mutate (None is as false)
+        self.globals_keys: np.ndarray | None = None  # pragma: no mutate (set by every search)
         self.single: int | None = None  # the key, when a single object needs words
 
 
@@ -341,6 +345,7 @@ def _search(roots: tuple[Any, ...], names: tuple[str, ...]) -> _Found:
     visited = 0
     stack: list[tuple[Any, str, int]] = []
     root_owners = []
+    globals_keys: list[int] = []  # of the objects keyed from a globals expansion: object k's row is its index
     for root, name in zip(roots, names, strict=True):
         hook = None if root is None else getattr(root, RESEED_METHOD, None)
         if callable(hook):  # looked up on the object (a wrapper may forward it), as before the search
@@ -374,12 +379,14 @@ def _search(roots: tuple[Any, ...], names: tuple[str, ...]) -> _Found:
             found.owners.append(Owner(key, shown, "seedtree_reseed"))
             continue
         if kinds.randomizable is not None and isinstance(obj, kinds.randomizable):
-            found.entries.append(_Monai(obj, key))
+            found.entries.append(_Monai(obj, len(globals_keys)))
+            globals_keys.append(key)
             found.owners.append(Owner(key, shown, "monai"))
             skip = "R"  # its generator, replaced by the one handed over; its children are searched on
         elif kinds.albumentations and isinstance(obj, kinds.albumentations):
             if callable(getattr(obj, "set_random_state", None)):  # albumentations 2 (1.x used the globals)
-                found.entries.append(_Albumentations(obj, key))
+                found.entries.append(_Albumentations(obj, key, len(globals_keys)))
+                globals_keys.append(key)
                 found.owners.append(Owner(key, shown, "albumentations"))
             continue
         if depth >= MAX_DEPTH:
@@ -389,20 +396,11 @@ def _search(roots: tuple[Any, ...], names: tuple[str, ...]) -> _Found:
             if id(child) not in seen:
                 stack.append((child, path + suffix, depth + 1))
     found.owners = root_owners + found.owners
-    needs_globals = [j for j, e in enumerate(found.entries) if e.wants_globals]
-    if needs_globals:
-        found.globals_keys = np.array([found.entries[j].key for j in needs_globals], dtype=np.int64)
-    found.rows = [needs_globals.index(j) if e.wants_globals else -1 for j, e in enumerate(found.entries)]
-    if len(needs_globals) == 1:
-        found.single = found.entries[needs_globals[0]].key
+    found.globals_keys = np.array(globals_keys) if globals_keys else None
+    if len(globals_keys) == 1:
+        # Speed only: without it the vectorised derivation gives the same row.
+        found.single = globals_keys[0]  # pragma: no mutate
     return found
-
-
-def _words(owned: SeedTree, keys: np.ndarray, n: int, start: int) -> np.ndarray:
-    """Words ``start .. start + n`` of each ``owned / k``, shape (len(keys), n)."""
-    if len(keys) == 1:  # one child: the scalar derivation costs a third of the vectorised one
-        return (owned / int(keys[0])).words(start, n)[None, :]
-    return owned.states(keys, n, start=start)
 
 
 class OwnedGenerators:
@@ -469,12 +467,12 @@ class OwnedGenerators:
             return
         owned = node / OWNED_KEY
         g = found.globals_keys
-        if found.single is not None:  # one object to key: its node, derived once
+        if found.single is not None:  # one object to key: its node, derived once (a third of the vectorised cost)
             rows: np.ndarray | None = expand_globals((owned / found.single).words(WORDS_GLOBALS_KEY, 4)[None, :])
-        else:
-            rows = None if g is None else expand_globals(_words(owned, g, 4, WORDS_GLOBALS_KEY))
-        for entry, r in zip(entries, found.rows, strict=True):
-            entry(owned, None if r < 0 or rows is None else rows[r])
+        else:  # the 4-word globals key of each (states' default n_words)
+            rows = None if g is None else expand_globals(owned.states(g, start=WORDS_GLOBALS_KEY))
+        for entry in entries:
+            entry(owned, rows)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # The search result holds this process's objects: a copy (a spawned worker's, a

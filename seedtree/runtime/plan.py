@@ -3,6 +3,7 @@ children at once (a DataLoader batch, a chunk of tasks) with one vectorised deri
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 
 import numpy as np
@@ -22,26 +23,24 @@ class Plan:
     ``Batch`` of all their rows, derived in one vectorised call, and seed row by row."""
 
     def __init__(self, chosen: list[LibController]) -> None:
-        self.controllers = chosen
         self.names = [c.name for c in chosen]
         # Controllers whose words lie in the globals expansion are seeded from it (one
         # expansion for all of them); any other seeds itself from the node.
         batched = [c for c in chosen if c.words is not None and 0 <= c.words[0] < sum(c.words) <= GLOBALS_WORDS]
-        self.start = 0
         self.count = GLOBALS_WORDS if batched else 0
         self.steps: list[tuple[LibController, int, int]] = []
         for c in chosen:
             if c in batched and c.words is not None:
                 self.steps.append((c, c.words[0], c.words[0] + c.words[1]))
             else:
-                self.steps.append((c, 0, 0))
+                self.steps.append((c, 0, 0))  # pragma: no mutate - hi 0 marks it; lo is never read then
         self.node_seeders = [c.seed for c, _, hi in self.steps if not hi]
         """Controllers that seed from the node itself (not from the batch's rows)."""
         self._free: dict[int, list[Batch]] = {}  # by size: batches handed back, for reuse
 
     def seed(self, node: SeedTree, words: np.ndarray | None = None) -> list[str]:
         """Seed every controller from ``node``; ``words`` are the node's words
-        ``start .. start + count`` if the caller has them already."""
+        ``0 .. count`` if the caller has them already."""
         if words is None and self.count:
             words = node.globals_words()
         for controller, lo, hi in self.steps:
@@ -64,7 +63,7 @@ class Plan:
         except IndexError:
             batch = Batch(self, size)
         else:
-            if any(made is not now for made, now in zip(batch.targets, self._targets(), strict=True)):
+            if any(map(operator.is_not, batch.targets, self._targets())):
                 batch = Batch(self, size)  # a library swapped its generator since this one was made
         if self.count:
             expand_globals(tree.states(keys, 4, WORDS_GLOBALS_KEY), out=batch.rows[:n])
@@ -77,7 +76,7 @@ class Plan:
     def release(self, batch: Batch) -> None:
         """Hand a batch's buffers back for the next ``batch`` call (a few are kept)."""
         free = self._free.setdefault(len(batch.rows), [])
-        if len(free) < 4 and len(self._free) < 16:
+        if len(free) < 4 and len(self._free) < 16:  # pragma: no mutate - bounds memory only: any bound seeds the same
             free.append(batch)
 
 

@@ -23,7 +23,8 @@ How it verifies them, before the first write, every time a view is made:
 
 * each location is found by *reading* only: a known state is set through the public API
   and must be read back, byte for byte, at the assumed place (the Gaussian's place is the
-  one offset where two different known states both read back, or nothing);
+  one offset where a known cached Gaussian reads back as ``{int has_gauss; double gauss}``,
+  or nothing);
 * then one write is made through the view and compared with the public API's result for
   the same words (the state read back, and the next draws, Gaussians included); the
   generator's state from before is put back either way.
@@ -64,11 +65,28 @@ RANDOM_OFFSET = 16
 """Bytes from a CPython ``RandomObject``'s address to its ``index`` field (the object
 header: a reference count and a type pointer)."""
 
+# The known states the checks set through the public APIs, and the words they write (any
+# distinctive values serve).
+_RANDOM_PROBE = np.array([17, *range(1000, 1000 + MT_WORDS)], dtype=np.uint32)
+"""``random``'s C state ``{index; state[624]}`` that ``_RANDOM_PROBE_STATE`` sets."""
+_RANDOM_PROBE_STATE = (3, (*range(1000, 1000 + MT_WORDS), 17), None)
+_RANDOM_WORDS = np.arange(5, 5 + MT_WORDS, dtype=np.uint32) * np.uint32(2654435761)
+_NUMPY_PROBE = np.append(np.arange(7, 7 + MT_WORDS, dtype=np.uint32), np.uint32(123))
+"""NumPy's MT19937 state ``{key[624]; pos}`` that ``_NUMPY_PROBE_STATE`` sets."""
+_NUMPY_PROBE_STATE: Any = ("MT19937", _NUMPY_PROBE[:MT_WORDS], 123, 0, 0.0)
+_NUMPY_WORDS = np.arange(11, 11 + MT_WORDS, dtype=np.uint32) * np.uint32(2246822519)
+_NUMPY_WORDS_STATE: Any = ("MT19937", _NUMPY_WORDS, MT_FRESH, 0, 0.0)
+"""What ``np.random.set_state`` gives for ``_NUMPY_WORDS``: no cached Gaussian."""
+_GAUSS_PROBE_STATE: Any = ("MT19937", _NUMPY_PROBE[:MT_WORDS], MT_WORDS, 1, 1.2345678901234567e-301)
+"""A state with a cached Gaussian (``has_gauss`` 1) that no other bytes of the object hold."""
+_CACHED = np.dtype([("has_gauss", np.int32), ("gauss", np.float64)], align=True)
+"""NumPy's ``{int has_gauss; double gauss}``: 16 bytes, the double 8 bytes after the int."""
+
 
 def enabled() -> bool:
     """Whether memory-level paths may be used in this process now (see the module's
     contract): CPython, with the GIL, and ``SEEDTREE_FAST_PATHS`` not ``0``."""
-    if os.environ.get(ENV, "").strip() == "0":
+    if ENV in os.environ and os.environ[ENV].strip() == "0":
         return False
     if sys.implementation.name != "cpython":
         return False
@@ -126,40 +144,40 @@ def random_memory() -> RandomMemory | None:
         not enabled()
         or not isinstance(inst, _random.Random)
         or random.getstate.__self__ is not inst  # type: ignore[attr-defined]
-        or _random.Random.__basicsize__ < RANDOM_OFFSET + 4 * (MT_WORDS + 1)
+        # Only a C struct smaller than CPython's takes this (the read below would go past
+        # the object): no interpreter a test runs on can.
+        or _random.Random.__basicsize__ < RANDOM_OFFSET + 4 * (MT_WORDS + 1)  # pragma: no mutate
     ):
         return None
     saved = random.getstate()
     try:
-        probe = np.arange(1000, 1000 + MT_WORDS, dtype=np.uint32)
-        random.setstate((3, (*probe.tolist(), 17), None))
-        seen = _read(id(inst) + RANDOM_OFFSET, np.uint32, MT_WORDS + 1)
-        if seen[0] != 17 or not np.array_equal(seen[1:], probe):
+        random.setstate(_RANDOM_PROBE_STATE)
+        if not np.array_equal(_read(id(inst) + RANDOM_OFFSET, np.uint32, len(_RANDOM_PROBE)), _RANDOM_PROBE):
             return None
         memory = RandomMemory(inst)
-        words = np.arange(5, 5 + MT_WORDS, dtype=np.uint32) * np.uint32(2654435761)
-        random.gauss(0.0, 1.0)  # a cached Gaussian the write must drop
-        memory.write(words)
-        written, draws = random.getstate(), [random.random(), random.gauss(0.0, 1.0)]
-        expected = python_random_state(words)
+        random.gauss()  # a cached Gaussian the write must drop
+        memory.write(_RANDOM_WORDS)
+        written, draws = random.getstate(), [random.random(), random.gauss()]
+        expected = python_random_state(_RANDOM_WORDS)
         random.setstate(expected)
-        ok = written == expected and draws == [random.random(), random.gauss(0.0, 1.0)]
+        if written != expected or draws != [random.random(), random.gauss()]:
+            return None
     except Exception:
-        ok = False
+        return None
     finally:
         random.setstate(saved)
-    return memory if ok else None
+    return memory
 
 
 class NumpyMemory:
     """NumPy's legacy global generator, in place: ``words`` is ``{key[624]; pos}``;
-    ``has_gauss`` and ``gauss`` its cached Gaussian, or None where it was not found."""
+    ``cached`` its cached Gaussian ``{int has_gauss; double gauss}`` as one record
+    (``cached["has_gauss"][0]``, ``cached["gauss"][0]``), or None where it was not found."""
 
     def __init__(self, rs: Any, address: int) -> None:
         self.owner = (rs, rs._bit_generator)  # kept alive with the views
         self.words = _view(address, ctypes.c_uint32, MT_WORDS + 1)
-        self.has_gauss: np.ndarray | None = None
-        self.gauss: np.ndarray | None = None
+        self.cached: np.ndarray | None = None
 
     def current(self) -> bool:
         """Whether ``np.random`` still uses the generator this view was made for."""
@@ -168,38 +186,35 @@ class NumpyMemory:
 
     def write(self, key: np.ndarray) -> None:
         """The state ``np.random.set_state(("MT19937", key, 624, 0, 0.0))`` gives."""
-        if self.has_gauss is None or self.gauss is None:
-            np.random.seed(0)  # the public way to drop a cached Gaussian that was not found
+        if self.cached is None:
+            # The public way to drop a cached Gaussian that was not found.
+            np.random.seed(0)  # pragma: no mutate - any seed: the words are written next
         else:
-            self.has_gauss[0] = 0
-            self.gauss[0] = 0.0
+            self.cached["has_gauss"] = 0
+            self.cached["gauss"] = 0.0
         self.words[:MT_WORDS] = key
         self.words[MT_WORDS] = MT_FRESH
 
     def row_writer(self, row: np.ndarray) -> tuple[Callable[[], None], ...]:
         """Calls that seed from ``row`` (``{key[624]; pos}``, the position already
         ``MT_FRESH``); only for a view that found the cached Gaussian."""
-        if self.has_gauss is None or self.gauss is None:
+        if self.cached is None:
             raise RuntimeError("the cached Gaussian was not located: seed through write()")
-        # {int has_gauss; double gauss} is 16 bytes from has_gauss (the gauss was found 8
-        # bytes after it): one copy of zeros clears both (and the padding between).
-        pair = _view(self.has_gauss.ctypes.data, ctypes.c_uint8, 16)
-        return copier(self.words, row), copier(pair, np.zeros(16, np.uint8))
+        # One copy of zeros clears both (and the padding between).
+        return copier(self.words, row), copier(self.cached, np.zeros(1, _CACHED))
 
     def _find_gauss(self, rs: Any) -> None:
-        size = type(rs).__basicsize__
-        key = np.arange(7, 7 + MT_WORDS, dtype=np.uint32)
-        found: set[int] | None = None
-        for has_gauss, gauss in ((1, 1.2345678901234567e-301), (0, -9.876543210987654e299)):
-            np.random.set_state(("MT19937", key, MT_WORDS, has_gauss, gauss))
-            raw = ctypes.string_at(id(rs), size)
-            doubles = {o for o in range(8, size - 7) if np.frombuffer(raw, np.float64, 1, o)[0] == gauss}
-            matches = {o for o in doubles if np.frombuffer(raw, np.int32, 1, o - 8)[0] == has_gauss}
-            found = matches if found is None else found & matches
-        if found is not None and len(found) == 1:
-            offset = found.pop()
-            self.has_gauss = _view(id(rs) + offset - 8, ctypes.c_int32, 1)
-            self.gauss = _view(id(rs) + offset, ctypes.c_double, 1)
+        """Point ``cached`` at the one place in ``rs`` where a known cached Gaussian (set
+        through the public API) reads back; leave it None where there is not exactly one.
+        Memory is only read here."""
+        np.random.set_state(_GAUSS_PROBE_STATE)
+        raw = np.frombuffer(ctypes.string_at(id(rs), type(rs).__basicsize__), np.uint8)
+        records = np.lib.stride_tricks.sliding_window_view(raw, _CACHED.itemsize).copy().view(_CACHED)[:, 0]
+        found = np.flatnonzero(
+            (records["has_gauss"] == _GAUSS_PROBE_STATE[3]) & (records["gauss"] == _GAUSS_PROBE_STATE[4])
+        )
+        if len(found) == 1:
+            self.cached = _view(id(rs) + int(found[0]), ctypes.c_uint8, _CACHED.itemsize).view(_CACHED)
 
 
 def _state_address(rs: Any) -> int:
@@ -215,27 +230,22 @@ def numpy_memory() -> NumpyMemory | None:
     try:
         rs = np.random.mtrand._rand
         address = _state_address(rs)
-        key = np.arange(7, 7 + MT_WORDS, dtype=np.uint32)
-        np.random.set_state(("MT19937", key, 123, 0, 0.0))
-        seen = _read(address, np.uint32, MT_WORDS + 1)
-        if not (np.array_equal(seen[:MT_WORDS], key) and seen[MT_WORDS] == 123):
+        np.random.set_state(_NUMPY_PROBE_STATE)
+        if not np.array_equal(_read(address, np.uint32, len(_NUMPY_PROBE)), _NUMPY_PROBE):
             return None
         memory = NumpyMemory(rs, address)
-        if type(rs).__basicsize__ >= 24:
-            memory._find_gauss(rs)
-        key = np.arange(11, 11 + MT_WORDS, dtype=np.uint32) * np.uint32(2246822519)
+        memory._find_gauss(rs)
         np.random.standard_normal()  # a cached Gaussian the write must drop
-        memory.write(key)
+        memory.write(_NUMPY_WORDS)
         written: Any = np.random.get_state()
         draws = np.random.random_sample(3).tolist() + np.random.standard_normal(3).tolist()
-        np.random.set_state(("MT19937", key, MT_FRESH, 0, 0.0))
-        ok = (
-            np.array_equal(written[1], key)
-            and written[2:] == (MT_FRESH, 0, 0.0)
-            and draws == np.random.random_sample(3).tolist() + np.random.standard_normal(3).tolist()
-        )
+        np.random.set_state(_NUMPY_WORDS_STATE)
+        if not (np.array_equal(written[1], _NUMPY_WORDS) and written[2:] == _NUMPY_WORDS_STATE[2:]) or draws != (
+            np.random.random_sample(3).tolist() + np.random.standard_normal(3).tolist()
+        ):
+            return None
     except Exception:
-        ok = False
+        return None
     finally:
         np.random.set_state(saved)
-    return memory if ok else None
+    return memory

@@ -95,7 +95,7 @@ class NodeBatch:
         """Item j's binding: its node, and its ``rng()`` generator once one was made. Threads
         of one item (copied contexts) may race here: ``dict.setdefault`` publishes the
         first slot made and hands it to every thread, so they share one generator."""
-        made = self._slots.get(j)
+        made = self._slots.get(j)  # pragma: no mutate - perf only: setdefault below returns the slot made
         if made is None:
             key = self.keys[j]
             path = tuple(int(k) for k in key) if isinstance(key, np.ndarray) else (key,)

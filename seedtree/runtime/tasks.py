@@ -54,7 +54,7 @@ def apply_call(call: Call) -> Any:
 
 
 def run_keyed_batch(
-    tree: SeedTree, keys: Any, fn: Callable[[Any], Any], items: Sequence[Any], modules: tuple[str, ...]
+    tree: SeedTree, keys: Any, fn: Callable[[Any], Any], items: Sequence[Any], modules: tuple[str, ...] = ()
 ) -> list[Any]:
     """``[run_keyed(fn, tree, k, (item,), {}, modules) for k, item in zip(keys, items)]``
     for consecutive work items (a DataLoader batch, a chunk of a parallel map; ``keys`` a
@@ -87,14 +87,14 @@ def run_keyed_batch(
 def run_watched_batch(
     watch: SharedGlobalsWatch, tree: SeedTree, keys: Any, fn: Callable[[Any], Any], items: Sequence[Any]
 ) -> list[Any]:
-    """``run_keyed_batch(tree, keys, fn, items, ())`` for a chunk of tasks that runs on a
+    """``run_keyed_batch(tree, keys, fn, items)`` for a chunk of tasks that runs on a
     thread next to other chunks (the globals are shared there, so never seeded), then
     ``watch.check()``: a chunk costs a few microseconds more, a task nothing. Once the
     watch has seen a global RNG move the call is refused anyway, and later chunks return
     at once (an empty list) instead of running their tasks."""
     if watch.moved:
         return []
-    out = run_keyed_batch(tree, keys, fn, items, ())
+    out = run_keyed_batch(tree, keys, fn, items)
     watch.check()
     return out
 
