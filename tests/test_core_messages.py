@@ -8,6 +8,7 @@ failure for a mutant that changes a message instead of running every test of the
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,20 @@ from seedtree.core.optional import require
 from seedtree.core.shuffle import KeyedPermutation
 
 NODE = SeedTree(5, ("a", 1))
+
+
+def _without(module: str, call: Any) -> Any:
+    """``call()`` as if ``module`` were not installed."""
+    saved = sys.modules.get(module)
+    sys.modules[module] = None  # type: ignore[assignment]  # import now raises ImportError
+    try:
+        return call()
+    finally:
+        if saved is None:
+            del sys.modules[module]
+        else:
+            sys.modules[module] = saved
+
 
 BOOL_KEY = (
     "path key #{} is the bool {}; bools are not keys (True would alias 1). "
@@ -341,6 +356,13 @@ CASES: list[tuple[str, Any, type[Exception], str]] = [
         "entropy must be a non-negative decimal string, got '١٢'",
     ),
     # optional
+    (
+        "torch missing",
+        lambda: _without("torch", lambda: NODE.torch()),
+        ImportError,
+        "SeedTree.torch() needs the optional package 'torch', which is not installed: "
+        "pip install 'seedtree[torch]'  (or: pip install torch)",
+    ),
     (
         "missing optional package",
         lambda: require("seedtree_no_such_package", "This feature"),

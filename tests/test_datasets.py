@@ -71,6 +71,7 @@ def test_a_folder_with_files_links_nested_folders_and_a_name_that_is_not_utf8(tm
     put(os.fsencode(data / "sub") + b"/\xff raw.bin", b"raw")  # not valid UTF-8: kept as its bytes
     os.symlink("../a.txt", data / "sub" / "up")
     os.symlink("/nowhere/at/all", data / "dangling")
+    os.symlink(b"a.txt", os.fsencode(data) + b"/\xfe link")  # a link whose name is not UTF-8 either
     (data / "empty").mkdir()  # an empty folder is not data
     digest = hash_dataset(data, name="train")
     expected = rule_digest(
@@ -80,9 +81,10 @@ def test_a_folder_with_files_links_nested_folders_and_a_name_that_is_not_utf8(tm
             file_part(b"sub/\xff raw.bin", b"raw"),
             link_part(b"sub/up", b"../a.txt"),
             link_part(b"dangling", b"/nowhere/at/all"),
+            link_part(b"\xfe link", b"a.txt"),
         ]
     )
-    assert digest == DatasetDigest(data.as_posix(), "folder", expected, 3, 2, 5 + 256 + 3)
+    assert digest == DatasetDigest(data.as_posix(), "folder", expected, 3, 3, 5 + 256 + 3)
     assert digest.read == 3
     # the second time every file comes from the cache, and the answer is the same
     again = hash_dataset(data, name="train")

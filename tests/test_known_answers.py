@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _frames import blamed_file
+from _frames import trampolined, warn_and_where
 
 from seedtree import SeedTree
 from seedtree.core import mixing
 from seedtree.core import tree as tree_module
 from seedtree.core.bitgen import NodeSeed
 from seedtree.core.codec import CodecError, node_check, node_from_json, node_to_json
-from seedtree.core.layout import JAX_WORDS, WORD_LIMIT, WORDS_CUDA, WORDS_GLOBALS_KEY, WORDS_JAX
+from seedtree.core.layout import GLOBALS_WORDS, JAX_WORDS, WORD_LIMIT, WORDS_CUDA, WORDS_GLOBALS_KEY, WORDS_JAX
 from seedtree.core.shuffle import MAX_N, KeyedPermutation
 
 ENTROPY = 20240607
@@ -528,15 +528,18 @@ JAX_KEY_WORDS = [554371559, 117355047, 3487454866, 3261418561]
 
 def test_random_seed_is_the_globals_key_as_a_128_bit_int() -> None:
     node = SeedTree(ENTROPY, (3, 1))
-    with pytest.warns(DeprecationWarning) as caught:
-        value = node.random_seed()
+    values: list[int] = []
+    caught, caller = warn_and_where(2, lambda: values.append(node.random_seed()))
+    assert [w.category for w in caught] == [DeprecationWarning]
     assert str(caught[0].message) == (
         "SeedTree.random_seed() is deprecated: python's random now gets a whole state; use node.random() "
         "or node.python_random_state() (random.Random(node.random_seed()) is not node.random())"
     )
     # The four words [2**24, +4), little-endian (computed once as above).
-    assert value == 35711984756092819310093883103048469641
-    assert caught[0].filename == blamed_file(__file__)  # blamed on the caller's line, not on seedtree
+    assert values == [35711984756092819310093883103048469641]
+    # blamed on the caller's line, not on seedtree
+    assert (caught[0].filename, caught[0].lineno) == caller
+    assert trampolined(SeedTree.random_seed) or caller[0] == __file__
 
 
 def test_random_state_is_numpys_mt19937_of_the_seed_sequence() -> None:
@@ -612,3 +615,79 @@ def test_children_are_the_nodes_one_step_below_with_their_words(keys: Any) -> No
         expected = _numpy_words(ENTROPY, (3, *row), 0, 8) if int_path else root.child(*row).generate_state(8)
         assert node.generate_state(8).tolist() == expected.tolist()
         assert node == root.child(*row) and node.spawn_key == root.child(*row).spawn_key
+
+
+@pytest.mark.parametrize("bit_generator", ["PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937"])
+@pytest.mark.parametrize("keys", [[3, 9], range(3, 5), np.array([[3, 1], [9, 2]])], ids=["list", "range", "rows"])
+def test_generators_hand_each_bit_generator_its_words_without_making_its_node(bit_generator: str, keys: Any) -> None:
+    # What makes a ready Generator cost about a microsecond: the words of every child are derived
+    # in one vectorised call and handed over as the bit generator's seed, so no child node is
+    # made (NodeSeed only makes one when asked for more). Words of the wrong shape or dtype would
+    # still give the right generator, through the node: only this shows they are handed over.
+    root = SeedTree(ENTROPY, ("gens",))
+    made = list(root.generators(keys, bit_generator))
+    paths = [
+        (k,) if isinstance(k, int) else tuple(k) for k in (keys.tolist() if isinstance(keys, np.ndarray) else keys)
+    ]
+    for gen, path in zip(made, paths, strict=True):
+        seed = gen.bit_generator.seed_seq
+        assert isinstance(seed, NodeSeed) and seed._node_ is None  # handed over: no node made
+        assert (
+            gen.bit_generator.random_raw(2).tolist()
+            == root.child(*path).numpy(bit_generator).bit_generator.random_raw(2).tolist()
+        )
+
+
+def test_globals_words_of_no_words_is_empty() -> None:
+    node = SeedTree(ENTROPY, (3, 1))
+    assert node.globals_words(5, 0).shape == (0,) and node.globals_words(GLOBALS_WORDS, 0).shape == (0,)
+    np.testing.assert_array_equal(node.globals_words(5, 2), node.globals_words()[5:7])
+
+
+def test_expand_globals_takes_any_int_keys_and_lays_out_words_for_either_byte_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from seedtree.core.layout import expand_globals
+
+    keys = SeedTree(ENTROPY).states(range(3), 4, WORDS_GLOBALS_KEY)
+    expected = expand_globals(keys)
+    np.testing.assert_array_equal(expand_globals(keys.astype(np.int64)), expected)  # converted, not reinterpreted
+    # A big-endian machine holds each 64-bit output high word first. Pretending to be one here
+    # runs that path on little-endian memory: the same outputs, each pair of words swapped.
+    monkeypatch.setattr(sys, "byteorder", "big")
+    swapped = expand_globals(keys)
+    np.testing.assert_array_equal(swapped.reshape(-1, 2)[:, ::-1].reshape(swapped.shape), expected)
+
+
+def test_node_seed_hands_over_its_words_only_when_they_are_what_is_asked() -> None:
+    parent = SeedTree(ENTROPY, ("p",))
+    prefix = parent.states([4], 8)[0].view(np.uint64)  # 4 uint64 words of parent / 4
+    seed = NodeSeed(None, parent, 4, prefix)
+    np.testing.assert_array_equal(seed.generate_state(8, np.uint32), (parent / 4).generate_state(8))  # not the prefix
+    assert seed._node_ is not None  # asked for another dtype: the node itself was made
+    seed = NodeSeed(None, parent, 4, prefix)
+    assert seed.generate_state(2, np.uint64).tolist() == (parent / 4).generate_state(2, np.uint64).tolist()
+    assert seed._node_ is not None  # another count: the same
+    seed = NodeSeed(None, parent, 4, prefix)
+    assert seed.generate_state(4, np.uint64) is prefix and seed._node_ is None  # exactly the words: handed over
+    assert seed.generate_state(4, np.uint64) is not prefix  # only once
+
+
+@pytest.mark.parametrize("start", [0, 5, 1 << 20])
+def test_rows_of_no_keys_are_the_node_itself(start: int) -> None:
+    node = SeedTree(ENTROPY, ("a",))
+    got = node.states(np.zeros((3, 0), dtype=np.uint32), 4, start)
+    assert got.dtype == np.uint32 and got.tolist() == [node.words(start, 4).tolist()] * 3
+
+
+def test_expand_at_fills_the_out_it_is_given_or_refuses_it() -> None:
+    state = mixing.absorb_many(SeedTree(ENTROPY)._mix_state(), np.array([1, 2], np.uint32))[0]
+    out = np.empty((2, 8), np.uint32)
+    assert mixing.expand_at(state, 3, 8, out) is out  # a multiple of the pool: filled in place
+    expected = [(SeedTree(ENTROPY) / k).words(3, 8).tolist() for k in (1, 2)]
+    assert out.tolist() == expected
+    assert mixing.expand_at(state, 3, 6).tolist() == [row[:6] for row in expected]  # a trimmed buffer
+    for bad in (np.empty((2, 4), np.uint32), np.empty((2, 8), np.int32), np.empty((8, 2), np.uint32).T):
+        with pytest.raises(ValueError) as info:
+            mixing.expand_at(state, 3, 8, bad)
+        assert str(info.value) == "out must be a C-contiguous uint32 array of shape (2, 8)"

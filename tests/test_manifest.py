@@ -219,10 +219,19 @@ class _Dist:
 def test_packages_are_sorted_by_name_and_the_first_of_a_name_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     dists = [_Dist("zeta", "0.1"), _Dist("Alpha", "9.0"), _Dist("beta", "10.0"), _Dist("alpha2", "1.0")]
     dists += [_Dist("beta", "0.0.1"), _Dist(None, "3.0"), _Dist("", "4.0")]  # a shadowed copy; broken metadata
+    dists += [_Dist("Omega", "1.0"), _Dist("aa", "1.0"), _Dist("a_b", "1.0")]  # case and "_" tell the orders apart
     monkeypatch.setattr(importlib.metadata, "distributions", lambda: iter(dists))
     got = manifest.packages()
     # by name, case-insensitively (not by version, not by case); the first copy of "beta" is the one imported
-    assert list(got.items()) == [("Alpha", "9.0"), ("alpha2", "1.0"), ("beta", "10.0"), ("zeta", "0.1")]
+    assert list(got.items()) == [
+        ("a_b", "1.0"),
+        ("aa", "1.0"),
+        ("Alpha", "9.0"),
+        ("alpha2", "1.0"),
+        ("beta", "10.0"),
+        ("Omega", "1.0"),
+        ("zeta", "0.1"),
+    ]
 
 
 def test_version_of_an_absent_distribution_is_none() -> None:

@@ -642,3 +642,17 @@ def test_registry_active_skips_a_library_and_goes_on() -> None:
     assert registry.active(["random"]) == [present]  # not named
     assert registry.missing_modules() == frozenset() and registry.loaded_modules() == ("random",)
     assert registry.plan().names == ["bare"] and registry.plan() is registry.plan()
+
+
+def test_a_released_batch_is_recycled_for_the_next_of_its_size() -> None:
+    from seedtree.runtime.controllers import REGISTRY
+
+    plan = REGISTRY.plan(("numpy",))
+    tree = SeedTree(8) / "recycle"
+    first = plan.batch(tree, [0, 1, 2])  # buffers of 4 rows
+    plan.release(first)
+    again = plan.batch(tree, [3, 4, 5, 6])
+    assert again is first  # the same buffers, refilled
+    np.testing.assert_array_equal(again.rows[:4], plan.batch(tree, [3, 4, 5, 6]).rows[:4])  # a fresh one: the same rows
+    plan.release(again)
+    assert plan.batch(tree, [7]) is not first  # another size: other buffers

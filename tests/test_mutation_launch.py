@@ -31,6 +31,7 @@ import random
 import sys
 import threading
 import types
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -38,6 +39,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
+from _frames import trampolined, warn_and_where
 
 import seedtree.runtime
 from seedtree import SeedTree
@@ -960,3 +962,189 @@ def test_plain_turns_only_torch_tensors_into_lists() -> None:
     assert capture._plain((torch.tensor([3]), torch.tensor([4]))) == [[3], [4]]
     for value in (np.arange(3), [np.arange(2), 5], {"key": [1, 2]}, (1, 2)):
         assert capture._plain(value) is value
+
+
+class Slotted:
+    __slots__ = ("gen", "other")
+
+    def __init__(self, gen: Any) -> None:
+        self.gen = gen  # "other" is left unset: reading it fails, and the search goes on
+
+
+def _closure_with_an_empty_cell_first(gen: Any) -> Callable[[], Any]:
+    def f() -> Any:
+        return a_unset, b_gen  # noqa: F821 - a_unset is a cell that is never filled
+
+    b_gen = gen
+    return f
+    a_unset = None  # never runs: makes a_unset a cell of f
+
+
+def test_the_search_walks_partials_closures_and_slots_and_stops_at_long_containers() -> None:
+    import functools
+
+    found = [Keyed() for _ in range(5)]
+    closure = _closure_with_an_empty_cell_first(found[3])
+    assert closure.__code__.co_freevars == ("a_unset", "b_gen")  # the empty cell comes first
+    roots = (
+        [None] * (owned.MAX_ITEMS - 1) + [found[0]],  # exactly MAX_ITEMS items: searched
+        [None] * owned.MAX_ITEMS + [Keyed()],  # one more: data, not searched
+        {**{i: None for i in range(owned.MAX_ITEMS - 1)}, "last": found[1]},
+        {**{i: None for i in range(owned.MAX_ITEMS)}, "last": Keyed()},
+        functools.partial(Holder(found[2]).__init__),
+        closure,
+        Slotted(found[4]),
+    )
+    finder = owned.OwnedGenerators(*roots)
+    assert [(o.key, o.path) for o in finder.found] == [
+        (0, f"[0][{owned.MAX_ITEMS - 1}]"),
+        (1, "[2]['last']"),
+        (2, "[4].func.__self__.parts[0]"),
+        (3, "[5].__closure__[1]"),
+        (4, "[6].gen"),
+    ]
+
+
+class WeakSlotted:
+    __slots__ = ("__weakref__", "__dict__", "gen")  # the special slots first: skipped, not the end
+
+    def __init__(self, gen: Any, attr: Any) -> None:
+        self.gen = gen
+        self.attr = attr  # in the instance __dict__, searched once as ".attr"
+
+
+class OneSlot:
+    __slots__ = "gen"  # a bare str names one slot
+
+    def __init__(self, gen: Any) -> None:
+        self.gen = gen
+
+
+def test_slots_are_read_by_name_each_once() -> None:
+    a, b, c = Keyed(), Keyed(), Keyed()
+    finder = owned.OwnedGenerators(WeakSlotted(a, b), OneSlot(c))
+    assert [(o.key, o.path) for o in finder.found] == [(0, "[0].attr"), (1, "[0].gen"), (2, "[1].gen")]
+    obj = WeakSlotted(a, b)
+    assert list(owned._children(obj, "gen")) == [(".attr", b)]  # the child the caller re-keys itself
+    assert list(owned._children(obj, "attr")) == [(".gen", a)]
+
+
+def test_the_global_generators_are_not_owned_and_an_empty_finder_is_false() -> None:
+    import torch
+
+    holder = Holder(random._inst, np.random.mtrand._rand, torch.default_generator)  # type: ignore[attr-defined]
+    finder = owned.OwnedGenerators(holder)
+    assert finder.found == () and finder.unkeyed == () and not finder and len(finder) == 0
+    mine = Holder(random.Random(1), np.random.RandomState(1))
+    with pytest.warns(owned.UnkeyedGeneratorWarning, match=r"^seedtree cannot re-key 2 generator\(s\) held here"):
+        unkeyed = owned.OwnedGenerators(mine).unkeyed
+    assert unkeyed == (
+        "parts[0] (random.Random)",  # one root: paths start at it
+        "parts[1] (numpy.random.mtrand.RandomState)",
+    )
+
+
+def test_the_search_without_torch_or_monai_imported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if never imported
+    monkeypatch.delitem(sys.modules, "monai.transforms.transform", raising=False)
+    monkeypatch.delitem(sys.modules, "albumentations.core.composition", raising=False)
+    monkeypatch.delitem(sys.modules, "albumentations.core.transforms_interface", raising=False)
+    kinds = owned._Kinds()
+    assert (kinds.tensor, kinds.randomizable, kinds.albumentations) == (None, None, ())
+    assert kinds.generators == (np.random.Generator, np.random.RandomState, np.random.BitGenerator, random.Random)
+    a = Keyed()
+    assert [(o.key, o.path) for o in owned.OwnedGenerators(Holder(a, [1.5, "x"])).found] == [(0, "parts[0]")]
+
+
+def test_a_bare_albumentations_transform_is_found() -> None:
+    albumentations = pytest.importorskip("albumentations")
+    transform = albumentations.HorizontalFlip(p=0.5)
+    composed = albumentations.Compose([albumentations.VerticalFlip(p=0.5)])
+    finder = owned.OwnedGenerators(Holder(transform, composed))
+    assert [(o.path, o.kind) for o in finder.found] == [
+        ("parts[0]", "albumentations"),
+        ("parts[1]", "albumentations"),
+    ]
+
+
+class Leaf:
+    """An object the search enters (and counts) that holds nothing."""
+
+
+class Box:
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+
+def test_the_search_stops_after_max_objects_and_says_so_once() -> None:
+    def roots(leaves_in_last: int) -> list[list[Any]]:
+        # the root list, 20 lists and the leaves are searched objects, and so is the Keyed at the end
+        return [[Leaf() for _ in range(999)] for _ in range(19)] + [[Leaf() for _ in range(leaves_in_last)] + [Keyed()]]
+
+    assert owned.MAX_OBJECTS == 1 + 20 + 19 * 999 + 997 + 1
+    exactly = owned.OwnedGenerators(roots(997))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert [o.path for o in exactly.found] == ["[19][997]"]  # the 20 000th object: still searched
+    one_more = owned.OwnedGenerators(roots(998))
+    caught, where = warn_and_where(3, lambda: one_more.found)
+    assert one_more.found == ()  # the 20 001st is not reached
+    assert [str(w.message) for w in caught] == [
+        f"seedtree stopped looking for generators after {owned.MAX_OBJECTS} objects; anything owning one further "
+        "in is not re-keyed (give the dataset a seedtree_reseed(node) method)"
+    ]
+    assert (caught[0].filename, caught[0].lineno) == where
+    assert trampolined(owned.OwnedGenerators._search) or where[0] == __file__
+
+
+def test_the_search_goes_max_depth_levels_down_and_no_further() -> None:
+    def chain(depth: int) -> Any:  # a Keyed `depth` attributes below the root
+        obj: Any = Keyed()
+        for _ in range(depth):
+            obj = Box(obj)
+        return obj
+
+    assert [o.path for o in owned.OwnedGenerators(chain(owned.MAX_DEPTH)).found] == ["inner" + ".inner" * 15]
+    assert owned.OwnedGenerators(chain(owned.MAX_DEPTH + 1)).found == ()
+
+
+def test_unkeyed_generators_are_warned_about_once_at_the_caller() -> None:
+    g = random.Random(1)
+    finder = owned.OwnedGenerators(Box(g), Box(g), np.random.default_rng(1))
+    caught, where = warn_and_where(3, lambda: finder.found)
+    assert [str(w.message) for w in caught] == [
+        "seedtree cannot re-key 2 generator(s) held here per sample: [0].inner (random.Random), "
+        "[2] (numpy.random._generator.Generator). Forked workers share their streams and what they draw "
+        "depends on the worker layout: draw from seedtree.rng() instead, or give the object holding one a "
+        "seedtree_reseed(node) method"
+    ]
+    assert [w.category for w in caught] == [owned.UnkeyedGeneratorWarning]
+    assert (caught[0].filename, caught[0].lineno) == where
+    assert trampolined(owned.OwnedGenerators._search) or where[0] == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # searched once: asking again warns no more
+        assert finder.unkeyed == ("[0].inner (random.Random)", "[2] (numpy.random._generator.Generator)")
+    with pytest.warns(owned.UnkeyedGeneratorWarning):
+        assert owned.OwnedGenerators(random.Random(2)).unkeyed == ("<root> (random.Random)",)
+
+
+def test_roots_paths_and_names_as_shown() -> None:
+    a = Keyed()
+    box = Box(None)
+    box.Xattr = Keyed()  # type: ignore[attr-defined]  # a name starting with X: only "." is stripped
+    assert owned.OwnedGenerators(a).found == (owned.Owner(None, "<root>", "root hook"),)
+    assert owned.OwnedGenerators(a, Box(a)).found == (owned.Owner(None, "[0]", "root hook"),)  # not found twice
+    assert owned.OwnedGenerators(box).found == (owned.Owner(0, "Xattr", "seedtree_reseed"),)
+    assert owned.OwnedGenerators(None, box, names=("x", "y")).found == (owned.Owner(0, "y.Xattr", "seedtree_reseed"),)
+    with pytest.raises(ValueError) as info:
+        owned.OwnedGenerators(a, box, names=("one",))
+    assert str(info.value) == "OwnedGenerators got 2 roots but 1 names"
+
+
+def test_a_monai_transforms_own_generator_is_replaced_not_reported() -> None:
+    transforms = pytest.importorskip("monai.transforms")
+    flip = transforms.RandFlip(prob=0.5)
+    finder = owned.OwnedGenerators(Box(flip))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # its R is the generator handed over: not an unkeyed one
+        assert finder.found == (owned.Owner(0, "inner", "monai"),)

@@ -25,14 +25,14 @@ import random
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import FrameType, ModuleType
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
+from _frames import trampolined, warn_and_where
 
 import seedtree as st
 from seedtree.core.tree import SeedTree
@@ -228,42 +228,11 @@ def test_bind_process_imports_and_seeds_a_named_library(fake_library: str) -> No
     assert sys.modules[fake_library].seeded_from == node
 
 
-def _warn_and_where(module_file: str, up: int, call: Callable[[], object]) -> tuple[list[Any], tuple[str, int]]:
-    """The warnings ``call()`` issues, and the frame ``up`` levels above the last function of
-    ``module_file`` entered before them (file, line being run): where a warning issued there
-    with ``stacklevel=up + 1`` points. Outside mutation runs that is the caller's line here;
-    under mutmut, whose trampolines add frames between a caller and a function, it is not,
-    so the tests compare with this rather than with ``__file__`` alone."""
-    entered: list[tuple[str, int]] = []
-
-    def profile(frame: FrameType, event: str, arg: object) -> None:
-        if event == "call" and frame.f_code.co_filename == module_file:
-            above: FrameType | None = frame
-            for _ in range(up):
-                above = above.f_back if above is not None else None
-            entered.append(("?", 0) if above is None else (above.f_code.co_filename, above.f_lineno))
-
-    previous = sys.getprofile()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        sys.setprofile(profile)
-        try:
-            call()
-        finally:
-            sys.setprofile(previous)
-    return caught, entered[-1]
-
-
-def _trampolined(fn: object) -> bool:
-    """Whether ``fn`` runs behind mutmut's trampoline (a mutation run)."""
-    return hasattr(fn, "__wrapped__")
-
-
 def test_deterministic_warns_with_the_whole_advice_at_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)  # torch absent: no flags to put back
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
     monkeypatch.delenv("PYTHONHASHSEED", raising=False)
-    caught, caller = _warn_and_where(seeding.__file__, 1, seeding.deterministic)
+    caught, caller = warn_and_where(2, lambda: seeding.deterministic())
     assert [w.category for w in caught] == [RuntimeWarning]
     assert str(caught[0].message) == (
         "PYTHONHASHSEED is not set: set and str hashing (and set iteration order) vary between runs. "
@@ -271,7 +240,7 @@ def test_deterministic_warns_with_the_whole_advice_at_the_caller(monkeypatch: py
         "`seedtree run -- python ...` or `PYTHONHASHSEED=0 python ...`."
     )
     assert (caught[0].filename, caught[0].lineno) == caller
-    assert _trampolined(seeding.deterministic) or caller[0] == __file__
+    assert trampolined(seeding.deterministic) or caller[0] == __file__
 
 
 # -- deprecated forwards --------------------------------------------------------------------
@@ -297,11 +266,11 @@ def test_deprecated_forwards_warn_at_the_caller(
     monkeypatch.delenv("SEEDTREE_ENTROPY", raising=False)
     path = st.Manifest(SeedTree(3)).save(tmp_path / "m.json")
     got: list[SeedTree] = []
-    caught, caller = _warn_and_where(deprecated.__file__, 2, lambda: got.append(call(path)))
+    caught, caller = warn_and_where(3, lambda: got.append(call(path)))
     assert got == [SeedTree(3)]
     assert [(str(w.message), w.category) for w in caught] == [(message, DeprecationWarning)]
     assert (caught[0].filename, caught[0].lineno) == caller  # two above _warn: the forward's caller
-    assert _trampolined(deprecated._warn) or caller[0] == __file__
+    assert trampolined(deprecated._warn) or caller[0] == __file__
 
 
 def test_seed_everything_imports_and_seeds_an_installed_library(fake_library: str) -> None:
@@ -875,3 +844,33 @@ def test_log_to_mlflow_limits_are_inclusive(mlflow_store: Any) -> None:
     ):
         over_value.log_to_mlflow()
     assert _params(mlflow_store, run.info.run_id) == {}
+
+
+def test_apply_call_passes_the_arguments_and_the_keywords() -> None:
+    def echo(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        return args, kwargs
+
+    assert tasks.apply_call((echo, (1, 2), {"x": 3})) == ((1, 2), {"x": 3})
+
+
+def test_the_import_hook_goes_first_in_line(fake_library: str) -> None:
+    class Finder:
+        def find_spec(self, *args: Any) -> None:
+            return None
+
+    hook = importhook._HOOK
+    installed = hook in sys.meta_path  # an earlier test may have armed it: start without it
+    if installed:
+        sys.meta_path.remove(hook)
+    first = Finder()
+    sys.meta_path.insert(0, first)
+    try:
+        assert importhook.arm(SeedTree(3)) is True  # the fake library is not imported yet
+        assert sys.meta_path[0] is hook  # before every other finder: it sees each import
+    finally:
+        importhook.disarm()
+        sys.meta_path.remove(first)
+        if hook in sys.meta_path:
+            sys.meta_path.remove(hook)
+        if installed:
+            sys.meta_path.insert(0, hook)

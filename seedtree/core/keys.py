@@ -70,8 +70,8 @@ def check_int_keys(keys: object, start_position: int) -> np.ndarray:
     """Validate an array-like of int keys for vectorised derivation; returns uint32 (n,) or
     (n, depth). Raises like ``check_key`` for the first bad entry."""
     arr = np.asarray(keys)
-    if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
-        if arr.dtype == object or arr.dtype.kind in "US":
+    if arr.dtype == np.bool_ or arr.dtype.kind not in ("i", "u"):
+        if arr.dtype == object or arr.dtype.kind in ("U", "S"):
             raise TypeError(
                 "vectorised keys must be an integer array; for str keys derive one child "
                 "at a time (tree / name) or map names to ints first"
@@ -89,4 +89,4 @@ def check_int_keys(keys: object, start_position: int) -> np.ndarray:
             where = int(np.flatnonzero((arr < 0) | (arr >= KEY_LIMIT))[0])
             column = where % arr.shape[1] if arr.ndim == 2 else 0
             check_key(bad, start_position + column)  # raises with the standard message
-    return arr.astype(np.uint32, copy=False)
+    return arr.astype(np.uint32, copy=False)  # pragma: no mutate - a copy or not: the same keys

@@ -239,7 +239,7 @@ def derive_states(state: MixState, keys: np.ndarray, n_words: int) -> np.ndarray
     computed block by block in reused buffers (cache-sized, no temporaries)."""
     keys = keys[:, None] if keys.ndim == 1 else keys
     n, depth = keys.shape
-    if 0 < n <= SMALL and depth:
+    if 0 < n <= SMALL and depth:  # pragma: no mutate - which algorithm is speed only: the same words
         # A few children (a DataLoader batch): the same words with a third of the ufunc
         # calls, which cost more than the arithmetic at this size.
         return np.ascontiguousarray(expand_at(absorb_many(state, keys)[0], 0, n_words))
@@ -255,13 +255,13 @@ def derive_states(state: MixState, keys: np.ndarray, n_words: int) -> np.ndarray
     h = np.empty(size, dtype=np.uint32)
     t = np.empty(size, dtype=np.uint32)
     column_buf = np.empty(size, dtype=np.uint32)
-    for lo in range(0, n, size):
+    for lo in range(0, n, size):  # pragma: no mutate - the block size is speed only
         hi = min(n, lo + size)
         m = hi - lo
         pool = [rows[d, :m] for d in range(POOL_SIZE)]
         for level in range(depth):
             column = keys[lo:hi, level]
-            if not column.flags.c_contiguous:
+            if not column.flags.c_contiguous:  # pragma: no mutate - a copy or not: speed only
                 np.copyto(column_buf[:m], column)
                 column = column_buf[:m]
             _absorb_level(pool, state[0] if level == 0 else None, column, levels[level], h[:m], t[:m])
@@ -310,8 +310,9 @@ _SCRATCH = threading.local()
 def _scratch(size: int) -> np.ndarray:
     """A per-thread scratch buffer of at least ``size`` words, kept between calls (a fresh
     half-megabyte temporary per DataLoader batch costs page faults, not arithmetic)."""
-    buf = getattr(_SCRATCH, "buf", None)
-    if buf is None or buf.size < size:
+    # Not mutated: a cache only; a new buffer every call gives the same words.
+    buf = getattr(_SCRATCH, "buf", None)  # pragma: no mutate
+    if buf is None or buf.size < size:  # pragma: no mutate
         buf = _SCRATCH.buf = np.empty(size, dtype=np.uint32)
     return buf
 

@@ -311,11 +311,11 @@ class SeedTree:
         if not isinstance(keys, (np.ndarray, range)):
             keys = list(keys)
         valid_start = isinstance(start, (int, np.integer)) and not isinstance(start, bool)
-        if not valid_start or not 0 <= start <= start + n_words <= WORD_LIMIT:
+        if not valid_start or not 0 <= start <= WORD_LIMIT - n_words:
             raise ValueError(f"start must be an int with start + n_words <= 2**30, got start={start!r}")
         arr = self._int_keys(keys)
         if out is not None:
-            n = len(keys) if arr is None else len(arr)
+            n = len(keys)  # a list, a range or an array (of rows): one key or row per child
             if not (
                 isinstance(out, np.ndarray)
                 and out.dtype == np.uint32
@@ -324,8 +324,8 @@ class SeedTree:
             ):
                 raise ValueError(f"out must be a C-contiguous uint32 array of shape {(n, n_words)}")
         if arr is None:
-            rows = [(self / k).words(start, n_words) for k in keys]
-            result = np.stack(rows) if rows else np.empty((0, n_words), np.uint32)
+            # a list holding a str or bytes key, so never empty (an empty list is int keys)
+            result = np.stack([(self / k).words(start, n_words) for k in keys])
         elif start == 0:
             result = mixing.derive_states(self._mix_state(), arr, n_words)
         elif len(arr) == 0:
@@ -343,7 +343,7 @@ class SeedTree:
             return _range_keys(self._checked_range(keys))
         if isinstance(keys, list):
             if keys and set(map(type, keys)) == {int}:
-                ints = cast("list[int]", keys)
+                ints = cast("list[int]", keys)  # pragma: no mutate - cast is for the type checker only
                 if 0 <= min(ints) and max(ints) < KEY_LIMIT:  # plain in-range ints (a batch): checked at C speed
                     return check_int_keys(np.asarray(ints, dtype=np.int64), len(self._path))
             if any(not isinstance(k, (int, np.integer)) or isinstance(k, bool) for k in keys):
@@ -363,7 +363,10 @@ class SeedTree:
         return keys
 
     def generators(
-        self, keys: Iterable[Key] | np.ndarray, bit_generator: str | type = "PCG64", chunk: int = 4096
+        self,
+        keys: Iterable[Key] | np.ndarray,
+        bit_generator: str | type = "PCG64",
+        chunk: int = 4096,  # pragma: no mutate - memory only: any chunk gives the same generators
     ) -> Iterator[np.random.Generator]:
         """Yield a ready ``numpy.random.Generator`` for each child ``self / k`` (for a 2-D key
         array, ``self / k[0] / k[1] ...``); each draws exactly what ``(self / k).numpy(bit_generator)``

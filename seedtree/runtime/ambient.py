@@ -89,14 +89,14 @@ def rng() -> np.random.Generator:
             raise RuntimeError(_UNBOUND)
     else:  # item j of a batch: its generator is held by the batch, no slot is made
         batch, j = raw
-        gen = batch.made.get(j)
+        gen = batch.made.get(j)  # pragma: no mutate - the check under the lock finds it: this one saves the lock
         if gen is None:
             with _first_use:  # two threads of one item must not both start a generator
                 gen = batch.made.get(j)
                 if gen is None:
                     gen = batch.made[j] = batch.generator(j)
         return gen
-    gen = binding.gen
+    gen = binding.gen  # pragma: no mutate - the check under the lock finds it: this one saves the lock
     if gen is None:
         with _first_use:  # two threads sharing a binding must not both start a generator
             gen = binding.gen

@@ -111,7 +111,7 @@ class Registry:
         """Registered libraries that are installed but not imported yet (recomputed only
         after new imports)."""
         if self._missing_at != len(sys.modules):
-            self._missing_at = len(sys.modules)
+            self._missing_at = len(sys.modules)  # pragma: no mutate - a cache key: any other only recomputes
             self._missing = frozenset(
                 c.module
                 for c in self._controllers.values()

@@ -188,8 +188,7 @@ def hash_dataset(
     real = os.path.realpath(path)
     is_file = os.path.isfile(real)
     if is_file:
-        name_bytes = b""  # pragma: no mutate - a file dataset's one entry is never named in the hash
-        entries = [_file_entry(name_bytes, "", real, os.stat(real))]
+        entries = [_file_entry("", real, os.stat(real))]  # a file dataset: one entry, named ""
     elif os.path.isdir(real):
         entries = _walk(real, shown, label)
     else:
@@ -250,7 +249,9 @@ class _Entry(NamedTuple):
 _new_entry = tuple.__new__
 
 
-def _file_entry(name: bytes, rel: str, path: str, st: os.stat_result) -> _Entry:
+def _file_entry(rel: str, path: str, st: os.stat_result) -> _Entry:
+    # surrogateescape keeps a name that is not valid in the file-system encoding as its bytes
+    name = rel.encode(_FS_ENCODING, _FS_ERRORS)
     key = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
     target = b""  # pragma: no mutate - a file's target is never read
     return _new_entry(_Entry, (name, rel, path, "F", key, target))
@@ -287,17 +288,16 @@ def _walk(root: str, shown: str, label: str) -> list[_Entry]:
         base = os.path.join(folder, "")
         for entry in listing:
             rel = prefix + entry.name
-            # surrogateescape keeps a name that is not valid in the file-system encoding as its bytes
-            name = rel.encode(_FS_ENCODING, _FS_ERRORS)
             try:
                 st = entry.stat(follow_symlinks=False)  # pragma: no mutate - None is falsy alike
                 mode = st.st_mode
                 if stat.S_ISREG(mode):
-                    entries.append(_file_entry(name, rel, base + entry.name, st))
+                    entries.append(_file_entry(rel, base + entry.name, st))
                 elif stat.S_ISDIR(mode):
                     stack.append((base + entry.name, rel + "/"))
                 elif stat.S_ISLNK(mode):
                     target = os.fsencode(os.readlink(base + entry.name))
+                    name = rel.encode(_FS_ENCODING, _FS_ERRORS)  # as for a file (see _file_entry)
                     # a link's path is never read, and every entry that is not "F" hashes as a link
                     link: tuple[Any, ...] = (name, rel, "", "L", [], target)  # pragma: no mutate
                     entries.append(_new_entry(_Entry, link))

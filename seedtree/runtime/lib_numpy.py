@@ -67,8 +67,9 @@ class NumpyGlobal(LibController):
     def put_back(self, snapshot: Any) -> None:
         if isinstance(snapshot, tuple) and len(snapshot) == 3:
             words, has_gauss, gauss = snapshot
-            mem = self._mem
-            if mem is not None and mem.current() and mem.cached is not None:
+            # Not mutated: in place or the portable way puts back the same state (speed only).
+            mem = self._mem  # pragma: no mutate
+            if mem is not None and mem.current() and mem.cached is not None:  # pragma: no mutate
                 mem.words[:] = words
                 mem.cached["has_gauss"] = has_gauss
                 mem.cached["gauss"] = gauss

@@ -44,7 +44,8 @@ class PythonRandom(LibController):
             random.setstate(python_random_state(words[1:]))
 
     def row_seeders(self, rows: np.ndarray) -> tuple[Callable[[], None] | None, list[Seeders]]:
-        mem = self._decide()
+        # not mutated: the in-place writers are speed only, the base class's give the same state
+        mem = self._decide()  # pragma: no mutate
         if mem is None:
             return super().row_seeders(rows)
 

@@ -40,7 +40,7 @@ class TorchCPU(LibController):
     def seed_words(self, words: np.ndarray) -> None:
         torch = sys.modules["torch"]
         if self._image is None:
-            image = torch_cpu_image(words[:MT_WORDS], 0)
+            image = torch_cpu_image(words[:MT_WORDS], 0)  # pragma: no mutate - the seed is copied in below
             self._image = (torch.from_numpy(image), image[24 : 24 + 8 * MT_WORDS].view("<u8"), image[0:8].view("<u4"))
         tensor, state_words, seed_words = self._image
         np.copyto(state_words, words[:MT_WORDS])

@@ -153,7 +153,8 @@ class _LegacyState:
     __slots__ = ("rs",)
 
     def __init__(self) -> None:
-        self.rs = np.random.RandomState(np.random.MT19937())
+        # any MT19937 (None makes one as well): its key is written before every use
+        self.rs = np.random.RandomState(np.random.MT19937())  # pragma: no mutate
 
     def write(self, key: np.ndarray) -> None:
         self.rs.set_state(("MT19937", key, MT_FRESH, 0, 0.0))  # also drops a cached Gaussian
@@ -289,7 +290,7 @@ def _children(obj: Any, skip: str | None) -> Iterator[tuple[str, Any]]:
     try:
         attrs = object.__getattribute__(obj, "__dict__")
     except Exception:
-        attrs = None
+        attrs = None  # pragma: no mutate - any value that is not a dict is skipped alike
     if isinstance(attrs, dict):
         yield from ((f".{k}", v) for k, v in list(attrs.items()) if k != skip)
     for cls in type(obj).__mro__:
@@ -346,8 +347,8 @@ def _search(roots: tuple[Any, ...], names: tuple[str, ...]) -> _Found:
     stack: list[tuple[Any, str, int]] = []
     root_owners = []
     globals_keys: list[int] = []  # of the objects keyed from a globals expansion: object k's row is its index
-    for root, name in zip(roots, names, strict=True):
-        hook = None if root is None else getattr(root, RESEED_METHOD, None)
+    for root, name in zip(roots, names, strict=True):  # pragma: no mutate - __init__ checked the lengths
+        hook = getattr(root, RESEED_METHOD, None)  # None (a skipped root) has no hook
         if callable(hook):  # looked up on the object (a wrapper may forward it), as before the search
             found.root_hooks.append(hook)
             root_owners.append(Owner(None, name or "<root>", "root hook"))
@@ -372,7 +373,7 @@ def _search(roots: tuple[Any, ...], names: tuple[str, ...]) -> _Found:
             break
         shown = path.lstrip(".") or "<root>"
         key = len(found.entries)
-        skip = None
+        skip = None  # pragma: no mutate - no attribute is named "" either
         cls = type(obj)
         if callable(getattr(cls, RESEED_METHOD, None)):
             found.entries.append(_Hook(obj, key))
@@ -384,7 +385,8 @@ def _search(roots: tuple[Any, ...], names: tuple[str, ...]) -> _Found:
             found.owners.append(Owner(key, shown, "monai"))
             skip = "R"  # its generator, replaced by the one handed over; its children are searched on
         elif kinds.albumentations and isinstance(obj, kinds.albumentations):
-            if callable(getattr(obj, "set_random_state", None)):  # albumentations 2 (1.x used the globals)
+            # albumentations 2 has set_random_state on every transform (1.x used the globals)
+            if callable(getattr(obj, "set_random_state", None)):  # pragma: no mutate
                 found.entries.append(_Albumentations(obj, key, len(globals_keys)))
                 globals_keys.append(key)
                 found.owners.append(Owner(key, shown, "albumentations"))
@@ -393,7 +395,7 @@ def _search(roots: tuple[Any, ...], names: tuple[str, ...]) -> _Found:
             continue
         children = list(_children(obj, skip))
         for suffix, child in reversed(children):
-            if id(child) not in seen:
+            if id(child) not in seen:  # pragma: no mutate - speed only: a seen object is skipped when popped
                 stack.append((child, path + suffix, depth + 1))
     found.owners = root_owners + found.owners
     found.globals_keys = np.array(globals_keys) if globals_keys else None

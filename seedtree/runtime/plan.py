@@ -97,7 +97,8 @@ class Batch:
                 if refresh is not None:
                     self.refreshers.append(refresh)
                 per_controller.append(seeders)
-        self.seeders = [[f for seeders in row for f in seeders] for row in zip(*per_controller, strict=True)]
+        rows = zip(*per_controller, strict=True)  # pragma: no mutate - every controller gives one per row
+        self.seeders = [[f for seeders in row for f in seeders] for row in rows]
         if not per_controller:
             self.seeders = [[] for _ in range(n)]
         self.targets = plan._targets()  # what the seeders write into (see LibController.target)

@@ -113,8 +113,10 @@ class NodeBatch:
         whose items all draw pays about a microsecond per item; an item far past the last
         one that asked starts a new derivation rather than making generators in between.
         Not thread-safe by itself: ``rng()`` calls it under its first-use lock."""
-        gens = self._gens
-        if gens is None or self._next > j or j - self._next > _SKIP_AHEAD:
+        # Not mutated: when a new derivation starts is speed only; every path yields item j's words.
+        gens = self._gens  # pragma: no mutate
+        restart = self._next > j or j - self._next > _SKIP_AHEAD  # pragma: no mutate
+        if gens is None or restart:
             gens = self._gens = self.tree.generators(self.keys[j:])
             self._next = j
         while self._next < j:  # items in between did not ask
@@ -170,7 +172,8 @@ class ProcessState:
     def take_fork_index(self) -> None:
         """Before a fork, in the forking thread: reserve the next index atomically."""
         with self.lock:
-            self._forking.index = self.fork_count if self.fork_base is not None else None
+            # the index is only read where a fork base exists (child_fork_node)
+            self._forking.index = self.fork_count if self.fork_base is not None else None  # pragma: no mutate
             if self.fork_base is not None:
                 self.fork_count += 1
 

@@ -71,7 +71,7 @@ def run_keyed_batch(
     # Item j's binding replaces item j-1's, and the one token taken before the first item
     # puts back the caller's binding after the last (or after a failure): the same
     # bindings as a bind/unbind per item, at less than half the cost.
-    token = set_binding((nodes, 0))
+    token = set_binding((nodes, 0))  # pragma: no mutate - only its token is used: each item binds itself
     try:
         if not modules:
             for j, item in enumerate(items):
@@ -112,11 +112,13 @@ def _seeded_loop(
     set_binding = ambient.VAR.set
     plan = REGISTRY.plan(modules)
     first = plan.batch(tree, keys)
-    batch: Batch | None = first
+    # Not mutated below: which of these paths seeds an item is speed only (rows, the batch, the
+    # node: the same state), and the batch is released only to be recycled.
+    batch: Batch | None = first  # pragma: no mutate
     # The common case (every controller seeds from the batch's rows) calls each row's
     # seeders right here: a method call per item would cost as much as a seeder.
-    rows = first.seeders if not plan.node_seeders else None
-    seen = len(sys.modules)
+    rows = first.seeders if not plan.node_seeders else None  # pragma: no mutate
+    seen = len(sys.modules)  # pragma: no mutate
     armed: bool | None = None  # None: arm at the next item; False: nothing to watch for
     try:
         for j, item in enumerate(items):
@@ -129,7 +131,7 @@ def _seeded_loop(
                 seen, armed = len(sys.modules), None
                 replanned = REGISTRY.plan(modules)
                 if replanned is not plan:
-                    if batch is not None:
+                    if batch is not None:  # pragma: no mutate
                         plan.release(batch)
                     plan, batch, rows = replanned, None, None
             if rows is not None:
