@@ -313,19 +313,22 @@ def test_after_start_in_a_child_of_an_unseeded_process_does_nothing(
     assert capsys.readouterr() == ("", "")
 
 
+def unseedable_worker(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Make this process a worker whose identity no path key can hold; the line it must print."""
+    as_worker(monkeypatch, 2**32)
+    with pytest.raises(ValueError) as info:
+        PARENT.child("process", 2**32)
+    return f"seedtree (auto-seed): could not seed this worker process (ValueError: {info.value}){TAIL}"
+
+
 def test_after_start_reports_a_worker_it_cannot_seed(
     fresh: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    as_worker(monkeypatch, 2**32)  # an identity no path key can hold
-    with pytest.raises(ValueError) as info:
-        PARENT.child("process", 2**32)
+    expected = unseedable_worker(monkeypatch)
     seeded = autoseed._Seeded()
     seeded.parent = PARENT
     autoseed._after_start(seeded)  # multiprocessing would swallow the error: it is said instead
-    assert capsys.readouterr() == (
-        "",
-        f"seedtree (auto-seed): could not seed this worker process (ValueError: {info.value}){TAIL}",
-    )
+    assert capsys.readouterr() == ("", expected)
     assert seeded.parent is None and autoseed.node() is None and STATE.recorded() == {}
 
 
@@ -461,14 +464,9 @@ def test_site_seeds_each_forkserver_worker_when_it_starts_its_work(
 def test_site_reports_a_worker_it_cannot_seed(
     site: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    as_worker(monkeypatch, 2**32)  # an identity no path key can hold
-    with pytest.raises(ValueError) as info:
-        PARENT.child("process", 2**32)
+    expected = unseedable_worker(monkeypatch)
     site._child_started(site._Parent(PARENT_MARK))  # multiprocessing would swallow the error
-    assert capsys.readouterr() == (
-        "",
-        f"seedtree (auto-seed): could not seed this worker process (ValueError: {info.value}){TAIL}",
-    )
+    assert capsys.readouterr() == ("", expected)
     assert autoseed.node() is None
 
 
