@@ -23,7 +23,7 @@ import sys
 import tomllib
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,14 @@ def left_section(results: dict[str, dict[str, Any]], reasons: dict[str, dict[str
     return "\n".join(out) + "\n"
 
 
+def _mutmut_version() -> str:
+    """mutmut's version, where it is installed (the report can be rebuilt without it)."""
+    try:
+        return version("mutmut")
+    except PackageNotFoundError:
+        return "(version unknown: not installed here)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mutants", type=Path, default=Path("mutants"))
@@ -127,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         for kind in ("survived", "no tests"):
             result[kind] = {name: reason_for(name, reasons.get(kind, {})) for name in result[kind]}
     report = {
-        "tool": f"mutmut {version('mutmut')}",
+        "tool": f"mutmut {_mutmut_version()}",
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "python": platform.python_version(),
         "seconds": args.seconds,
