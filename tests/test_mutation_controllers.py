@@ -84,17 +84,22 @@ def test_random_view_is_the_c_state_and_writes_what_setstate_gives() -> None:
     assert random.getstate() == python_random_state(row[1:])
 
 
-@needs_in_place
-@pytest.mark.parametrize("damage", ["index", "word"])
-def test_random_probe_reads_the_index_and_the_words_apart(monkeypatch: pytest.MonkeyPatch, damage: str) -> None:
+def misread_one_word(monkeypatch: pytest.MonkeyPatch, position: int) -> None:
+    """Make the probes' raw reads see word ``position`` one off, as a layout they do not know would."""
     real = rawmem._read
 
     def misread(address: int, dtype: Any, n: int) -> np.ndarray:
         seen = real(address, dtype, n)
-        seen[0 if damage == "index" else 300] += 1
+        seen[position] += 1
         return seen
 
     monkeypatch.setattr(rawmem, "_read", misread)
+
+
+@needs_in_place
+@pytest.mark.parametrize("damage", ["index", "word"])
+def test_random_probe_reads_the_index_and_the_words_apart(monkeypatch: pytest.MonkeyPatch, damage: str) -> None:
+    misread_one_word(monkeypatch, 0 if damage == "index" else 300)
     before = random.getstate()
     assert rawmem.random_memory() is None and random.getstate() == before
 
@@ -186,14 +191,7 @@ def test_numpy_view_finds_the_state_and_the_cached_gaussian() -> None:
 @needs_in_place
 @pytest.mark.parametrize("damage", ["pos", "word"])
 def test_numpy_probe_reads_the_key_and_the_position_apart(monkeypatch: pytest.MonkeyPatch, damage: str) -> None:
-    real = rawmem._read
-
-    def misread(address: int, dtype: Any, n: int) -> np.ndarray:
-        seen = real(address, dtype, n)
-        seen[MT_WORDS if damage == "pos" else 300] += 1
-        return seen
-
-    monkeypatch.setattr(rawmem, "_read", misread)
+    misread_one_word(monkeypatch, MT_WORDS if damage == "pos" else 300)
     before = _numpy_state()
     assert rawmem.numpy_memory() is None and _numpy_state() == before
 
