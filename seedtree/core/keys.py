@@ -62,7 +62,11 @@ def key_words(key: Key) -> tuple[int, ...]:
     if isinstance(key, int):
         return (key,)
     if isinstance(key, str):
-        return _hash_words(key.encode("utf-8", "surrogatepass"), b"seedtree:str")
+        encoded = key.encode(
+            "utf-8",  # pragma: no mutate - Python reads a codec's name case-blind ("UTF-8")
+            "surrogatepass",
+        )
+        return _hash_words(encoded, b"seedtree:str")
     return _hash_words(key, b"seedtree:bytes")
 
 

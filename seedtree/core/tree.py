@@ -236,14 +236,16 @@ class SeedTree:
     # -- derivation ---------------------------------------------------------------------
 
     def _mix_state(self) -> mixing.MixState:
-        state = self._state
+        state = self._state  # pragma: no mutate - a cached state is speed only (the walk below finds it)
         if state is not None:
             return state
         # Walk up to the nearest ancestor whose state is known (a loop, not recursion: a
         # path built by ``/`` may be thousands of levels deep), then absorb the keys down.
         chain = []
         node = self
-        while node._state is None and node._parent is not None:
+        # Where the walk stops is speed only: absorbing the whole path from the root gives
+        # the same state as absorbing the keys below a cached ancestor.
+        while node._state is None and node._parent is not None:  # pragma: no mutate
             chain.append(node)
             node = node._parent
         if node._state is None:  # made directly from (entropy, path): mix the whole path

@@ -89,7 +89,9 @@ class NodeBatch:
         """Item j's ``seedtree.rng()`` generator, once made."""
         self._slots: dict[int, AmbientSlot] = {}
         self._gens: Iterator[np.random.Generator] | None = None
-        self._next = 0  # the item whose generator self._gens yields next
+        # The item whose generator self._gens yields next; its start value is only a
+        # placeholder, since the first generator() call derives and sets it.
+        self._next = 0  # pragma: no mutate
 
     def slot(self, j: int) -> AmbientSlot:
         """Item j's binding: its node, and its ``rng()`` generator once one was made. Threads
