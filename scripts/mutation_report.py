@@ -7,9 +7,11 @@ test reaches ("no tests") are counted apart, as are mutants whose run crashed or
 ("suspicious", "segfault"), those whose worker raised instead of running the tests
 ("error", which mutmut 3.8 counts as a timeout) and those not run yet.
 
-The mutants a run leaves alive, and those no selected test reaches, are listed under the table
-with the reason each is left, read from scripts/mutation_left.toml (a key is a mutant's name or
-the prefix naming its function or class); one without a reason is listed as UNEXPLAINED.
+The mutants a run leaves alive, those no selected test reaches and those whose test run
+crashed ("segfault": the process died of a signal, so the mutant was noticed but is not
+counted as killed) are listed under the table with the reason each is left, read from
+scripts/mutation_left.toml (a key is a mutant's name or the prefix naming its function or
+class); one without a reason is listed as UNEXPLAINED.
 
     python scripts/mutation_report.py [--seconds N] [--out benchmarks/results]
 """
@@ -49,6 +51,7 @@ STATUS = {
     None: "not checked",
 }
 PACKAGES = ("seedtree/core", "seedtree/runtime")
+LISTED = ("survived", "no tests", "segfault")  # the statuses whose mutants are named under the table
 REASONS = Path(__file__).with_name("mutation_left.toml")
 
 
@@ -61,11 +64,9 @@ def module_results(mutants: Path) -> dict[str, dict[str, Any]]:
             module = meta.relative_to(mutants).as_posix().removesuffix(".py.meta")
             data = json.loads(meta.read_text())
             statuses = {name: STATUS.get(code, "suspicious") for name, code in data["exit_code_by_key"].items()}
-            results[module] = {
-                "counts": dict(Counter(statuses.values())),
-                "survived": sorted(name for name, status in statuses.items() if status == "survived"),
-                "no tests": sorted(name for name, status in statuses.items() if status == "no tests"),
-            }
+            results[module] = {"counts": dict(Counter(statuses.values()))}
+            for kind in LISTED:
+                results[module][kind] = sorted(name for name, status in statuses.items() if status == kind)
     return results
 
 
@@ -94,9 +95,9 @@ def reason_for(name: str, reasons: dict[str, str]) -> str:
 
 
 def left_section(results: dict[str, dict[str, Any]], reasons: dict[str, dict[str, str]]) -> str:
-    """Markdown: every surviving and unreached mutant, grouped by the reason it is left."""
+    """Markdown: every surviving, unreached and crashed mutant, grouped by the reason it is left."""
     out = []
-    for kind in ("survived", "no tests"):
+    for kind in LISTED:
         grouped: dict[str, list[str]] = defaultdict(list)
         for result in results.values():
             for name in result[kind]:
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     reasons = tomllib.loads(REASONS.read_text()) if REASONS.exists() else {}
     for result in results.values():
         result["score"] = score(result["counts"])
-        for kind in ("survived", "no tests"):
+        for kind in LISTED:
             result[kind] = {name: reason_for(name, reasons.get(kind, {})) for name in result[kind]}
     report = {
         "tool": f"mutmut {_mutmut_version()}",

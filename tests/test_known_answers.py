@@ -21,7 +21,7 @@ from _frames import trampolined, warn_and_where
 from seedtree import SeedTree
 from seedtree.core import mixing
 from seedtree.core import tree as tree_module
-from seedtree.core.bitgen import NodeSeed
+from seedtree.core.bitgen import NodeSeed, as_uint64
 from seedtree.core.codec import CodecError, node_check, node_from_json, node_to_json
 from seedtree.core.layout import GLOBALS_WORDS, JAX_WORDS, WORD_LIMIT, WORDS_CUDA, WORDS_GLOBALS_KEY, WORDS_JAX
 from seedtree.core.shuffle import MAX_N, KeyedPermutation
@@ -617,9 +617,13 @@ def test_children_are_the_nodes_one_step_below_with_their_words(keys: Any) -> No
         assert node == root.child(*row) and node.spawn_key == root.child(*row).spawn_key
 
 
-@pytest.mark.parametrize("bit_generator", ["PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937"])
+class OwnPCG64(np.random.PCG64):
+    """A user's own bit generator class (seedtree knows its parent's seed request only)."""
+
+
+@pytest.mark.parametrize("bit_generator", ["PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937", OwnPCG64])
 @pytest.mark.parametrize("keys", [[3, 9], range(3, 5), np.array([[3, 1], [9, 2]])], ids=["list", "range", "rows"])
-def test_generators_hand_each_bit_generator_its_words_without_making_its_node(bit_generator: str, keys: Any) -> None:
+def test_generators_hand_each_bit_generator_its_words_without_making_its_node(bit_generator: Any, keys: Any) -> None:
     # What makes a ready Generator cost about a microsecond: the words of every child are derived
     # in one vectorised call and handed over as the bit generator's seed, so no child node is
     # made (NodeSeed only makes one when asked for more). Words of the wrong shape or dtype would
@@ -669,8 +673,28 @@ def test_node_seed_hands_over_its_words_only_when_they_are_what_is_asked() -> No
     assert seed.generate_state(2, np.uint64).tolist() == (parent / 4).generate_state(2, np.uint64).tolist()
     assert seed._node_ is not None  # another count: the same
     seed = NodeSeed(None, parent, 4, prefix)
+    assert seed.generate_state(4, np.uint32).tolist() == (parent / 4).generate_state(4).tolist()  # as many, 32-bit
+    seed = NodeSeed(None, parent, 4, prefix)
     assert seed.generate_state(4, np.uint64) is prefix and seed._node_ is None  # exactly the words: handed over
     assert seed.generate_state(4, np.uint64) is not prefix  # only once
+    seed = NodeSeed(None, parent, 4, prefix)
+    assert seed.generate_state(4, "uint64") is prefix  # the dtype named another way
+
+
+def test_uint64_seeds_pair_words_low_first_on_either_byte_order() -> None:
+    """NumPy's generate_state(n, uint64) is w[2k] | w[2k+1] << 32 on every machine; so is
+    seedtree's, whichever byte order the words are stored in (a big-endian machine's '>u4')."""
+    sequence = np.random.SeedSequence(ENTROPY, spawn_key=(3,))
+    words = sequence.generate_state(8)
+    expected = sequence.generate_state(4, np.uint64).tolist()
+    assert expected == [w0 | w1 << 32 for w0, w1 in zip(words[0::2].tolist(), words[1::2].tolist(), strict=True)]
+    for stored in (words, words.astype(">u4"), words.astype("<u4")):
+        got = as_uint64(stored)
+        assert got.dtype == np.uint64 and got.tolist() == expected
+    rows = np.stack([words, words[::-1]]).astype(">u4")  # rows of a batch (SeedTree.generators)
+    assert as_uint64(rows).tolist() == [expected, as_uint64(words[::-1].copy()).tolist()]
+    node = SeedTree(ENTROPY, (3,))
+    assert node.generate_state(4, np.uint64).tolist() == expected
 
 
 @pytest.mark.parametrize("start", [0, 5, 1 << 20])
@@ -678,6 +702,9 @@ def test_rows_of_no_keys_are_the_node_itself(start: int) -> None:
     node = SeedTree(ENTROPY, ("a",))
     got = node.states(np.zeros((3, 0), dtype=np.uint32), 4, start)
     assert got.dtype == np.uint32 and got.tolist() == [node.words(start, 4).tolist()] * 3
+    pool, _ = mixing.absorb_many(node._mix_state(), np.zeros((3, 0), dtype=np.uint32))
+    assert [p.dtype for p in pool] == [np.dtype(np.uint32)] * 4  # pool words are uint32 arrays, as documented
+    assert [p.tolist() for p in pool] == [[w] * 3 for w in node.pool]
 
 
 def test_expand_at_fills_the_out_it_is_given_or_refuses_it() -> None:

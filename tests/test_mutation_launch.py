@@ -1018,10 +1018,18 @@ class OneSlot:
         self.gen = gen
 
 
+class TwoSlots:
+    __slots__ = ("unset", "gen")
+
+    def __init__(self, gen: Any) -> None:
+        self.gen = gen  # "unset" is never assigned: reading it raises
+
+
 def test_slots_are_read_by_name_each_once() -> None:
     a, b, c = Keyed(), Keyed(), Keyed()
     finder = owned.OwnedGenerators(WeakSlotted(a, b), OneSlot(c))
     assert [(o.key, o.path) for o in finder.found] == [(0, "[0].attr"), (1, "[0].gen"), (2, "[1].gen")]
+    assert [o.path for o in owned.OwnedGenerators(TwoSlots(a)).found] == ["gen"]  # read on past an unset slot
     obj = WeakSlotted(a, b)
     assert list(owned._children(obj, "gen")) == [(".attr", b)]  # the child the caller re-keys itself
     assert list(owned._children(obj, "attr")) == [(".gen", a)]
@@ -1052,6 +1060,18 @@ def test_the_search_without_torch_or_monai_imported(monkeypatch: pytest.MonkeyPa
     assert kinds.generators == (np.random.Generator, np.random.RandomState, np.random.BitGenerator, random.Random)
     a = Keyed()
     assert [(o.key, o.path) for o in owned.OwnedGenerators(Holder(a, [1.5, "x"])).found] == [(0, "parts[0]")]
+
+
+def test_a_torch_still_being_imported_is_not_taken_for_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    # While torch imports itself (an import hook, a circular import) sys.modules holds a
+    # module with neither its Generator class nor its default generator yet.
+    monkeypatch.setitem(sys.modules, "torch", types.ModuleType("torch"))
+    kinds = owned._Kinds()
+    assert kinds.tensor is None and kinds.generators[-1] is random.Random
+    with pytest.warns(owned.UnkeyedGeneratorWarning):
+        assert owned.OwnedGenerators(Box(np.random.default_rng(1))).unkeyed == (
+            "inner (numpy.random._generator.Generator)",
+        )
 
 
 def test_a_bare_albumentations_transform_is_found() -> None:
@@ -1104,6 +1124,8 @@ def test_the_search_goes_max_depth_levels_down_and_no_further() -> None:
 
     assert [o.path for o in owned.OwnedGenerators(chain(owned.MAX_DEPTH)).found] == ["inner" + ".inner" * 15]
     assert owned.OwnedGenerators(chain(owned.MAX_DEPTH + 1)).found == ()
+    # the search goes on past a branch too deep: a sibling searched after it is found
+    assert [o.path for o in owned.OwnedGenerators(Holder(chain(owned.MAX_DEPTH), Keyed())).found] == ["parts[1]"]
 
 
 def test_unkeyed_generators_are_warned_about_once_at_the_caller() -> None:
@@ -1124,6 +1146,10 @@ def test_unkeyed_generators_are_warned_about_once_at_the_caller() -> None:
         assert finder.unkeyed == ("[0].inner (random.Random)", "[2] (numpy.random._generator.Generator)")
     with pytest.warns(owned.UnkeyedGeneratorWarning):
         assert owned.OwnedGenerators(random.Random(2)).unkeyed == ("<root> (random.Random)",)
+    box = Box(None)
+    box.Xrng = random.Random(3)  # type: ignore[attr-defined]  # a name starting with X: only "." is stripped
+    with pytest.warns(owned.UnkeyedGeneratorWarning):
+        assert owned.OwnedGenerators(box).unkeyed == ("Xrng (random.Random)",)
 
 
 def test_roots_paths_and_names_as_shown() -> None:
@@ -1139,10 +1165,19 @@ def test_roots_paths_and_names_as_shown() -> None:
     assert str(info.value) == "OwnedGenerators got 2 roots but 1 names"
 
 
-def test_a_monai_transforms_own_generator_is_replaced_not_reported() -> None:
+@pytest.mark.parametrize("own_r", [False, True])
+def test_a_monai_transforms_own_generator_is_replaced_not_reported(own_r: bool) -> None:
     transforms = pytest.importorskip("monai.transforms")
     flip = transforms.RandFlip(prob=0.5)
+    if own_r:
+        flip.set_random_state(seed=1)  # an R of the instance's own (else it is the class's default)
+        assert "R" in vars(flip)
+    inner = Keyed()
+    flip.helper = Box(inner)  # the transform's other children are searched on
     finder = owned.OwnedGenerators(Box(flip))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # its R is the generator handed over: not an unkeyed one
-        assert finder.found == (owned.Owner(0, "inner", "monai"),)
+        assert finder.found == (
+            owned.Owner(0, "inner", "monai"),
+            owned.Owner(1, "inner.helper.inner", "seedtree_reseed"),
+        )

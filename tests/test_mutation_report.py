@@ -26,12 +26,17 @@ def test_scores_counts_and_reasons(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     meta(
         mutants,
         "seedtree/runtime/rawmem",
-        {"seedtree.runtime.rawmem.x_g__mutmut_1": 0, "seedtree.runtime.rawmem.x_g__mutmut_2": 255},
+        {
+            "seedtree.runtime.rawmem.x_g__mutmut_1": 0,
+            "seedtree.runtime.rawmem.x_g__mutmut_2": 255,
+            "seedtree.runtime.rawmem.x_g__mutmut_3": -11,
+        },
     )
     reasons = tmp_path / "left.toml"
     reasons.write_text(
         '[survived]\n"seedtree.core.tree.xǁSeedTreeǁf" = "equivalent: why"\n'
         '["no tests"]\n"seedtree.core.tree.xǁSeedTreeǁf__mutmut_5" = "needs a GPU"\n'
+        '[segfault]\n"seedtree.runtime.rawmem" = "writes outside the state"\n'
     )
     monkeypatch.setattr(mutation_report, "REASONS", reasons)
     out = tmp_path / "out"
@@ -43,12 +48,16 @@ def test_scores_counts_and_reasons(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert tree["survived"] == {f"{f}4": "equivalent: why"} and tree["no tests"] == {f"{f}5": "needs a GPU"}
     raw = report["modules"]["seedtree/runtime/rawmem"]
     assert raw["score"] == 0.0 and raw["counts"]["error"] == 1  # a crashed worker is not a kill
+    assert raw["counts"]["segfault"] == 1 and raw["segfault"] == {
+        "seedtree.runtime.rawmem.x_g__mutmut_3": "writes outside the state"
+    }
     text = (out / "mutation.md").read_text()
     assert text.startswith("# Mutation score (mutmut ") and ", 1.5 min)" in text
     assert "| seedtree/core/tree | 75.0 % | 6 | 2 | 1 | 1 | 1 | 0 | 0 | 0 | 1 |" in text
     assert "## survived: 2" in text and "- **UNEXPLAINED** (1): `runtime.rawmem.x_g__mutmut_1`" in text
     assert "- **equivalent: why** (1): `core.tree.xǁSeedTreeǁf__mutmut_4`" in text
     assert "## no tests: 1" in text and "- **needs a GPU** (1)" in text
+    assert "## segfault: 1\n\n- **writes outside the state** (1): `runtime.rawmem.x_g__mutmut_3`" in text
 
 
 def test_no_results_is_an_error_that_says_what_to_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

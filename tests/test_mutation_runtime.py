@@ -37,7 +37,7 @@ from _frames import trampolined, warn_and_where
 import seedtree as st
 from seedtree.core.tree import SeedTree
 from seedtree.runtime import ambient, deprecated, importhook, manifest, seeding, tasks
-from seedtree.runtime.controllers import LibController, unregister
+from seedtree.runtime.controllers import REGISTRY, LibController, unregister
 from seedtree.runtime.state import STATE, NodeBatch, ProcessState, resolve
 
 try:  # imported at collection, so that mutation runs (forked from a collected session) import it once
@@ -403,11 +403,20 @@ def test_seed_fresh_seeds_only_the_library_just_imported(fake_library: str, hook
 
 
 def test_the_hook_seeds_a_library_imported_inside_a_task(fake_library: str) -> None:
+    import torch  # noqa: F401  # every other registered library imported: only the fake one is missing
+
     node = SeedTree(22) / "task"
     assert importhook.arm(node) is True
     module = importlib.import_module(fake_library)
     importhook.disarm()
     assert module.seeded_from == node and importhook.fresh_state(fake_library) == (True, "import")
+    assert REGISTRY.missing_modules() == frozenset()
+    assert importhook.arm(node) is False and STATE.hook_node is None  # nothing left to watch for
+
+
+def test_a_plan_imports_no_library_unless_asked(fake_library: str) -> None:
+    assert fake_library not in REGISTRY.plan().names and fake_library not in sys.modules  # the default
+    assert fake_library in REGISTRY.plan(True).names and fake_library in sys.modules
 
 
 @pytest.mark.parametrize(("name", "shown"), [("", "''"), (5, "5"), (None, "None")])

@@ -3,7 +3,6 @@ seed sequence a bit generator made by seedtree sees (the node's words, handed ov
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Protocol
 
 import numpy as np
@@ -13,7 +12,7 @@ from . import mixing
 from .keys import Key
 from .layout import MT_WORDS
 
-__all__ = ["BIG_ENDIAN", "BIT_GENERATORS", "SEED_REQUEST", "NodeSeed", "bit_generator_class"]
+__all__ = ["BIT_GENERATORS", "SEED_REQUEST", "NodeSeed", "as_uint64", "bit_generator_class"]
 
 
 class Node(Protocol):
@@ -43,7 +42,13 @@ BIT_GENERATORS = {
     "MT19937": np.random.MT19937,
 }
 
-BIG_ENDIAN = sys.byteorder == "big"
+
+def as_uint64(words: np.ndarray) -> np.ndarray:
+    """uint32 words read in pairs as uint64, low word first (``w[2k] | w[2k+1] << 32``), on
+    any machine: what NumPy's ``SeedSequence.generate_state(n, np.uint64)`` returns. On a
+    little-endian machine it is a view; on a big-endian one, a swap of the 32-bit halves
+    (swapping each word's bytes instead would give other seeds than NumPy's)."""
+    return words.astype("<u4", copy=False).view("<u8").astype(np.uint64, copy=False)
 
 
 def bit_generator_class(bit_generator: str | type) -> type[np.random.BitGenerator]:
@@ -94,7 +99,7 @@ class NodeSeed(ISpawnableSeedSequence):
         if prefix is not None:
             # Only the first request (the bit generator's constructor) may take the shared
             # words as they are; anything later gets fresh ones.
-            self._prefix = None
+            self._prefix = None  # pragma: no mutate - any value of length 0 is never handed over either
             if len(prefix) == n_words and (dtype is prefix.dtype.type or np.dtype(dtype) == prefix.dtype):
                 return prefix
         dtype = np.dtype(dtype)
@@ -105,11 +110,7 @@ class NodeSeed(ISpawnableSeedSequence):
         else:
             raise ValueError("only support uint32 or uint64")
         words = self._node.words(0, count)
-        if dtype == np.uint64:
-            if BIG_ENDIAN:
-                words = words.byteswap()
-            return words.view(np.uint64)
-        return words
+        return as_uint64(words) if dtype == np.uint64 else words
 
     def _seed_sequence(self) -> np.random.SeedSequence:
         real: np.random.SeedSequence | None = getattr(self, "_real", None)

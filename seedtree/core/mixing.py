@@ -301,7 +301,7 @@ def expand_at(pools: list[np.ndarray], start: int, count: int, out: np.ndarray |
     if out is not None:
         np.copyto(out, buf[:, :count])
         return out
-    return buf[:, :count] if padded != count else buf
+    return buf[:, :count] if padded != count else buf  # pragma: no mutate - a full-width slice: the same words
 
 
 _SCRATCH = threading.local()

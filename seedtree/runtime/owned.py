@@ -257,8 +257,8 @@ class _Kinds:
             self.tensor = None
         self.generators = tuple(generators)
         # The global generators are bound per sample already: holding one is fine.
-        self.bound = {id(np.random.mtrand._rand), id(getattr(random, "_inst", None))}
-        if torch is not None:
+        self.bound = {id(np.random.mtrand._rand), id(random._inst)}
+        if torch is not None:  # (a torch still being imported may lack its default generator)
             self.bound.add(id(getattr(torch, "default_generator", None)))
 
 

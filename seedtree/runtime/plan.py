@@ -75,7 +75,7 @@ class Plan:
 
     def release(self, batch: Batch) -> None:
         """Hand a batch's buffers back for the next ``batch`` call (a few are kept)."""
-        free = self._free.setdefault(len(batch.rows), [])
+        free = self._free[len(batch.rows)]  # batch() made this size's list when it made the batch
         if len(free) < 4 and len(self._free) < 16:  # pragma: no mutate - bounds memory only: any bound seeds the same
             free.append(batch)
 
