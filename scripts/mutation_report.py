@@ -7,9 +7,11 @@ test reaches ("no tests") are counted apart, as are mutants whose run crashed or
 ("suspicious", "segfault"), those whose worker raised instead of running the tests
 ("error", which mutmut 3.8 counts as a timeout) and those not run yet.
 
-The mutants a run leaves alive, those no selected test reaches and those whose test run
-crashed ("segfault": the process died of a signal, so the mutant was noticed but is not
-counted as killed) are listed under the table with the reason each is left, read from
+The mutants a run leaves alive, those no selected test reaches, and those whose test run
+died of a signal or whose worker raised are listed under the table with the reason each is
+left: "segfault" (SIGSEGV: the mutant crashed the process, so it was noticed, but it is not
+counted as killed), "sigkill" (SIGKILL: mutmut's CPU-time limit stopped the tests, which
+mutmut 3.8 also calls a segfault; nothing failed by then) and "error". They are read from
 scripts/mutation_left.toml (a key is a mutant's name or the prefix naming its function or
 class); one without a reason is listed as UNEXPLAINED.
 
@@ -47,11 +49,11 @@ STATUS = {
     152: "timeout",
     255: "error",  # the worker raised (mutmut counts it as a timeout): e.g. pytest refused a test id
     -11: "segfault",
-    -9: "segfault",
+    -9: "sigkill",  # mutmut says "segfault"; it is the hard stop of its CPU-time limit
     None: "not checked",
 }
 PACKAGES = ("seedtree/core", "seedtree/runtime")
-LISTED = ("survived", "no tests", "segfault")  # the statuses whose mutants are named under the table
+LISTED = ("survived", "no tests", "segfault", "sigkill", "error")  # the statuses named under the table
 REASONS = Path(__file__).with_name("mutation_left.toml")
 
 
@@ -77,7 +79,7 @@ def score(counts: dict[str, int]) -> float | None:
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
-    columns = ["killed", "timeout", "survived", "no tests", "suspicious", "segfault", "error", "not checked"]
+    columns = ["killed", "timeout", "survived", "no tests", "suspicious", "segfault", "sigkill", "error", "not checked"]
     lines = ["| module | score | mutants | " + " | ".join(columns) + " |", "|---" * (len(columns) + 3) + "|"]
     for module, result in results.items():
         counts = result["counts"]
@@ -95,7 +97,7 @@ def reason_for(name: str, reasons: dict[str, str]) -> str:
 
 
 def left_section(results: dict[str, dict[str, Any]], reasons: dict[str, dict[str, str]]) -> str:
-    """Markdown: every surviving, unreached and crashed mutant, grouped by the reason it is left."""
+    """Markdown: every mutant of a listed status, grouped by the reason it is left."""
     out = []
     for kind in LISTED:
         grouped: dict[str, list[str]] = defaultdict(list)
@@ -103,6 +105,8 @@ def left_section(results: dict[str, dict[str, Any]], reasons: dict[str, dict[str
             for name in result[kind]:
                 grouped[reason_for(name, reasons.get(kind, {}))].append(name)
         total = sum(len(v) for v in grouped.values())
+        if not total and kind not in ("survived", "no tests"):
+            continue  # no crash, kill or error this run: no empty section
         out.append(f"\n## {kind}: {total}\n")
         for reason, names in sorted(grouped.items(), key=lambda item: (item[0] != "UNEXPLAINED", -len(item[1]))):
             out.append(

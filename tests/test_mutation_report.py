@@ -30,6 +30,7 @@ def test_scores_counts_and_reasons(tmp_path: Path, monkeypatch: pytest.MonkeyPat
             "seedtree.runtime.rawmem.x_g__mutmut_1": 0,
             "seedtree.runtime.rawmem.x_g__mutmut_2": 255,
             "seedtree.runtime.rawmem.x_g__mutmut_3": -11,
+            "seedtree.runtime.rawmem.x_g__mutmut_4": -9,
         },
     )
     reasons = tmp_path / "left.toml"
@@ -51,13 +52,23 @@ def test_scores_counts_and_reasons(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert raw["counts"]["segfault"] == 1 and raw["segfault"] == {
         "seedtree.runtime.rawmem.x_g__mutmut_3": "writes outside the state"
     }
+    assert raw["counts"]["sigkill"] == 1 and raw["sigkill"] == {"seedtree.runtime.rawmem.x_g__mutmut_4": "UNEXPLAINED"}
+    assert raw["error"] == {"seedtree.runtime.rawmem.x_g__mutmut_2": "UNEXPLAINED"}
     text = (out / "mutation.md").read_text()
     assert text.startswith("# Mutation score (mutmut ") and ", 1.5 min)" in text
-    assert "| seedtree/core/tree | 75.0 % | 6 | 2 | 1 | 1 | 1 | 0 | 0 | 0 | 1 |" in text
+    assert "| seedtree/core/tree | 75.0 % | 6 | 2 | 1 | 1 | 1 | 0 | 0 | 0 | 0 | 1 |" in text
     assert "## survived: 2" in text and "- **UNEXPLAINED** (1): `runtime.rawmem.x_g__mutmut_1`" in text
     assert "- **equivalent: why** (1): `core.tree.xǁSeedTreeǁf__mutmut_4`" in text
     assert "## no tests: 1" in text and "- **needs a GPU** (1)" in text
     assert "## segfault: 1\n\n- **writes outside the state** (1): `runtime.rawmem.x_g__mutmut_3`" in text
+    assert "## sigkill: 1\n\n- **UNEXPLAINED** (1): `runtime.rawmem.x_g__mutmut_4`" in text
+    assert "## error: 1\n" in text
+    clean = tmp_path / "clean"
+    meta(clean, "seedtree/core/keys", {"seedtree.core.keys.x_k__mutmut_1": 1})
+    assert mutation_report.main(["--mutants", str(clean), "--out", str(tmp_path / "o2")]) == 0
+    text = (tmp_path / "o2" / "mutation.md").read_text()
+    assert "## survived: 0" in text and "## no tests: 0" in text  # always said
+    assert "## segfault" not in text and "## sigkill" not in text and "## error" not in text  # said when there are
 
 
 def test_no_results_is_an_error_that_says_what_to_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

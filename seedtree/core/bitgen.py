@@ -48,7 +48,8 @@ def as_uint64(words: np.ndarray) -> np.ndarray:
     any machine: what NumPy's ``SeedSequence.generate_state(n, np.uint64)`` returns. On a
     little-endian machine it is a view; on a big-endian one, a swap of the 32-bit halves
     (swapping each word's bytes instead would give other seeds than NumPy's)."""
-    return words.astype("<u4", copy=False).view("<u8").astype(np.uint64, copy=False)
+    pairs = np.asarray(words, dtype="<u4").view("<u8")  # the pairs as little-endian 64-bit words
+    return pairs.astype(np.uint64, copy=False)  # pragma: no mutate - to native order: a view or a copy, the same words
 
 
 def bit_generator_class(bit_generator: str | type) -> type[np.random.BitGenerator]:
