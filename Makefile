@@ -80,7 +80,7 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/summary.py
 
 # Mutation testing of every module under seedtree/core and seedtree/runtime with mutmut
-# (configured in pyproject.toml). Not part of `make test`: a full run takes about 45 minutes on
+# (configured in pyproject.toml). Not part of `make test`: a full run takes about 25 minutes on
 # 2 cores, starts from scratch and writes the score per module to benchmarks/results/mutation.*.
 # `make mutation MUTANTS='seedtree.core.keys.*'` runs one module's mutants again (reusing what
 # the last run recorded) and prints its table without touching benchmarks/results/.

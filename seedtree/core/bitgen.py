@@ -43,13 +43,19 @@ BIT_GENERATORS = {
 }
 
 
+_LITTLE_WORDS = np.dtype("<u4")
+_LITTLE_PAIRS = np.dtype("<u8")
+
+
 def as_uint64(words: np.ndarray) -> np.ndarray:
     """uint32 words read in pairs as uint64, low word first (``w[2k] | w[2k+1] << 32``), on
     any machine: what NumPy's ``SeedSequence.generate_state(n, np.uint64)`` returns. On a
     little-endian machine it is a view; on a big-endian one, a swap of the 32-bit halves
     (swapping each word's bytes instead would give other seeds than NumPy's)."""
-    pairs = np.asarray(words, dtype="<u4").view("<u8")  # the pairs as little-endian 64-bit words
-    return pairs.astype(np.uint64, copy=False)  # pragma: no mutate - to native order: a view or a copy, the same words
+    # Not mutated: copy=False makes these views where the byte order allows (every node's
+    # numpy() passes here); a copy would give the same words.
+    pairs = words.astype(_LITTLE_WORDS, copy=False).view(_LITTLE_PAIRS)  # pragma: no mutate
+    return pairs.astype(np.uint64, copy=False)  # pragma: no mutate
 
 
 def bit_generator_class(bit_generator: str | type) -> type[np.random.BitGenerator]:
