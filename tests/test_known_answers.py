@@ -677,6 +677,7 @@ def test_node_seed_hands_over_its_words_only_when_they_are_what_is_asked() -> No
     seed = NodeSeed(None, parent, 4, prefix)
     assert seed.generate_state(4, np.uint64) is prefix and seed._node_ is None  # exactly the words: handed over
     assert seed.generate_state(4, np.uint64) is not prefix  # only once
+    assert seed.generate_state(0).shape == (0,)  # and nothing of it is left to hand over
     seed = NodeSeed(None, parent, 4, prefix)
     assert seed.generate_state(4, "uint64") is prefix  # the dtype named another way
 

@@ -412,6 +412,9 @@ def test_the_hook_seeds_a_library_imported_inside_a_task(fake_library: str) -> N
     assert module.seeded_from == node and importhook.fresh_state(fake_library) == (True, "import")
     assert REGISTRY.missing_modules() == frozenset()
     assert importhook.arm(node) is False and STATE.hook_node is None  # nothing left to watch for
+    STATE.hook_node = node
+    importhook.disarm()
+    assert STATE.hook_node is None and STATE.hook_pending == frozenset()  # disarmed: no node is kept
 
 
 def test_a_plan_imports_no_library_unless_asked(fake_library: str) -> None:

@@ -52,10 +52,16 @@ def as_uint64(words: np.ndarray) -> np.ndarray:
     any machine: what NumPy's ``SeedSequence.generate_state(n, np.uint64)`` returns. On a
     little-endian machine it is a view; on a big-endian one, a swap of the 32-bit halves
     (swapping each word's bytes instead would give other seeds than NumPy's)."""
-    # Not mutated: copy=False makes these views where the byte order allows (every node's
-    # numpy() passes here); a copy would give the same words.
-    pairs = words.astype(_LITTLE_WORDS, copy=False).view(_LITTLE_PAIRS)  # pragma: no mutate
-    return pairs.astype(np.uint64, copy=False)  # pragma: no mutate
+    # copy=False makes these views where the byte order allows (every node's numpy() passes
+    # here); a copy would give the same words, so the flags are not mutated.
+    pairs = words.astype(
+        _LITTLE_WORDS,
+        copy=False,  # pragma: no mutate
+    ).view(_LITTLE_PAIRS)
+    return pairs.astype(
+        np.uint64,
+        copy=False,  # pragma: no mutate
+    )
 
 
 def bit_generator_class(bit_generator: str | type) -> type[np.random.BitGenerator]:
@@ -106,7 +112,7 @@ class NodeSeed(ISpawnableSeedSequence):
         if prefix is not None:
             # Only the first request (the bit generator's constructor) may take the shared
             # words as they are; anything later gets fresh ones.
-            self._prefix = None  # pragma: no mutate - any value of length 0 is never handed over either
+            self._prefix = None
             if len(prefix) == n_words and (dtype is prefix.dtype.type or np.dtype(dtype) == prefix.dtype):
                 return prefix
         dtype = np.dtype(dtype)

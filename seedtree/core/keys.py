@@ -93,4 +93,7 @@ def check_int_keys(keys: object, start_position: int) -> np.ndarray:
             where = int(np.flatnonzero((arr < 0) | (arr >= KEY_LIMIT))[0])
             column = where % arr.shape[1] if arr.ndim == 2 else 0
             check_key(bad, start_position + column)  # raises with the standard message
-    return arr.astype(np.uint32, copy=False)  # pragma: no mutate - a copy or not: the same keys
+    return arr.astype(
+        np.uint32,
+        copy=False,  # pragma: no mutate - a copy or not: the same keys
+    )

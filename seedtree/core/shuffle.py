@@ -45,9 +45,12 @@ class KeyedPermutation:
         self.n = int(n)
         bits = max(2, (self.n - 1).bit_length())  # at least 2: n = 0 gives (-1).bit_length() = 1
         bits += bits % 2
-        self._half = np.uint64(bits // 2)  # pragma: no mutate (bits is even: bits / 2 is the same number)
+        self._half = np.uint64(bits >> 1)
         self._mask = np.uint64((1 << (bits // 2)) - 1)
-        words = node.words(0, 2 * ROUNDS).astype(np.uint64)  # pragma: no mutate (more words: only 8 are read)
+        words = node.words(
+            0,
+            2 * ROUNDS,  # pragma: no mutate - more words: only the first 2 * ROUNDS are read
+        ).astype(np.uint64)
         self._keys = [words[2 * r] | (words[2 * r + 1] << np.uint64(32)) for r in range(ROUNDS)]
 
     def _rounds(self, x: np.ndarray, scratch: np.ndarray) -> np.ndarray:

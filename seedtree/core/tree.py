@@ -53,8 +53,12 @@ if TYPE_CHECKING:
 
 def _range_keys(keys: range) -> np.ndarray:
     """A range of valid keys as a uint32 array."""
-    # not mutated: int64 is NumPy's default here, but Windows' int32 would overflow
-    return np.arange(keys.start, keys.stop, keys.step, dtype=np.int64).astype(np.uint32)  # pragma: no mutate
+    return np.arange(
+        keys.start,
+        keys.stop,
+        keys.step,
+        dtype=np.int64,  # pragma: no mutate - NumPy's default here, but Windows' int32 would overflow
+    ).astype(np.uint32)
 
 
 class SeedTree:
@@ -349,14 +353,14 @@ class SeedTree:
             # keys that int64 cannot hold must be named before the conversion.
             if keys and set(map(type, keys)) == {int}:
                 ints = cast("list[int]", keys)  # pragma: no mutate - cast is for the type checker only
-                if 0 <= min(ints) and max(ints) < KEY_LIMIT:  # pragma: no mutate - plain in-range ints (a batch)
+                if 0 <= min(ints) and max(ints) < KEY_LIMIT:  # plain in-range ints (a batch)
                     return check_int_keys(np.asarray(ints, dtype=np.int64), len(self._path))  # pragma: no mutate
             if any(not isinstance(k, (int, np.integer)) or isinstance(k, bool) for k in keys):
                 for k in keys:
                     check_key(k, len(self._path))  # bools and floats fail here, with the key named
                 return None
             for k in keys:  # plain ints: range-check each, so huge ones are named, not coerced
-                if not 0 <= int(k) < KEY_LIMIT:  # pragma: no mutate - ints (checked just above)
+                if not 0 <= int(k) < KEY_LIMIT:  # ints (checked just above)
                     check_key(k, len(self._path))
             keys = np.asarray(keys, dtype=np.int64)
         return check_int_keys(keys, len(self._path))
@@ -449,8 +453,10 @@ class SeedTree:
         if size > JAX_WORDS:
             raise ValueError(f"the JAX PRNG {impl!r} takes {size} key words; seedtree reserves {JAX_WORDS} per node")
         data = self.words(WORDS_JAX, size)
-        # not mutated: every key shape of JAX's implementations is 1-D, where reshape changes nothing
-        key: _jax.Array = jax.random.wrap_key_data(data.reshape(shape), impl=impl)  # pragma: no mutate
+        key: _jax.Array = jax.random.wrap_key_data(
+            data.reshape(shape),  # pragma: no mutate - JAX's key shapes are all 1-D: reshape changes nothing
+            impl=impl,
+        )
         return key
 
     def random(self) -> _random.Random:

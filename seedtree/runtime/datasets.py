@@ -266,7 +266,7 @@ def _kind(mode: int) -> str:
         (stat.S_ISSOCK, "a socket"),
         (stat.S_ISCHR, "a character device"),
         (stat.S_ISBLK, "a block device"),
-        (stat.S_ISDOOR, "a door"),  # pragma: no mutate - Solaris only: no test elsewhere can make one
+        (stat.S_ISDOOR, "a door"),  # Solaris only
     ):
         if test(mode):
             return text
@@ -289,7 +289,7 @@ def _walk(root: str, shown: str, label: str) -> list[_Entry]:
         for entry in listing:
             rel = prefix + entry.name
             try:
-                st = entry.stat(follow_symlinks=False)  # pragma: no mutate - None is falsy alike
+                st = entry.stat(follow_symlinks=False)
                 mode = st.st_mode
                 if stat.S_ISREG(mode):
                     entries.append(_file_entry(rel, base + entry.name, st))
@@ -324,7 +324,7 @@ def _list(folder: str) -> list[os.DirEntry[str]]:
         with os.scandir(fd) as it:
             listing = list(it)
             for entry in listing:  # stat now, while the descriptor is open; DirEntry caches it
-                entry.stat(follow_symlinks=False)  # pragma: no mutate - None is falsy alike
+                entry.stat(follow_symlinks=False)
             return listing
     finally:
         os.close(fd)
@@ -337,7 +337,10 @@ def _sha256_file(path: str, display: str, label: str, expect: _Entry | None = No
     try:
         with open(path, "rb") as fh:
             before = os.fstat(fh.fileno())
-            digest = hashlib.file_digest(fh, "sha256").hexdigest()  # pragma: no mutate - hashlib ignores case
+            digest = hashlib.file_digest(
+                fh,
+                "sha256",  # pragma: no mutate - hashlib reads the name case-blind
+            ).hexdigest()
             after = os.fstat(fh.fileno())
     except OSError as exc:
         raise DatasetError(f"{label}: cannot read {display}: {exc.strerror or exc}") from None
@@ -403,7 +406,7 @@ class _Cache:
         self.root = root
         self.entries = entries  # relative name (fsdecoded) -> [size, mtime, ctime, ino, hashed_at, hex]
         self.fresh: dict[bytes, str] = {}
-        self.changed = False  # pragma: no mutate - None is falsy alike; True only rewrites the same file
+        self.changed = False
         self.lock = threading.Lock()
 
     @staticmethod

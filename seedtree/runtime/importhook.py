@@ -78,7 +78,7 @@ def retarget(node: NodeRef) -> None:
 
 def disarm() -> None:
     """Stop seeding libraries at import (a keyed task or batch calls this when done)."""
-    STATE.hook_node = None  # pragma: no mutate - nothing is pending either, so the node is never read
+    STATE.hook_node = None
     STATE.hook_pending = frozenset()
 
 

@@ -69,7 +69,7 @@ class NumpyGlobal(LibController):
             words, has_gauss, gauss = snapshot
             # Not mutated: in place or the portable way puts back the same state (speed only).
             mem = self._mem  # pragma: no mutate
-            if mem is not None and mem.current() and mem.cached is not None:  # pragma: no mutate
+            if mem is not None and mem.current() and mem.cached is not None:
                 mem.words[:] = words
                 mem.cached["has_gauss"] = has_gauss
                 mem.cached["gauss"] = gauss

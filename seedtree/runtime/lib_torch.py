@@ -101,7 +101,7 @@ class TorchCPU(LibController):
         # does not read back as given was not written by torch, so it is damaged.
         kept = probe.get_state()
         # Only an older torch, which also took a legacy 5048-byte state, gives back another size.
-        if kept.shape != state.shape:  # pragma: no mutate - torch 2.13 takes 5056 bytes only
+        if kept.shape != state.shape:  # torch 2.13 takes 5056 bytes only
             raise ValueError(f"torch: the state is damaged (read back as {len(kept)} bytes)")  # pragma: no mutate
         if not torch.equal(kept, state):
             first = int((kept != state).nonzero()[0, 0])

@@ -334,7 +334,7 @@ class _Found:
         self.entries: list[_Entry] = []
         self.owners: list[Owner] = []
         self.unkeyed: list[str] = []
-        self.truncated = False  # pragma: no mutate (None is as false)
+        self.truncated = False
         self.globals_keys: np.ndarray | None = None  # pragma: no mutate (set by every search)
         self.single: int | None = None  # the key, when a single object needs words
 
@@ -386,7 +386,7 @@ def _search(roots: tuple[Any, ...], names: tuple[str, ...]) -> _Found:
             skip = "R"  # its generator, replaced by the one handed over; its children are searched on
         elif kinds.albumentations and isinstance(obj, kinds.albumentations):
             # albumentations 2 has set_random_state on every transform (1.x used the globals)
-            if callable(getattr(obj, "set_random_state", None)):  # pragma: no mutate
+            if callable(getattr(obj, "set_random_state", None)):
                 found.entries.append(_Albumentations(obj, key, len(globals_keys)))
                 globals_keys.append(key)
                 found.owners.append(Owner(key, shown, "albumentations"))
@@ -395,7 +395,7 @@ def _search(roots: tuple[Any, ...], names: tuple[str, ...]) -> _Found:
             continue
         children = list(_children(obj, skip))
         for suffix, child in reversed(children):
-            if id(child) not in seen:  # pragma: no mutate - speed only: a seen object is skipped when popped
+            if id(child) not in seen:  # speed only: a seen object is skipped when popped
                 stack.append((child, path + suffix, depth + 1))
     found.owners = root_owners + found.owners
     found.globals_keys = np.array(globals_keys) if globals_keys else None

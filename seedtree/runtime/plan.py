@@ -33,7 +33,7 @@ class Plan:
             if c in batched and c.words is not None:
                 self.steps.append((c, c.words[0], c.words[0] + c.words[1]))
             else:
-                self.steps.append((c, 0, 0))  # pragma: no mutate - hi 0 marks it; lo is never read then
+                self.steps.append((c, 0, 0))  # hi 0 marks it; lo is never read then
         self.node_seeders = [c.seed for c, _, hi in self.steps if not hi]
         """Controllers that seed from the node itself (not from the batch's rows)."""
         self._free: dict[int, list[Batch]] = {}  # by size: batches handed back, for reuse

@@ -117,7 +117,7 @@ class NodeBatch:
         Not thread-safe by itself: ``rng()`` calls it under its first-use lock."""
         # Not mutated: when a new derivation starts is speed only; every path yields item j's words.
         gens = self._gens  # pragma: no mutate
-        restart = self._next > j or j - self._next > _SKIP_AHEAD  # pragma: no mutate
+        restart = self._next > j or j - self._next > _SKIP_AHEAD
         if gens is None or restart:
             gens = self._gens = self.tree.generators(self.keys[j:])
             self._next = j
@@ -175,7 +175,7 @@ class ProcessState:
         """Before a fork, in the forking thread: reserve the next index atomically."""
         with self.lock:
             # the index is only read where a fork base exists (child_fork_node)
-            self._forking.index = self.fork_count if self.fork_base is not None else None  # pragma: no mutate
+            self._forking.index = self.fork_count if self.fork_base is not None else None
             if self.fork_base is not None:
                 self.fork_count += 1
 

@@ -117,7 +117,7 @@ def _seeded_loop(
     batch: Batch | None = first  # pragma: no mutate
     # The common case (every controller seeds from the batch's rows) calls each row's
     # seeders right here: a method call per item would cost as much as a seeder.
-    rows = first.seeders if not plan.node_seeders else None  # pragma: no mutate
+    rows = first.seeders if not plan.node_seeders else None
     seen = len(sys.modules)  # pragma: no mutate
     armed: bool | None = None  # None: arm at the next item; False: nothing to watch for
     try:
@@ -131,7 +131,7 @@ def _seeded_loop(
                 seen, armed = len(sys.modules), None
                 replanned = REGISTRY.plan(modules)
                 if replanned is not plan:
-                    if batch is not None:  # pragma: no mutate
+                    if batch is not None:
                         plan.release(batch)
                     plan, batch, rows = replanned, None, None
             if rows is not None:
