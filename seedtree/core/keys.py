@@ -72,7 +72,8 @@ def key_words(key: Key) -> tuple[int, ...]:
 
 def check_int_keys(keys: object, start_position: int) -> np.ndarray:
     """Validate an array-like of int keys for vectorised derivation; returns uint32 (n,) or
-    (n, depth). Raises like ``check_key`` for the first bad entry."""
+    (n, depth). Raises like ``check_key`` for a bad entry: the lowest if one is negative,
+    else the highest, at its column's position."""
     arr = np.asarray(keys)
     if arr.dtype == np.bool_ or arr.dtype.kind not in ("i", "u"):
         if arr.dtype == object or arr.dtype.kind in ("U", "S"):

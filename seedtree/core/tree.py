@@ -348,9 +348,9 @@ class SeedTree:
         if isinstance(keys, range):
             return _range_keys(self._checked_range(keys))
         if isinstance(keys, list):
-            # Not mutated below: which path checks a list is speed only. check_int_keys refuses
-            # a key outside [0, 2**32) with check_key's message at the same position, so only
-            # keys that int64 cannot hold must be named before the conversion.
+            # Which path checks a list is speed only for keys in range: check_int_keys refuses a
+            # key outside [0, 2**32) with check_key's message at the same position, but keys
+            # that int64 cannot hold must be named before the conversion.
             if keys and set(map(type, keys)) == {int}:
                 ints = cast("list[int]", keys)  # pragma: no mutate - cast is for the type checker only
                 if 0 <= min(ints) and max(ints) < KEY_LIMIT:  # plain in-range ints (a batch)

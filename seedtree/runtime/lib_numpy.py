@@ -67,7 +67,7 @@ class NumpyGlobal(LibController):
     def put_back(self, snapshot: Any) -> None:
         if isinstance(snapshot, tuple) and len(snapshot) == 3:
             words, has_gauss, gauss = snapshot
-            # Not mutated: in place or the portable way puts back the same state (speed only).
+            # Not mutated: without the raw view, the portable way puts back the same state.
             mem = self._mem  # pragma: no mutate
             if mem is not None and mem.current() and mem.cached is not None:
                 mem.words[:] = words

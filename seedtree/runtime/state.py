@@ -115,7 +115,7 @@ class NodeBatch:
         whose items all draw pays about a microsecond per item; an item far past the last
         one that asked starts a new derivation rather than making generators in between.
         Not thread-safe by itself: ``rng()`` calls it under its first-use lock."""
-        # Not mutated: when a new derivation starts is speed only; every path yields item j's words.
+        # Not mutated: reading the iterator anew only restarts the derivation at item j.
         gens = self._gens  # pragma: no mutate
         restart = self._next > j or j - self._next > _SKIP_AHEAD
         if gens is None or restart:

@@ -112,8 +112,8 @@ def _seeded_loop(
     set_binding = ambient.VAR.set
     plan = REGISTRY.plan(modules)
     first = plan.batch(tree, keys)
-    # Not mutated below: which of these paths seeds an item is speed only (rows, the batch, the
-    # node: the same state), and the batch is released only to be recycled.
+    # Not mutated: without the batch, items are seeded from their rows or their node (the
+    # same state), and the batch is released only to be recycled.
     batch: Batch | None = first  # pragma: no mutate
     # The common case (every controller seeds from the batch's rows) calls each row's
     # seeders right here: a method call per item would cost as much as a seeder.
