@@ -100,6 +100,17 @@ def fake_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hook_state: No
 # -- state ----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("order", [[5, 2, 3], [0, 12, 1], [3, 3, 0]])
+def test_a_batch_gives_each_item_its_own_generator_in_any_order(order: list[int]) -> None:
+    # Items may ask out of order (a sample skipped, threads): going back starts a new
+    # derivation, and each item gets its own stream, never a neighbour's.
+    tree = SeedTree(6) / "batch"
+    keys = list(range(100, 116))
+    batch = NodeBatch(tree, keys)
+    for j in order:
+        assert batch.generator(j).random(3).tolist() == (tree / keys[j]).numpy().random(3).tolist()
+
+
 def test_resolve_gives_a_node_itself_and_makes_a_batch_item() -> None:
     tree = SeedTree(5)
     assert resolve(tree / "a") == tree / "a"
@@ -415,6 +426,31 @@ def test_the_hook_seeds_a_library_imported_inside_a_task(fake_library: str) -> N
     STATE.hook_node = node
     importhook.disarm()
     assert STATE.hook_node is None and STATE.hook_pending == frozenset()  # disarmed: no node is kept
+
+
+def test_items_of_one_batch_importing_two_libraries_replan_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hook_state: None
+) -> None:
+    names = [f"_seedtree_fake_rng_{next(_names)}" for _ in range(2)]
+    for name in names:
+        (tmp_path / f"{name}.py").write_text("seeded_from = 'import'\n")
+        st.register(_FakeLibrary(name))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    tree = SeedTree(23) / "batch"
+
+    def item(j: int) -> int:
+        if j < 2:
+            importlib.import_module(names[j])  # item 0 imports one library, item 1 the other
+        return j
+
+    try:
+        assert tasks.run_keyed_batch(tree, [10, 11, 12], item, [0, 1, 2], ("random",)) == [0, 1, 2]
+        # each was seeded when imported, from the importing item's node, then per item
+        assert [sys.modules[name].seeded_from for name in names] == [tree / 12, tree / 12]
+    finally:
+        for name in names:
+            unregister(name)
+            sys.modules.pop(name, None)
 
 
 def test_a_plan_imports_no_library_unless_asked(fake_library: str) -> None:
