@@ -182,6 +182,15 @@ def stream_floors(n: int, rounds: int) -> dict[str, Any]:
     seq = np.random.SeedSequence(SEED, spawn_key=(0, 1))
     node = st.SeedTree(SEED) / 0
 
+    words = seq.generate_state(4, np.uint64)
+
+    class Given(np.random.bit_generator.ISeedSequence):  # hands out words computed before
+        def generate_state(self, n_words: int, dtype: Any = np.uint32) -> np.ndarray:
+            return words
+
+    given = Given()
+    batch = node.child_generators(range(BATCH))
+
     def each(fn: Callable[[int], Any]) -> Callable[[], None]:
         return lambda: [fn(i) for i in range(n)]
 
@@ -193,6 +202,10 @@ def stream_floors(n: int, rounds: int) -> dict[str, Any]:
         "SeedSequence.generate_state(4, uint64) alone": each(lambda i: seq.generate_state(4, np.uint64)),
         "PCG64 bit_generator.state = dict alone": each(lambda i: setattr(bits, "state", image)),
         "Generator(existing bit generator) alone": each(lambda i: np.random.Generator(bits)),
+        "NumPy Generator(PCG64(seed with its words ready)): NumPy's floor": each(
+            lambda i: np.random.Generator(np.random.PCG64(given))
+        ),
+        "seedtree child_generators(64 keys).make(j), words derived before": each(lambda i: batch.make(i % BATCH)),
     }
     return measure(floors, rounds, n, None)["rows"]
 

@@ -213,8 +213,7 @@ def _draw_if(item: tuple[int, bool]) -> object:
 @pytest.mark.parametrize("asking", ["all", "none", "one", "every third", "last two", "far apart"])
 def test_batch_items_get_their_own_node_and_stream_whoever_else_asks(asking: str) -> None:
     """Item j of a batch sees tree / keys[j] and draws what (tree / keys[j]).numpy() draws,
-    whichever items ask (vectorised from the first asker on; a far later asker starts a
-    new derivation)."""
+    whichever items ask (their seed words derived a block at a time)."""
     from seedtree.runtime.tasks import run_keyed_batch
 
     tree = SeedTree(31) / "batch"

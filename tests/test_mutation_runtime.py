@@ -102,13 +102,26 @@ def fake_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hook_state: No
 
 @pytest.mark.parametrize("order", [[5, 2, 3], [0, 12, 1], [3, 3, 0]])
 def test_a_batch_gives_each_item_its_own_generator_in_any_order(order: list[int]) -> None:
-    # Items may ask out of order (a sample skipped, threads): going back starts a new
-    # derivation, and each item gets its own stream, never a neighbour's.
+    # Items may ask out of order (a sample skipped, threads): each item gets its own
+    # stream, never a neighbour's.
     tree = SeedTree(6) / "batch"
     keys = list(range(100, 116))
     batch = NodeBatch(tree, keys)
     for j in order:
         assert batch.generator(j).random(3).tolist() == (tree / keys[j]).numpy().random(3).tolist()
+
+
+@pytest.mark.parametrize("order", [[599, 0, 256, 255, 511, 512, 300, 0], [1, 257, 513, 2]])
+def test_a_batch_of_several_blocks_gives_each_item_its_own_generator(order: list[int]) -> None:
+    # Seed words are derived a block of 256 items at a time: an item at or after a block
+    # boundary reads its own block's row, asked for first or last.
+    tree = SeedTree(6) / "blocks"
+    keys = list(range(1000, 1600))
+    batch = NodeBatch(tree, keys)
+    rows = NodeBatch(tree, np.array([[k, 2 * k] for k in keys]))
+    for j in order:
+        assert batch.generator(j).random(2).tolist() == (tree / keys[j]).numpy().random(2).tolist()
+        assert rows.generator(j).random(2).tolist() == (tree / keys[j] / (2 * keys[j])).numpy().random(2).tolist()
 
 
 def test_resolve_gives_a_node_itself_and_makes_a_batch_item() -> None:

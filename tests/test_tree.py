@@ -190,6 +190,41 @@ def test_generators_with_2d_and_str_keys() -> None:
         assert _draws(gen) == _draws((root / k).numpy())
 
 
+@pytest.mark.parametrize("name", ["PCG64", "SFC64", "MT19937", "Philox"])
+def test_child_generators_make_each_childs_numpy_when_asked(name: str) -> None:
+    root = SeedTree(2**70 + 5, (9,))
+    cases: list[tuple[object, list[SeedTree]]] = [
+        ([7, 0, 2**32 - 1, 7], [root / 7, root / 0, root / (2**32 - 1), root / 7]),
+        (np.array([[1, 2], [3, 4]], dtype=np.int64), [root / 1 / 2, root / 3 / 4]),
+        (["x", b"x", 3], [root / "x", root / b"x", root / 3]),
+        (range(5, 8), [root / 5, root / 6, root / 7]),
+    ]
+    for keys, nodes in cases:
+        made = root.child_generators(keys, name)  # type: ignore[arg-type]
+        assert len(made) == len(nodes)
+        for i in (len(nodes) - 1, 0, *range(len(nodes))):  # any order, any number of times
+            gen = made.make(i)
+            assert type(gen.bit_generator).__name__ == name
+            assert _draws(gen) == _draws(nodes[i].numpy(name))
+            assert gen.bit_generator.seed_seq.spawn_key == nodes[i].spawn_key
+        assert made.make(0) is not made.make(0)  # a new generator each time: never shared
+        assert [_draws(g) for g in made] == [_draws(node.numpy(name)) for node in nodes]
+
+
+def test_child_generators_refuse_bad_keys_when_called() -> None:
+    root = SeedTree(3) / "a"
+    for bad, match in (
+        ([1, -1], "#1 \\(-1\\) is outside"),
+        ([2**32], "#1 \\(4294967296\\) is outside"),
+        ([True], "bool"),
+        ([1.0], "float"),
+    ):
+        with pytest.raises((ValueError, TypeError), match=match):
+            root.child_generators(bad)
+    with pytest.raises(ValueError, match="unknown bit generator"):
+        root.child_generators([1], "PCG65")
+
+
 def test_generators_over_a_huge_range_are_lazy() -> None:
     # 2**32 - 1 keys would need 34 GB as one int64 array: a chunk at a time it is nothing.
     root = SeedTree(123)

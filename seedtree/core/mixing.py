@@ -193,18 +193,28 @@ def _level_columns(hash_const: int, depth: int) -> tuple[tuple[tuple[np.ndarray,
     return tuple(columns), hash_const
 
 
-def absorb_many(state: MixState, keys: np.ndarray) -> tuple[list[np.ndarray], int]:
+@lru_cache(maxsize=256)
+def _scaled_pool(pool: tuple[int, int, int, int]) -> np.ndarray:
+    """``L * x`` for each word x of a parent pool, as a (4, 1) column (the first key level's
+    half of ``mix``, the same for every child of that parent)."""
+    scaled = np.array([[(MIX_MULT_L * p) & MASK32] for p in pool], dtype=np.uint32)
+    scaled.setflags(write=False)
+    return scaled
+
+
+def absorb_many(state: MixState, keys: np.ndarray) -> tuple[np.ndarray, int]:
     """Vectorised ``absorb``: one child per row of ``keys`` (shape (n,) or (n, depth), uint32).
 
-    Returns the four pool-word arrays of the children and the (shared) next hash constant.
-    The four pool words are updated together as one (4, n) array: nine array operations per
-    key level, whatever n (a DataLoader batch of 64 pays for calls, not arithmetic).
+    Returns the children's pools as a (4, n) array (row i: pool word i of every child) and
+    the (shared) next hash constant. The four pool words are updated together: nine array
+    operations per key level, whatever n (a DataLoader batch of 64 pays for calls, not
+    arithmetic).
     """
     keys = keys[:, None] if keys.ndim == 1 else keys
     n, depth = keys.shape
     levels, hash_const = _level_columns(state[1], depth)
     if depth == 0:
-        return [np.full(n, p, dtype=np.uint32) for p in state[0]], hash_const
+        return np.repeat(np.array(state[0], dtype=np.uint32)[:, None], n, axis=1), hash_const
     pool = np.empty((POOL_SIZE, n), dtype=np.uint32)
     h = np.empty((POOL_SIZE, n), dtype=np.uint32)
     t = np.empty((POOL_SIZE, n), dtype=np.uint32)
@@ -216,14 +226,13 @@ def absorb_many(state: MixState, keys: np.ndarray) -> tuple[list[np.ndarray], in
         np.bitwise_xor(h, t, out=h)
         np.multiply(h, _R, out=h)  # mix(pool word, h) = (L*x - R*h) ^ >> 16
         if level == 0:
-            lx = np.array([[(MIX_MULT_L * p) & MASK32] for p in state[0]], dtype=np.uint32)
-            np.subtract(lx, h, out=pool)
+            np.subtract(_scaled_pool(state[0]), h, out=pool)
         else:
             np.multiply(pool, _L, out=pool)
             np.subtract(pool, h, out=pool)
         np.right_shift(pool, _U16, out=t)
         np.bitwise_xor(pool, t, out=pool)
-    return list(pool), hash_const
+    return pool, hash_const
 
 
 # Children derived per block in ``derive_states``: the block's working set (six uint32
@@ -269,12 +278,13 @@ def derive_states(state: MixState, keys: np.ndarray, n_words: int) -> np.ndarray
     return out
 
 
-def expand_at(pools: list[np.ndarray], start: int, count: int, out: np.ndarray | None = None) -> np.ndarray:
-    """Vectorised ``expand(pool, start, count)`` for many pools (four arrays of pool words):
-    shape (n, count), each row contiguous; written into ``out`` (a C-contiguous uint32
-    array of that shape) when given. Row-major, for few children and many words (per-batch
-    seeding); for many children and few words ``derive_states`` is faster."""
-    n = len(pools[0])
+def expand_at(pools: np.ndarray, start: int, count: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Vectorised ``expand(pool, start, count)`` for many pools (a (4, n) array, as
+    ``absorb_many`` gives): shape (n, count), each row contiguous; written into ``out`` (a
+    C-contiguous uint32 array of that shape) when given. Row-major, for few children and
+    many words (per-batch seeding); for many children and few words ``derive_states`` is
+    faster."""
+    n = pools.shape[1]
     phase = start % POOL_SIZE
     padded = -(-count // POOL_SIZE) * POOL_SIZE
     if out is None or padded != count:
@@ -284,12 +294,9 @@ def expand_at(pools: list[np.ndarray], start: int, count: int, out: np.ndarray |
             raise ValueError(f"out must be a C-contiguous uint32 array of shape {(n, count)}")
         buf = out
     # Word i reads pool word (start + i) % 4: lay the four pool words of each child side
-    # by side in that phase, and tile them across the row as 16-byte units (one copy;
-    # a broadcast over an inner axis of 4 would cost ten times more).
-    unit = np.empty((n, POOL_SIZE), dtype=np.uint32)
-    for i in range(POOL_SIZE):
-        unit[:, i] = pools[(phase + i) % POOL_SIZE]
-    np.copyto(buf.view(_UNIT), unit.view(_UNIT))
+    # by side in that phase, and tile them across the row (one copy).
+    unit = np.roll(pools, -phase, axis=0) if phase else pools
+    np.copyto(buf.reshape(n, padded // POOL_SIZE, POOL_SIZE), unit.T[:, None, :])
     _, xor_c, mul_c = _expand_constants(start, padded)
     np.bitwise_xor(buf, xor_c, out=buf)
     np.multiply(buf, mul_c, out=buf)
@@ -315,9 +322,6 @@ def _scratch(size: int) -> np.ndarray:
     if buf is None or buf.size < size:  # pragma: no mutate
         buf = _SCRATCH.buf = np.empty(size, dtype=np.uint32)
     return buf
-
-
-_UNIT = np.dtype((np.void, 4 * POOL_SIZE))
 
 
 @lru_cache(maxsize=64)

@@ -40,7 +40,7 @@ from .layout import (
 )
 from .optional import require
 
-__all__ = ["BIT_GENERATORS", "SeedTree"]
+__all__ = ["BIT_GENERATORS", "ChildGenerators", "SeedTree"]
 
 _NodeSeed = NodeSeed  # the name that pickles made by seedtree 0.1 refer to
 
@@ -353,8 +353,8 @@ class SeedTree:
             # that int64 cannot hold must be named before the conversion.
             if keys and set(map(type, keys)) == {int}:
                 ints = cast("list[int]", keys)  # pragma: no mutate - cast is for the type checker only
-                if 0 <= min(ints) and max(ints) < KEY_LIMIT:  # plain in-range ints (a batch)
-                    return check_int_keys(np.asarray(ints, dtype=np.int64), len(self._path))  # pragma: no mutate
+                if 0 <= min(ints) and max(ints) < KEY_LIMIT:  # plain in-range ints (a batch): checked
+                    return np.asarray(ints, dtype=np.uint32)
             if any(not isinstance(k, (int, np.integer)) or isinstance(k, bool) for k in keys):
                 for k in keys:
                     check_key(k, len(self._path))  # bools and floats fail here, with the key named
@@ -384,35 +384,46 @@ class SeedTree:
         cls = bit_generator_class(bit_generator)
         if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
             raise ValueError(f"chunk must be a positive int, got {chunk!r}")
-        count, dtype = SEED_REQUEST.get(cls, (4, np.uint64))
-        n_words = count * (2 if dtype is np.uint64 else 1)
         if isinstance(keys, range):  # checked now, made into arrays a chunk at a time
-            return self._generators(cls, self._checked_range(keys), n_words, dtype, int(chunk))
+            return self._generators(cls, self._checked_range(keys), int(chunk))
         if not isinstance(keys, np.ndarray):
             keys = list(keys)
         arr = self._int_keys(keys)
         if arr is None:
-            nodes = [self / key for key in keys]
-            return (np.random.Generator(cls(NodeSeed(node))) for node in nodes)  # type: ignore[arg-type]
-        return self._generators(cls, arr, n_words, dtype, int(chunk))
+            return iter(ChildGenerators(self, cls, list(keys), None))  # a list holding str or bytes
+        return self._generators(cls, arr, int(chunk))
 
-    def _generators(
-        self, cls: type, keys: np.ndarray | range, n_words: int, dtype: type, chunk: int
-    ) -> Iterator[np.random.Generator]:
-        state = self._mix_state()
-        generator = np.random.Generator
+    def _generators(self, cls: type, keys: np.ndarray | range, chunk: int) -> Iterator[np.random.Generator]:
         for lo in range(0, len(keys), chunk):
             part = keys[lo : lo + chunk]
-            if isinstance(part, range):
-                part = _range_keys(part)
-            words = mixing.derive_states(state, part, n_words)
-            if dtype is np.uint64:
-                words = as_uint64(words)
-            part_keys = part.tolist()
-            if part.ndim == 2:
-                part_keys = [tuple(k) for k in part_keys]
-            for key, row in zip(part_keys, words, strict=True):  # pragma: no mutate - equal lengths (one row per key)
-                yield generator(cls(NodeSeed(None, self, key, row)))
+            yield from self._child_generators(cls, _range_keys(part) if isinstance(part, range) else part)
+
+    def child_generators(
+        self, keys: Iterable[Key] | np.ndarray, bit_generator: str | type = "PCG64"
+    ) -> ChildGenerators:
+        """The generators of the children ``self / k``, their seed words derived now in one
+        vectorised call: ``child_generators(keys).make(i)`` is a new generator drawing exactly
+        what ``(self / keys[i]).numpy(bit_generator)`` draws, made when asked for (about a
+        microsecond: NumPy's own cost of a Generator). Keys are validated here. For a few
+        thousand keys at most (their words are held); ``generators`` streams any number."""
+        cls = bit_generator_class(bit_generator)
+        if not isinstance(keys, np.ndarray):
+            keys = list(keys)
+        arr = self._int_keys(keys)
+        if arr is None:
+            return ChildGenerators(self, cls, list(keys), None)  # a list holding str or bytes
+        return self._child_generators(cls, arr)
+
+    def _child_generators(self, cls: type, keys: np.ndarray) -> ChildGenerators:
+        count, dtype = SEED_REQUEST.get(cls, (4, np.uint64))
+        words = mixing.derive_states(self._mix_state(), keys, count * (2 if dtype is np.uint64 else 1))
+        if dtype is np.uint64:
+            words = as_uint64(words)
+        # The keys as NodeSeed names them (a child's node is made from them if asked for).
+        names: list[Any] = keys.tolist()
+        if keys.ndim == 2:
+            names = [tuple(k) for k in names]
+        return ChildGenerators(self, cls, names, list(words))
 
     # -- generators for this node -------------------------------------------------------
 
@@ -538,3 +549,39 @@ def _unpickle(entropy: int, path: tuple[Key, ...]) -> SeedTree:
     # handing back one shared node keeps its mixing state, so each task pays only for its
     # own key. Nodes are immutable values, so sharing them is safe.
     return SeedTree(entropy, path)
+
+
+class ChildGenerators:
+    """Generators for a run of children of one node (``SeedTree.child_generators``): the
+    children's seed words were derived together, and ``make(i)`` builds child i's
+    generator from its row. Immutable; safe to share between threads."""
+
+    __slots__ = ("_tree", "_cls", "_keys", "_rows")
+
+    def __init__(self, tree: SeedTree, cls: type, keys: list[Any], rows: list[np.ndarray] | None) -> None:
+        self._tree, self._cls, self._keys, self._rows = tree, cls, keys, rows
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __iter__(self) -> Iterator[np.random.Generator]:
+        """A new generator for each child in turn (``make(i)`` for each i, written out: a
+        call per child would cost a tenth of making its generator)."""
+        tree, cls, generator, rows = self._tree, self._cls, np.random.Generator, self._rows
+        if rows is None:
+            for key in self._keys:
+                yield generator(cls(NodeSeed(tree / key)))
+        else:
+            for key, row in zip(self._keys, rows, strict=True):  # pragma: no mutate - one row per key
+                yield generator(cls(NodeSeed(None, tree, key, row)))
+
+    def make(self, i: int) -> np.random.Generator:
+        """A new generator for child i, drawing exactly what ``(tree / keys[i]).numpy()``
+        draws with the bit generator asked for (each call a fresh one)."""
+        rows = self._rows
+        if rows is None:  # keys holding str or bytes: their nodes, one by one
+            seed = NodeSeed(self._tree / self._keys[i])
+        else:
+            seed = NodeSeed(None, self._tree, self._keys[i], rows[i])
+        made: np.random.Generator = np.random.Generator(self._cls(seed))
+        return made

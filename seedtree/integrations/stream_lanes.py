@@ -157,7 +157,7 @@ class Lane:
     buffer, and a batch counter. ``state()`` after a batch describes everything needed to
     continue exactly from there (the buffer as (shard, position) pairs)."""
 
-    CHUNK = 32  # samples read per vectorised binding call
+    CHUNK = 64  # samples read per vectorised binding call (a 64-sample batch: one call)
     PICK_BLOCK = 64  # shuffle-buffer draws made per call to the generator
 
     def __init__(

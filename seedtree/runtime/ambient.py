@@ -89,12 +89,12 @@ def rng() -> np.random.Generator:
             raise RuntimeError(_UNBOUND)
     else:  # item j of a batch: its generator is held by the batch, no slot is made
         batch, j = raw
-        gen = batch.made.get(j)  # pragma: no mutate - the check under the lock finds it: this one saves the lock
+        made = batch.made
+        gen = made.get(j)
         if gen is None:
-            with _first_use:  # two threads of one item must not both start a generator
-                gen = batch.made.get(j)
-                if gen is None:
-                    gen = batch.made[j] = batch.generator(j)
+            # No lock: threads of one item racing here each build a generator (no draw
+            # happened from either yet), and setdefault hands every one the first published.
+            gen = made.setdefault(j, batch.generator(j))
         return gen
     gen = binding.gen  # pragma: no mutate - the check under the lock finds it: this one saves the lock
     if gen is None:

@@ -18,13 +18,13 @@ that the indices are distinct does not.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..core.tree import SeedTree
+from ..core.tree import ChildGenerators, SeedTree
 
 __all__ = ["STATE", "AmbientSlot", "BatchSlot", "Binding", "NodeBatch", "NodeRef", "ProcessState", "resolve"]
 
@@ -80,7 +80,7 @@ class NodeBatch:
     nothing for it, and work that does gets exactly ``tree / keys[j]``. A key is validated
     when its node or its generator is made."""
 
-    __slots__ = ("tree", "keys", "made", "_slots", "_gens", "_next")
+    __slots__ = ("tree", "keys", "made", "_slots", "_blocks")
 
     def __init__(self, tree: SeedTree, keys: Any) -> None:
         self.tree = tree
@@ -88,10 +88,7 @@ class NodeBatch:
         self.made: dict[int, np.random.Generator] = {}
         """Item j's ``seedtree.rng()`` generator, once made."""
         self._slots: dict[int, AmbientSlot] = {}
-        self._gens: Iterator[np.random.Generator] | None = None
-        # The item whose generator self._gens yields next; its start value is only a
-        # placeholder, since the first generator() call derives and sets it.
-        self._next = 0  # pragma: no mutate
+        self._blocks: dict[int, ChildGenerators] = {}
 
     def slot(self, j: int) -> AmbientSlot:
         """Item j's binding: its node, and its ``rng()`` generator once one was made. Threads
@@ -110,25 +107,21 @@ class NodeBatch:
 
     def generator(self, j: int) -> np.random.Generator:
         """A new ``(tree / keys[j]).numpy()`` (what ``seedtree.rng()`` returns for item j).
-        The words of item j and of every later item are derived in one vectorised call
-        (``SeedTree.generators``) and their generators made as items ask, so a batch
-        whose items all draw pays about a microsecond per item; an item far past the last
-        one that asked starts a new derivation rather than making generators in between.
-        Not thread-safe by itself: ``rng()`` calls it under its first-use lock."""
-        # Not mutated: reading the iterator anew only restarts the derivation at item j.
-        gens = self._gens  # pragma: no mutate
-        restart = self._next > j or j - self._next > _SKIP_AHEAD
-        if gens is None or restart:
-            gens = self._gens = self.tree.generators(self.keys[j:])
-            self._next = j
-        while self._next < j:  # items in between did not ask
-            next(gens)
-            self._next += 1
-        self._next += 1
-        return next(gens)
+        The seed words of item j's block of ``_BLOCK`` items are derived in one vectorised
+        call when an item of the block first asks, so a batch whose items all draw pays
+        about a microsecond per item (NumPy's own cost of a Generator). Thread-safe: threads
+        racing on one block derive it alike and keep one; each call makes a new generator."""
+        # Not mutated: a block found or derived again gives the same words.
+        block = self._blocks.get(j >> _BLOCK_BITS)  # pragma: no mutate
+        if block is None:
+            lo = j >> _BLOCK_BITS << _BLOCK_BITS
+            block = self._blocks.setdefault(
+                j >> _BLOCK_BITS, self.tree.child_generators(self.keys[lo : lo + (1 << _BLOCK_BITS)])
+            )
+        return block.make(j & ((1 << _BLOCK_BITS) - 1))
 
 
-_SKIP_AHEAD = 8  # items a generator run skips (making and dropping theirs) before a new derivation pays
+_BLOCK_BITS = 8  # items whose seed words are derived together: 256 (a batch or a chunk of one)
 
 
 Binding = AmbientSlot | tuple[NodeBatch, int]
