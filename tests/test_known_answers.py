@@ -328,6 +328,24 @@ def test_keyed_shuffle_of_many_positions_at_once_equals_the_reference(n: int) ->
         assert np.array_equal(np.sort(got[:n]), np.arange(n))  # a bijection: every index once
 
 
+@pytest.mark.parametrize("n", [1, 3, 10, 257, 70_000, 2**32 - 5, 2**32, 2**32 + 1])
+def test_keyed_shuffle_by_round_tables_equals_the_arithmetic(n: int) -> None:
+    # Enough positions at once (at least a half's 2**bits values, domains up to 2**32) are
+    # evaluated through per-round tables; one position at a time, by the arithmetic. Both
+    # give the reference construction's indices, cycle-walks included.
+    perm = KeyedPermutation(SeedTree(ENTROPY, (7,)), n)
+    half = max(2, (n - 1).bit_length() + (n - 1).bit_length() % 2) // 2
+    many = (np.arange(max(1 << half, 5), dtype=np.int64) * 40_503) % n
+    tabled = _array(perm[many])
+    picks = sorted({0, 1, 2, len(many) // 2, len(many) - 1} & set(range(len(many))))
+    one_by_one = [perm[int(many[i])] for i in picks]
+    reference = _reference_permutation(ENTROPY, (7,), n, [int(many[i]) for i in picks])
+    assert tabled[picks].tolist() == one_by_one == reference
+    assert (perm._tables is not None) == (n <= 2**32)  # a larger domain never builds tables
+    if n <= 70_000:
+        assert np.array_equal(np.sort(_array(perm[np.arange(n)])), np.arange(n))
+
+
 def test_keyed_shuffle_of_ten_is_pinned() -> None:
     # Computed once with _reference_permutation(20240607, (5,), 10, range(10)).
     perm = KeyedPermutation(SeedTree(ENTROPY, (5,)), 10)

@@ -29,13 +29,14 @@ _M2 = np.uint64(0x94D049BB133111EB)
 _S1 = np.uint64(31)
 _S2 = np.uint64(29)
 _BLOCK = 1 << 16  # positions per block: a block's five uint64 arrays fit a core's L2 cache
+TABLE_BITS = 16  # halves of at most this many bits are looked up in round tables
 
 
 class KeyedPermutation:
     """A bijection of [0, n) keyed by a node (see the module docstring). Indexing with an
     int returns an int; with an integer array, an int64 array of the same shape."""
 
-    __slots__ = ("n", "_half", "_mask", "_keys")
+    __slots__ = ("n", "_half", "_mask", "_keys", "_tables")
 
     def __init__(self, node: SeedTree, n: int) -> None:
         if not isinstance(node, SeedTree):
@@ -52,6 +53,35 @@ class KeyedPermutation:
             2 * ROUNDS,  # pragma: no mutate - more words: only the first 2 * ROUNDS are read
         ).astype(np.uint64)
         self._keys = [words[2 * r] | (words[2 * r + 1] << np.uint64(32)) for r in range(ROUNDS)]
+        self._tables: list[np.ndarray] | None = None
+
+    def _round_tables(self) -> list[np.ndarray]:
+        """Each round's function of the right half, for every half value: a half has at most
+        ``TABLE_BITS`` bits here, so a round becomes one table lookup and one xor instead of
+        nine passes of arithmetic (the same values: the tables are the round function)."""
+        tables = self._tables
+        if tables is None:
+            halves = np.arange(1 << int(self._half), dtype=np.uint64)
+            scratch = np.empty((2, len(halves)), dtype=np.uint64)
+            tables = []
+            for key in self._keys:
+                f = scratch[0]
+                np.bitwise_xor(halves, key, out=f)
+                self._mix(f, scratch[1])
+                np.bitwise_and(f, self._mask, out=f)
+                tables.append(f.astype(np.int64))
+            self._tables = tables  # built twice by racing threads at worst: the same tables
+        return tables
+
+    @staticmethod
+    def _mix(f: np.ndarray, tmp: np.ndarray) -> None:
+        """The round function's 64-bit multiply-xorshift, in place (before the mask)."""
+        np.multiply(f, _M1, out=f)
+        np.right_shift(f, _S1, out=tmp)
+        np.bitwise_xor(f, tmp, out=f)
+        np.multiply(f, _M2, out=f)
+        np.right_shift(f, _S2, out=tmp)
+        np.bitwise_xor(f, tmp, out=f)
 
     def _rounds(self, x: np.ndarray, scratch: np.ndarray) -> np.ndarray:
         """The Feistel network applied to ``x`` (uint64, left unchanged), computed in
@@ -65,13 +95,26 @@ class KeyedPermutation:
         np.bitwise_and(x, mask, out=right)
         for key in self._keys:  # in place: a few passes over memory per round
             np.bitwise_xor(right, key, out=f)
-            np.multiply(f, _M1, out=f)
-            np.right_shift(f, _S1, out=tmp)
-            np.bitwise_xor(f, tmp, out=f)
-            np.multiply(f, _M2, out=f)
-            np.right_shift(f, _S2, out=tmp)
-            np.bitwise_xor(f, tmp, out=f)
+            self._mix(f, tmp)
             np.bitwise_and(f, mask, out=f)
+            np.bitwise_xor(f, left, out=f)
+            left, right, f = right, f, left
+        np.left_shift(left, half, out=left)
+        np.bitwise_or(left, right, out=left)
+        return left
+
+    def _looked_up(self, x: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+        """``_rounds`` through the round tables: ``x`` int64 (left unchanged), ``scratch``
+        int64 of shape (3, len(x)) or more columns; returns a view into it."""
+        half, mask, tables = int(self._half), int(self._mask), self._round_tables()
+        left: np.ndarray = scratch[0, : len(x)]
+        right: np.ndarray = scratch[1, : len(x)]
+        f: np.ndarray = scratch[2, : len(x)]
+        np.right_shift(x, half, out=left)
+        np.bitwise_and(x, mask, out=right)
+        for table in tables:
+            # Not mutated: every half is below the table's length, so no mode ever clips.
+            np.take(table, right, out=f, mode="clip")  # pragma: no mutate
             np.bitwise_xor(f, left, out=f)
             left, right, f = right, f, left
         np.left_shift(left, half, out=left)
@@ -87,17 +130,22 @@ class KeyedPermutation:
             raise IndexError(f"positions must be in [0, {self.n}), got {int(pos.min())}..{int(pos.max())}")
         flat = pos.reshape(-1)  # pragma: no mutate (NumPy reads any negative size as "the rest")
         out = np.empty(flat.size, dtype=np.int64)
-        # Block by block: about 40 passes over memory run on arrays that stay in the
-        # CPU's cache, instead of streaming the whole epoch through memory 40 times.
+        # Many positions of a domain of at most 2**32: the rounds by table (built once per
+        # permutation, at most 2**16 entries a round), else the arithmetic itself.
+        tabled = self._half <= TABLE_BITS and flat.size >= 1 << int(self._half)
+        rounds, dtype = (self._looked_up, np.int64) if tabled else (self._rounds, np.uint64)
+        # Block by block: the passes over memory run on arrays that stay in the CPU's
+        # cache, instead of streaming the whole epoch through memory a pass at a time.
         rows = min(flat.size, _BLOCK)
-        scratch = np.empty((4, rows), dtype=np.uint64)  # pragma: no mutate (more rows: unused)
-        n = np.uint64(self.n)
+        scratch = np.empty((4, rows), dtype=dtype)  # pragma: no mutate (more rows: unused)
+        n = dtype(self.n)
         for start in range(0, flat.size, _BLOCK):
-            block = self._rounds(flat[start : start + _BLOCK].astype(np.uint64), scratch)
+            # Not mutated: the rounds only read their input, so a copy or a view is the same.
+            block = rounds(flat[start : start + _BLOCK].astype(dtype, copy=False), scratch)  # pragma: no mutate
             walk = np.flatnonzero(block >= n)
             while walk.size:  # cycle-walking: map again until inside [0, n)
-                scratch_walk = np.empty((4, walk.size), dtype=np.uint64)  # pragma: no mutate (more rows: unused)
-                block[walk] = self._rounds(block[walk], scratch_walk)
+                scratch_walk = np.empty((4, walk.size), dtype=dtype)  # pragma: no mutate (more rows: unused)
+                block[walk] = rounds(block[walk], scratch_walk)
                 walk = walk[block[walk] >= n]
             out[start : start + len(block)] = block  # below n <= 2**40: the same value as int64
         result = out.reshape(pos.shape)
