@@ -342,8 +342,26 @@ def test_keyed_shuffle_by_round_tables_equals_the_arithmetic(n: int) -> None:
     reference = _reference_permutation(ENTROPY, (7,), n, [int(many[i]) for i in picks])
     assert tabled[picks].tolist() == one_by_one == reference
     assert (perm._tables is not None) == (n <= 2**32)  # a larger domain never builds tables
+    few = KeyedPermutation(SeedTree(ENTROPY, (7,)), n)
+    assert few[np.array([n - 1])].tolist() == [perm[n - 1]]
+    assert few._tables is None  # fewer positions than a table holds (at least 2): none built
     if n <= 70_000:
         assert np.array_equal(np.sort(_array(perm[np.arange(n)])), np.arange(n))
+
+
+def test_keyed_shuffle_pickles_without_its_tables_and_reads_older_pickles() -> None:
+    import copy
+
+    perm = KeyedPermutation(SeedTree(ENTROPY, (7,)), 1000)
+    order = _array(perm[np.arange(1000)])
+    assert perm._tables is not None
+    for again in (pickle.loads(pickle.dumps(perm)), copy.deepcopy(perm)):
+        assert again._tables is None and len(again) == 1000  # a cache: rebuilt on demand
+        assert _array(again[np.arange(1000)]).tolist() == order.tolist() and again._tables is not None
+    # A pickle from before the tables: the default state of a class with slots.
+    older = KeyedPermutation.__new__(KeyedPermutation)
+    older.__setstate__((None, {"n": perm.n, "_half": perm._half, "_mask": perm._mask, "_keys": perm._keys}))
+    assert _array(older[np.arange(1000)]).tolist() == order.tolist()
 
 
 def test_keyed_shuffle_of_ten_is_pinned() -> None:
@@ -733,6 +751,7 @@ def test_expand_at_fills_the_out_it_is_given_or_refuses_it() -> None:
     expected = [(SeedTree(ENTROPY) / k).words(3, 8).tolist() for k in (1, 2)]
     assert out.tolist() == expected
     assert mixing.expand_at(state, 3, 6).tolist() == [row[:6] for row in expected]  # a trimmed buffer
+    assert mixing.expand_at(list(state), 3, 8).tolist() == expected  # four arrays of pool words too
     for bad in (np.empty((2, 4), np.uint32), np.empty((2, 8), np.int32), np.empty((8, 2), np.uint32).T):
         with pytest.raises(ValueError) as info:
             mixing.expand_at(state, 3, 8, bad)

@@ -124,6 +124,15 @@ def test_a_batch_of_several_blocks_gives_each_item_its_own_generator(order: list
         assert rows.generator(j).random(2).tolist() == (tree / keys[j] / (2 * keys[j])).numpy().random(2).tolist()
 
 
+def test_a_batch_far_past_its_first_block_reads_its_own_block() -> None:
+    # Blocks are found by their index: item 65 600's block is not item 1's (whose block a
+    # shifted index would collide with).
+    tree = SeedTree(6) / "far"
+    batch = NodeBatch(tree, list(range(70_000)))
+    for j in (1, 65_600, 256, 1):
+        assert batch.generator(j).random(2).tolist() == (tree / j).numpy().random(2).tolist()
+
+
 def test_resolve_gives_a_node_itself_and_makes_a_batch_item() -> None:
     tree = SeedTree(5)
     assert resolve(tree / "a") == tree / "a"

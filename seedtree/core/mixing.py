@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -244,7 +245,7 @@ SMALL = 1024  # up to this many children, absorb_many + expand_at (fewer calls) 
 
 def derive_states(state: MixState, keys: np.ndarray, n_words: int) -> np.ndarray:
     """``generate_state(n_words)`` of each child of ``state``: row i absorbs ``keys[i]``
-    (shape (n,) or (n, depth), uint32). Equal to ``expand_many(absorb_many(...)[0], n_words)``,
+    (shape (n,) or (n, depth), uint32). Equal to ``expand_at(absorb_many(...)[0], 0, n_words)``,
     computed block by block in reused buffers (cache-sized, no temporaries)."""
     keys = keys[:, None] if keys.ndim == 1 else keys
     n, depth = keys.shape
@@ -278,12 +279,13 @@ def derive_states(state: MixState, keys: np.ndarray, n_words: int) -> np.ndarray
     return out
 
 
-def expand_at(pools: np.ndarray, start: int, count: int, out: np.ndarray | None = None) -> np.ndarray:
+def expand_at(pools: Any, start: int, count: int, out: np.ndarray | None = None) -> np.ndarray:
     """Vectorised ``expand(pool, start, count)`` for many pools (a (4, n) array, as
-    ``absorb_many`` gives): shape (n, count), each row contiguous; written into ``out`` (a
+    ``absorb_many`` gives, or four arrays of pool words): shape (n, count), each row contiguous; written into ``out`` (a
     C-contiguous uint32 array of that shape) when given. Row-major, for few children and
     many words (per-batch seeding); for many children and few words ``derive_states`` is
     faster."""
+    pools = np.asarray(pools)  # four arrays of pool words are taken too
     n = pools.shape[1]
     phase = start % POOL_SIZE
     padded = -(-count // POOL_SIZE) * POOL_SIZE

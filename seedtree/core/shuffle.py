@@ -59,17 +59,18 @@ class KeyedPermutation:
         """Each round's function of the right half, for every half value: a half has at most
         ``TABLE_BITS`` bits here, so a round becomes one table lookup and one xor instead of
         nine passes of arithmetic (the same values: the tables are the round function)."""
-        tables = self._tables
+        tables = self._tables  # pragma: no mutate - tables built again are the same tables
         if tables is None:
-            halves = np.arange(1 << int(self._half), dtype=np.uint64)
-            scratch = np.empty((2, len(halves)), dtype=np.uint64)
+            # Not mutated: a longer table or more scratch rows hold entries never read.
+            halves = np.arange(1 << int(self._half), dtype=np.uint64)  # pragma: no mutate
+            scratch = np.empty((2, len(halves)), dtype=np.uint64)  # pragma: no mutate
             tables = []
             for key in self._keys:
                 f = scratch[0]
                 np.bitwise_xor(halves, key, out=f)
                 self._mix(f, scratch[1])
                 np.bitwise_and(f, self._mask, out=f)
-                tables.append(f.astype(np.int64))
+                tables.append(f.astype(np.int64))  # pragma: no mutate - below 2**16: float64 holds them too
             self._tables = tables  # built twice by racing threads at worst: the same tables
         return tables
 
@@ -109,7 +110,7 @@ class KeyedPermutation:
         half, mask, tables = int(self._half), int(self._mask), self._round_tables()
         left: np.ndarray = scratch[0, : len(x)]
         right: np.ndarray = scratch[1, : len(x)]
-        f: np.ndarray = scratch[2, : len(x)]
+        f: np.ndarray = scratch[2, : len(x)]  # pragma: no mutate - any third row of the scratch
         np.right_shift(x, half, out=left)
         np.bitwise_and(x, mask, out=right)
         for table in tables:
@@ -153,3 +154,14 @@ class KeyedPermutation:
 
     def __len__(self) -> int:
         return self.n
+
+    def __getstate__(self) -> dict[str, object]:
+        # The round tables are a cache (up to 2 MB): rebuilt on demand, never pickled.
+        return {"n": self.n, "_half": self._half, "_mask": self._mask, "_keys": self._keys}
+
+    def __setstate__(self, state: dict[str, object] | tuple[None, dict[str, object]]) -> None:
+        # A pickle made before the tables existed holds the default (None, slots) form.
+        slots = state[1] if isinstance(state, tuple) else state
+        for name, value in slots.items():
+            setattr(self, name, value)
+        self._tables = None

@@ -403,11 +403,12 @@ class SeedTree:
     ) -> ChildGenerators:
         """The generators of the children ``self / k``, their seed words derived now in one
         vectorised call: ``child_generators(keys).make(i)`` is a new generator drawing exactly
-        what ``(self / keys[i]).numpy(bit_generator)`` draws, made when asked for (about a
+        what ``(self / keys[i]).numpy(bit_generator)`` draws (``self.child(*keys[i])`` for
+        a row of a 2-D key array), made when asked for (about a
         microsecond: NumPy's own cost of a Generator). Keys are validated here. For a few
         thousand keys at most (their words are held); ``generators`` streams any number."""
         cls = bit_generator_class(bit_generator)
-        if not isinstance(keys, np.ndarray):
+        if not isinstance(keys, (np.ndarray, range)):
             keys = list(keys)
         arr = self._int_keys(keys)
         if arr is None:
@@ -577,7 +578,8 @@ class ChildGenerators:
 
     def make(self, i: int) -> np.random.Generator:
         """A new generator for child i, drawing exactly what ``(tree / keys[i]).numpy()``
-        draws with the bit generator asked for (each call a fresh one)."""
+        (``tree.child(*keys[i])`` for a row of a 2-D key array) draws with the bit generator
+        asked for (each call a fresh one)."""
         rows = self._rows
         if rows is None:  # keys holding str or bytes: their nodes, one by one
             seed = NodeSeed(self._tree / self._keys[i])

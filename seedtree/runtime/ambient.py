@@ -90,7 +90,7 @@ def rng() -> np.random.Generator:
     else:  # item j of a batch: its generator is held by the batch, no slot is made
         batch, j = raw
         made = batch.made
-        gen = made.get(j)
+        gen = made.get(j)  # pragma: no mutate - a fast path: setdefault below returns the one made
         if gen is None:
             # No lock: threads of one item racing here each build a generator (no draw
             # happened from either yet), and setdefault hands every one the first published.

@@ -78,7 +78,8 @@ class NodeBatch:
     made only when asked for. Binding item j of a batch is then one ``(batch, j)`` tuple:
     work that never asks for its node (no ``seedtree.rng()``, no ``current()``) pays
     nothing for it, and work that does gets exactly ``tree / keys[j]``. A key is validated
-    when its node or its generator is made."""
+    when its node is made, or with the other keys of its block of 256 when an item of the
+    block first asks for its generator."""
 
     __slots__ = ("tree", "keys", "made", "_slots", "_blocks")
 
@@ -111,17 +112,17 @@ class NodeBatch:
         call when an item of the block first asks, so a batch whose items all draw pays
         about a microsecond per item (NumPy's own cost of a Generator). Thread-safe: threads
         racing on one block derive it alike and keep one; each call makes a new generator."""
+        b = j >> _BLOCK_BITS
+        lo = b << _BLOCK_BITS
         # Not mutated: a block found or derived again gives the same words.
-        block = self._blocks.get(j >> _BLOCK_BITS)  # pragma: no mutate
+        block = self._blocks.get(b)  # pragma: no mutate
         if block is None:
-            lo = j >> _BLOCK_BITS << _BLOCK_BITS
-            block = self._blocks.setdefault(
-                j >> _BLOCK_BITS, self.tree.child_generators(self.keys[lo : lo + (1 << _BLOCK_BITS)])
-            )
-        return block.make(j & ((1 << _BLOCK_BITS) - 1))
+            block = self._blocks.setdefault(b, self.tree.child_generators(self.keys[lo : lo + _BLOCK]))
+        return block.make(j - lo)
 
 
 _BLOCK_BITS = 8  # items whose seed words are derived together: 256 (a batch or a chunk of one)
+_BLOCK = 1 << _BLOCK_BITS  # pragma: no mutate - a longer block derives more words, the same generators
 
 
 Binding = AmbientSlot | tuple[NodeBatch, int]
