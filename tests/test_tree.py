@@ -204,11 +204,27 @@ def test_child_generators_make_each_childs_numpy_when_asked(name: str) -> None:
         assert len(made) == len(nodes)
         for i in (len(nodes) - 1, 0, *range(len(nodes))):  # any order, any number of times
             gen = made.make(i)
+            # Built from the words derived for it: the child's node is not made (but for
+            # str keys, whose words are the node's own).
+            assert (gen.bit_generator.seed_seq._node_ is None) == (nodes is not cases[2][1])
             assert type(gen.bit_generator).__name__ == name
             assert _draws(gen) == _draws(nodes[i].numpy(name))
             assert gen.bit_generator.seed_seq.spawn_key == nodes[i].spawn_key
         assert made.make(0) is not made.make(0)  # a new generator each time: never shared
-        assert [_draws(g) for g in made] == [_draws(node.numpy(name)) for node in nodes]
+        gens = list(made)
+        assert [g.bit_generator.seed_seq._node_ is None for g in gens] == [nodes is not cases[2][1]] * len(nodes)
+        assert [g.bit_generator.seed_seq.spawn_key for g in gens] == [node.spawn_key for node in nodes]
+        assert [_draws(g) for g in gens] == [_draws(node.numpy(name)) for node in nodes]
+
+
+def test_child_generators_of_a_bit_generator_subclass_read_four_64_bit_words() -> None:
+    class Sub(np.random.PCG64):  # not in SEED_REQUEST: seeded like NumPy seeds any, 4 x uint64
+        pass
+
+    root = SeedTree(11)
+    gen = root.child_generators([5, 6], Sub).make(1)
+    assert type(gen.bit_generator) is Sub and gen.bit_generator.seed_seq._node_ is None
+    assert _draws(gen) == _draws(np.random.Generator(Sub(np.random.SeedSequence(11, spawn_key=(6,)))))
 
 
 def test_child_generators_refuse_bad_keys_when_called() -> None:

@@ -297,7 +297,7 @@ def expand_at(pools: Any, start: int, count: int, out: np.ndarray | None = None)
         buf = out
     # Word i reads pool word (start + i) % 4: lay the four pool words of each child side
     # by side in that phase, and tile them across the row (one copy).
-    unit = np.roll(pools, -phase, axis=0) if phase else pools
+    unit = np.roll(pools, -phase, axis=0) if phase else pools  # pragma: no mutate - a roll by 0: the same
     np.copyto(buf.reshape(n, padded // POOL_SIZE, POOL_SIZE), unit.T[:, None, :])
     _, xor_c, mul_c = _expand_constants(start, padded)
     np.bitwise_xor(buf, xor_c, out=buf)
