@@ -281,10 +281,10 @@ def derive_states(state: MixState, keys: np.ndarray, n_words: int) -> np.ndarray
 
 def expand_at(pools: Any, start: int, count: int, out: np.ndarray | None = None) -> np.ndarray:
     """Vectorised ``expand(pool, start, count)`` for many pools (a (4, n) array, as
-    ``absorb_many`` gives, or four arrays of pool words): shape (n, count), each row contiguous; written into ``out`` (a
-    C-contiguous uint32 array of that shape) when given. Row-major, for few children and
-    many words (per-batch seeding); for many children and few words ``derive_states`` is
-    faster."""
+    ``absorb_many`` gives, or four arrays of pool words): shape (n, count), each row
+    contiguous; written into ``out`` (a C-contiguous uint32 array of that shape) when
+    given. Row-major, for few children and many words (per-batch seeding); for many
+    children and few words ``derive_states`` is faster."""
     pools = np.asarray(pools)  # four arrays of pool words are taken too
     n = pools.shape[1]
     phase = start % POOL_SIZE

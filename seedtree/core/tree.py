@@ -402,11 +402,11 @@ class SeedTree:
         self, keys: Iterable[Key] | np.ndarray, bit_generator: str | type = "PCG64"
     ) -> ChildGenerators:
         """The generators of the children ``self / k``, their seed words derived now in one
-        vectorised call: ``child_generators(keys).make(i)`` is a new generator drawing exactly
-        what ``(self / keys[i]).numpy(bit_generator)`` draws (``self.child(*keys[i])`` for
-        a row of a 2-D key array), made when asked for (about a
-        microsecond: NumPy's own cost of a Generator). Keys are validated here. For a few
-        thousand keys at most (their words are held); ``generators`` streams any number."""
+        vectorised call: ``child_generators(keys).make(i)`` is a new generator drawing
+        exactly what ``(self / keys[i]).numpy(bit_generator)`` draws (``self.child(*keys[i])``
+        for a row of a 2-D key array), made when asked for (about a microsecond: NumPy's own
+        cost of a Generator). Keys are validated here. For a few thousand keys at most
+        (their words are held); ``generators`` streams any number."""
         cls = bit_generator_class(bit_generator)
         if not isinstance(keys, (np.ndarray, range)):
             keys = list(keys)

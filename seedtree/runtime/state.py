@@ -110,7 +110,7 @@ class NodeBatch:
         """A new ``(tree / keys[j]).numpy()`` (what ``seedtree.rng()`` returns for item j).
         The seed words of item j's block of ``_BLOCK`` items are derived in one vectorised
         call when an item of the block first asks, so a batch whose items all draw pays
-        about a microsecond per item (NumPy's own cost of a Generator). Thread-safe: threads
+        about 2 µs per item (half of it NumPy's own cost of a Generator). Thread-safe: threads
         racing on one block derive it alike and keep one; each call makes a new generator."""
         b = j >> _BLOCK_BITS
         lo = b << _BLOCK_BITS
