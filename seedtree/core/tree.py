@@ -390,7 +390,7 @@ class SeedTree:
             keys = list(keys)
         arr = self._int_keys(keys)
         if arr is None:
-            return iter(ChildGenerators(self, cls, list(keys), None))  # a list holding str or bytes
+            return iter(ChildGenerators(self, cls, cast("list[Any]", keys), None))  # a list holding str or bytes
         return self._generators(cls, arr, int(chunk))
 
     def _generators(self, cls: type, keys: np.ndarray | range, chunk: int) -> Iterator[np.random.Generator]:
@@ -412,7 +412,7 @@ class SeedTree:
             keys = list(keys)
         arr = self._int_keys(keys)
         if arr is None:
-            return ChildGenerators(self, cls, list(keys), None)  # a list holding str or bytes
+            return ChildGenerators(self, cls, cast("list[Any]", keys), None)  # a list holding str or bytes
         return self._child_generators(cls, arr)
 
     def _child_generators(self, cls: type, keys: np.ndarray) -> ChildGenerators:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..core.optional import require
@@ -165,16 +165,11 @@ class _EpochOrder:
         whole lists are built at C speed, and memory stays bounded for any n."""
         for lo in range(0, len(positions), chunk):
             part = positions[lo : lo + chunk]
-            # zip builds the (epoch, i, 0) tuples in C: a fifth less than a comprehension.
             if order is None:
-                yield list(zip(itertools.repeat(epoch, len(part)), part, itertools.repeat(0, len(part)), strict=True))
+                yield _first_items(epoch, part)
             elif isinstance(order, KeyedPermutation):
                 picked = np.asarray(order[np.arange(part.start, part.stop, part.step, dtype=np.int64)])
-                yield list(
-                    zip(
-                        itertools.repeat(epoch, len(part)), picked.tolist(), itertools.repeat(0, len(part)), strict=True
-                    )
-                )
+                yield _first_items(epoch, picked.tolist())
             elif self.units == "batches":
                 yield [[(epoch, i, k) for i, k in order[p]] for p in part]
             else:
@@ -198,3 +193,9 @@ class _EpochOrder:
 
     def _remaining_batches(self) -> int:
         return self._batches(self.start)
+
+
+def _first_items(epoch: int, indices: Sequence[int]) -> list[tuple[int, int, int]]:
+    """``[(epoch, i, 0) for i in indices]``, the tuples built by zip in C (a fifth less)."""
+    n = len(indices)
+    return list(zip(itertools.repeat(epoch, n), indices, itertools.repeat(0, n), strict=True))
