@@ -133,6 +133,21 @@ def test_a_batch_far_past_its_first_block_reads_its_own_block() -> None:
         assert batch.generator(j).random(2).tolist() == (tree / j).numpy().random(2).tolist()
 
 
+def test_a_bad_key_is_refused_when_its_block_asks_and_no_generator_is_kept() -> None:
+    # An item's generator derives its whole block, so a bad key anywhere in it is named
+    # then (at its path position, as tree / key names it); rng() keeps nothing for the item.
+    tree = SeedTree(6) / "bad"
+    batch = NodeBatch(tree, [1, -1, 2])
+    token = ambient.VAR.set((batch, 2))
+    try:
+        with pytest.raises(ValueError, match=r"path key #1 \(-1\) is outside \[0, 2\*\*32\)"):
+            st.rng()
+    finally:
+        ambient.VAR.reset(token)
+    assert batch.made == {}
+    assert batch.node(0) == tree / 1  # the good items' nodes are still made one by one
+
+
 def test_resolve_gives_a_node_itself_and_makes_a_batch_item() -> None:
     tree = SeedTree(5)
     assert resolve(tree / "a") == tree / "a"
