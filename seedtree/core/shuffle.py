@@ -84,9 +84,10 @@ class KeyedPermutation:
         np.right_shift(f, _S2, out=tmp)
         np.bitwise_xor(f, tmp, out=f)
 
-    def _rounds(self, x: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    def _rounds(self, x: np.ndarray, scratch: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """The Feistel network applied to ``x`` (uint64, left unchanged), computed in
-        ``scratch`` (shape (4, len(x)) or more columns); returns a view into it."""
+        ``scratch`` (shape (4, len(x)) or more columns); returns ``out`` (of x's length and
+        dtype) holding the result, or a view into the scratch when no ``out`` is given."""
         half, mask = self._half, self._mask
         left: np.ndarray = scratch[0, : len(x)]
         right: np.ndarray = scratch[1, : len(x)]
@@ -100,13 +101,18 @@ class KeyedPermutation:
             np.bitwise_and(f, mask, out=f)
             np.bitwise_xor(f, left, out=f)
             left, right, f = right, f, left
-        np.left_shift(left, half, out=left)
-        np.bitwise_or(left, right, out=left)
-        return left
+        return self._joined(left, right, out)
 
-    def _looked_up(self, x: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    def _joined(self, left: np.ndarray, right: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        """``left << half | right``, written into ``out`` (or over ``left``)."""
+        dest = left if out is None else out
+        np.left_shift(left, int(self._half), out=dest)
+        np.bitwise_or(dest, right, out=dest)
+        return dest
+
+    def _looked_up(self, x: np.ndarray, scratch: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``_rounds`` through the round tables: ``x`` int64 (left unchanged), ``scratch``
-        int64 of shape (3, len(x)) or more columns; returns a view into it."""
+        int64 of shape (3, len(x)) or more columns, ``out`` as there."""
         half, mask, tables = int(self._half), int(self._mask), self._round_tables()
         left: np.ndarray = scratch[0, : len(x)]
         right: np.ndarray = scratch[1, : len(x)]
@@ -115,12 +121,10 @@ class KeyedPermutation:
         np.bitwise_and(x, mask, out=right)
         for table in tables:
             # Not mutated: every half is below the table's length, so no mode ever clips.
-            np.take(table, right, out=f, mode="clip")  # pragma: no mutate
+            table.take(right, out=f, mode="clip")  # pragma: no mutate
             np.bitwise_xor(f, left, out=f)
             left, right, f = right, f, left
-        np.left_shift(left, half, out=left)
-        np.bitwise_or(left, right, out=left)
-        return left
+        return self._joined(left, right, out)
 
     def __getitem__(self, positions: int | np.ndarray) -> int | np.ndarray:
         scalar = np.ndim(positions) == 0
@@ -137,18 +141,20 @@ class KeyedPermutation:
         rounds, dtype = (self._looked_up, np.int64) if tabled else (self._rounds, np.uint64)
         # Block by block: the passes over memory run on arrays that stay in the CPU's
         # cache, instead of streaming the whole epoch through memory a pass at a time.
-        rows = min(flat.size, _BLOCK)
-        scratch = np.empty((4, rows), dtype=dtype)  # pragma: no mutate (more rows: unused)
+        scratch = np.empty((4, min(flat.size, _BLOCK)), dtype=dtype)  # pragma: no mutate (more rows: unused)
         n = dtype(self.n)
+        # The rounds write each block straight into the result: every value is below 2**42,
+        # so the int64 result read as uint64 holds the same bits (the arithmetic's dtype).
+        result_as = out.view(dtype)
         for start in range(0, flat.size, _BLOCK):
             # Not mutated: the rounds only read their input, so a copy or a view is the same.
-            block = rounds(flat[start : start + _BLOCK].astype(dtype, copy=False), scratch)  # pragma: no mutate
+            x = flat[start : start + _BLOCK].astype(dtype, copy=False)  # pragma: no mutate
+            block = rounds(x, scratch, result_as[start : start + len(x)])
             walk = np.flatnonzero(block >= n)
             while walk.size:  # cycle-walking: map again until inside [0, n)
-                scratch_walk = np.empty((4, walk.size), dtype=dtype)  # pragma: no mutate (more rows: unused)
-                block[walk] = rounds(block[walk], scratch_walk)
+                # block[walk] is a copy, so the rounds may use the scratch again.
+                block[walk] = rounds(block[walk], scratch)
                 walk = walk[block[walk] >= n]
-            out[start : start + len(block)] = block  # below n <= 2**40: the same value as int64
         result = out.reshape(pos.shape)
         return int(result) if scalar else result
 
