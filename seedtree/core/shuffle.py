@@ -143,7 +143,7 @@ class KeyedPermutation:
         # cache, instead of streaming the whole epoch through memory a pass at a time.
         scratch = np.empty((4, min(flat.size, _BLOCK)), dtype=dtype)  # pragma: no mutate (more rows: unused)
         n = dtype(self.n)
-        # The rounds write each block straight into the result: every value is below 2**42,
+        # The rounds write each block straight into the result: every value is below 2**40,
         # so the int64 result read as uint64 holds the same bits (the arithmetic's dtype).
         result_as = out.view(dtype)
         for start in range(0, flat.size, _BLOCK):
