@@ -424,34 +424,23 @@ def section_e(n: int, rounds: int, grain_slice: int, corr_seeds: int, skipped: d
             perm[chunk[: min(len(chunk), n - lo)] + lo]
 
     # A reference for the keyed shuffle's speed (not a bound: other dtypes or layouts of
-    # the same passes may run faster): the passes its table path makes on every position
+    # the same passes may run faster): the library's own table passes on every position
     # (split the halves, four int64 table gathers and xors, join), nothing else: no
     # argument check, no output array, no range test, no cycle-walking.
-    tables = [np.asarray(t) for t in internal("seedtree.core.shuffle:KeyedPermutation._round_tables")(perm)]
-    bits = max(2, (n - 1).bit_length())  # as KeyedPermutation counts them
-    half = (bits + bits % 2) // 2
-    mask = (1 << half) - 1
+    passes = internal("seedtree.core.shuffle:KeyedPermutation._looked_up")
     scratch = np.empty((4, len(chunk)), dtype=np.int64)
 
     def table_passes(stop: int = n) -> np.ndarray:
         for lo in range(0, stop, len(chunk)):
             x = chunk[: min(len(chunk), stop - lo)] + lo
-            left, right, f, out = (row[: len(x)] for row in scratch)
-            np.right_shift(x, half, out=left)
-            np.bitwise_and(x, mask, out=right)
-            for table in tables:
-                table.take(right, out=f, mode="clip")
-                np.bitwise_xor(f, left, out=f)
-                left, right, f = right, f, left
-            np.left_shift(left, half, out=out)
-            np.bitwise_or(out, right, out=out)
+            out = passes(perm, x, scratch, scratch[3, : len(x)])
         return out
 
     # It must compute the permutation itself: every image already inside [0, n) is final.
     first = table_passes(len(chunk)).copy()
     inside = first < n
     if not np.array_equal(first[inside], np.asarray(perm[chunk])[inside]):
-        raise SystemExit("per_sample.py: the table-path floor no longer matches KeyedPermutation: update section e")
+        raise SystemExit("per_sample.py: the table passes no longer match KeyedPermutation: update section e")
 
     sampler = loader(Nothing(n), st.SeedTree(SEED), batch_size=BATCH, shuffle=True).sampler
     variants: dict[str, Callable[[], Any]] = {
